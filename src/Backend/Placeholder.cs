@@ -1,0 +1,1 @@
+namespace SageAttn.Backend; internal static class Placeholder {}

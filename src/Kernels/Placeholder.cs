@@ -1,0 +1,1 @@
+namespace SageAttn.Kernels; internal static class Placeholder {}

@@ -1,0 +1,1 @@
+namespace SageAttn.Quantization; internal static class Placeholder {}
