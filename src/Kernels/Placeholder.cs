@@ -1,1 +1,0 @@
-namespace SageAttn.Kernels; internal static class Placeholder {}
