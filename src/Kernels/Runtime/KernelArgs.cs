@@ -11,7 +11,8 @@ namespace SageAttn.Kernels.Runtime;
 /// Layouts (verified in ILGPU 1.5.3 PTX, see <see cref="PtxCompiler"/>): an
 /// <c>ArrayView&lt;T&gt;</c> is 16 bytes aligned to 8, {device pointer, int64 element count};
 /// <c>int</c> and <c>float</c> are 4 bytes; a struct parameter is passed by value with its C#
-/// sequential layout; a <c>SpecializedValue&lt;T&gt;</c> keeps its slot (pass the same value with
+/// sequential layout (a struct holding views needs a host mirror with <see cref="DeviceView"/>
+/// fields, because <c>ArrayView&lt;T&gt;</c> is not unmanaged); a <c>SpecializedValue&lt;T&gt;</c> keeps its slot (pass the same value with
 /// <see cref="Add{T}"/>; the specialized kernel ignores it). Values are copied into one unmanaged
 /// block when added, so the builder can be reused only after the launch call returned (the driver
 /// copies parameters at launch). Dispose frees the block.
@@ -30,7 +31,7 @@ public sealed unsafe class KernelArgs : IDisposable
     public KernelArgs AddView(IntPtr pointer, long length)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(length);
-        return Add(new ViewArgument(pointer, length));
+        return Add(new DeviceView(pointer, length));
     }
 
     /// <summary>Adds an <c>int</c> parameter (<c>.b32</c>).</summary>
@@ -108,13 +109,5 @@ public sealed unsafe class KernelArgs : IDisposable
         // parameter by its PTX size and alignment from wherever the pointer points.
         int size = Unsafe.SizeOf<T>();
         return size >= 8 ? 8 : size >= 4 ? 4 : size >= 2 ? 2 : 1;
-    }
-
-    /// <summary>The 16-byte device image of an ILGPU <c>ArrayView&lt;T&gt;</c>.</summary>
-    [StructLayout(LayoutKind.Sequential, Pack = 8)]
-    private readonly struct ViewArgument(IntPtr pointer, long length)
-    {
-        public readonly IntPtr Pointer = pointer;
-        public readonly long Length = length;
     }
 }

@@ -175,7 +175,8 @@ public sealed class PtxCompiler : IDisposable
         var result = new object[values.Count];
         for (int i = 0; i < values.Count; i++)
         {
-            var parameterType = specialized[i].ParameterType;
+            // Explicitly grouped kernels have no index parameter, so Index is the C# parameter position.
+            var parameterType = kernel.GetParameters()[specialized[i].Index].ParameterType;
             var elementType = parameterType.GetGenericArguments()[0];
             var value = values[i] ?? throw new ArgumentException(
                 $"Specialized value {i} of kernel '{kernel.Name}' is null.", nameof(values));

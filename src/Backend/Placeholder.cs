@@ -1,1 +1,0 @@
-namespace SageAttn.Backend; internal static class Placeholder {}
