@@ -1,0 +1,28 @@
+using SageAttn.Kernels.Attention;
+using SageAttn.Quantization;
+
+namespace SageAttn.Kernels.Host;
+
+/// <summary>Choices that change how attention is quantized and computed.</summary>
+public sealed record SageAttentionOptions
+{
+    /// <summary>P·V precision; v2 (FP8, FP32 two-level accumulation) by default.</summary>
+    public AttentionVariant Variant { get; init; } = AttentionVariant.QkInt8PvFp8;
+
+    /// <summary>INT8 scale granularity of Q and K; per-thread (the most accurate) by default.</summary>
+    public QuantGranularity Granularity { get; init; } = QuantGranularity.PerThread;
+
+    /// <summary>Subtract the per-channel mean of K before quantizing (default on: it removes K's outlier channels).</summary>
+    public bool SmoothK { get; init; } = true;
+
+    /// <summary>Subtract the per-channel mean of V before quantizing and add it back to O.</summary>
+    public bool SmoothV { get; init; }
+
+    /// <summary>The V storage the variant needs.</summary>
+    public VFormat VFormat => Variant switch
+    {
+        AttentionVariant.QkInt8PvFp8Fp16Accum => VFormat.Fp8ForFp16Accum,
+        AttentionVariant.QkInt8PvFp16 => VFormat.Fp16,
+        _ => VFormat.Fp8ForFp32Accum,
+    };
+}

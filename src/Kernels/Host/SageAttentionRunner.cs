@@ -1,0 +1,164 @@
+using ILGPU;
+using ILGPU.Runtime;
+using SageAttn.Kernels.Attention;
+using SageAttn.Quantization;
+using SageAttn.Quantization.Kernels;
+
+namespace SageAttn.Kernels.Host;
+
+/// <summary>
+/// Runs Sage attention on an ILGPU accelerator (the CPU accelerator, or ILGPU's CUDA accelerator):
+/// validates, quantizes Q/K/V, launches the attention kernel. Kernels are compiled once per runner.
+/// </summary>
+/// <remarks>Not thread-safe: one runner per accelerator stream.</remarks>
+public sealed class SageAttentionRunner
+{
+    private readonly Accelerator _accelerator;
+    private readonly Action<KernelConfig, StridedTensor, ArrayView<float>, int, int> _channelStats;
+    private readonly Action<KernelConfig, QuantizeInt8Params> _quantizeInt8;
+    private readonly Action<KernelConfig, QuantizeVParams> _quantizeV;
+    private readonly Action<KernelConfig, StridedTensor, ArrayView<float>, int, int, int, int, int, float, ArrayView<float>> _lseCorrection;
+    private readonly Action<KernelConfig, AttentionParams, SpecializedValue<int>, SpecializedValue<int>> _attention;
+
+    public SageAttentionRunner(Accelerator accelerator)
+    {
+        _accelerator = accelerator ?? throw new ArgumentNullException(nameof(accelerator));
+        _channelStats = accelerator.LoadStreamKernel<StridedTensor, ArrayView<float>, int, int>(ChannelStatsKernel.Run);
+        _quantizeInt8 = accelerator.LoadStreamKernel<QuantizeInt8Params>(QuantizeInt8Kernel.Run);
+        _quantizeV = accelerator.LoadStreamKernel<QuantizeVParams>(QuantizeVKernel.Run);
+        _lseCorrection = accelerator.LoadStreamKernel<StridedTensor, ArrayView<float>, int, int, int, int, int, float, ArrayView<float>>(LseCorrectionKernel.Run);
+        _attention = accelerator.LoadStreamKernel<AttentionParams, SpecializedValue<int>, SpecializedValue<int>>(AttentionKernel.Run);
+    }
+
+    public Accelerator Accelerator => _accelerator;
+
+    /// <summary>Validates Q [B, Hq, Nq, D], K and V [B, Hkv, Nk, D] and returns their shape.</summary>
+    /// <exception cref="ArgumentException">Mismatched or out-of-range sizes or strides, naming the tensor.</exception>
+    public static AttentionShape Validate(in StridedTensor q, in StridedTensor k, in StridedTensor v)
+    {
+        if (k.Batch != q.Batch || v.Batch != q.Batch)
+            throw new ArgumentException($"batch sizes differ: q {q.Batch}, k {k.Batch}, v {v.Batch}.", nameof(k));
+        if (k.HeadDim != q.HeadDim || v.HeadDim != q.HeadDim)
+            throw new ArgumentException($"head_dim differs: q {q.HeadDim}, k {k.HeadDim}, v {v.HeadDim}.", nameof(k));
+        if (v.Heads != k.Heads || v.Tokens != k.Tokens)
+            throw new ArgumentException($"v [{v.Heads} heads, {v.Tokens} tokens] must match k [{k.Heads}, {k.Tokens}].", nameof(v));
+        var shape = new AttentionShape(q.Batch, q.Heads, k.Heads, q.Tokens, k.Tokens, q.HeadDim);
+        CheckExtent(q, nameof(q));
+        CheckExtent(k, nameof(k));
+        CheckExtent(v, nameof(v));
+        return shape;
+    }
+
+    /// <summary>Quantizes Q, K and V (with K and optional V smoothing) into new device buffers.</summary>
+    public QuantizedAttentionInputs Quantize(in StridedTensor q, in StridedTensor k, in StridedTensor v,
+        TensorElementType elementType, float smScale, SageAttentionOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var shape = Validate(q, k, v);
+        if (!(smScale > 0) || float.IsInfinity(smScale))
+            throw new ArgumentException($"sm_scale must be positive and finite, got {smScale}.", nameof(smScale));
+        var quantized = new QuantizedAttentionInputs(_accelerator, shape, options);
+        int dp = shape.PaddedHeadDim, type = (int)elementType, chunks = shape.KStatsChunks;
+        var statsGrid = new KernelConfig(new Index3D(chunks, shape.HeadsKv, shape.Batch), new Index3D(dp, 1, 1));
+        _channelStats(statsGrid, k, quantized.KStats.View, type, dp);
+        _channelStats(statsGrid, v, quantized.VStats.View, type, dp);
+
+        var quantizeQ = new QuantizeInt8Params
+        {
+            Input = q, Output = quantized.Q.View, Scales = quantized.QScale.View, Stats = quantized.KStats.View,
+            StatsChunks = chunks, Smooth = 0, ElementType = type, PaddedHeadDim = dp, PaddedTokens = shape.NqPad,
+            Granularity = (int)options.Granularity, IsKey = 0, ScaleFold = smScale * SageConstants.Log2E,
+        };
+        _quantizeInt8(new KernelConfig(new Index3D(shape.QTiles, shape.HeadsQ, shape.Batch), new Index3D(AttentionKernel.Threads, 1, 1)), quantizeQ);
+        var quantizeK = new QuantizeInt8Params
+        {
+            Input = k, Output = quantized.K.View, Scales = quantized.KScale.View, Stats = quantized.KStats.View,
+            StatsChunks = chunks, Smooth = options.SmoothK ? 1 : 0, ElementType = type, PaddedHeadDim = dp,
+            PaddedTokens = shape.NkPad, Granularity = (int)options.Granularity, IsKey = 1, ScaleFold = 1f,
+        };
+        _quantizeInt8(new KernelConfig(new Index3D(shape.KBlocks, shape.HeadsKv, shape.Batch), new Index3D(AttentionKernel.Threads, 1, 1)), quantizeK);
+        var quantizeV = new QuantizeVParams
+        {
+            Input = v, Output = quantized.V.View, Scales = quantized.VScale.View, Means = quantized.VMean.View,
+            Stats = quantized.VStats.View, StatsChunks = chunks, Smooth = options.SmoothV ? 1 : 0, ElementType = type,
+            PaddedHeadDim = dp, PaddedTokens = shape.NkPad, Format = (int)options.VFormat,
+        };
+        _quantizeV(new KernelConfig(new Index3D(shape.KBlocks, shape.HeadsKv, shape.Batch), new Index3D(AttentionKernel.Threads, 1, 1)), quantizeV);
+        return quantized;
+    }
+
+    /// <summary>
+    /// Runs the attention kernel on quantized inputs, writing O [B, Hq, Nq, D] through its strides and,
+    /// when <paramref name="lse"/> is not empty, the natural-log LSE [B, Hq, Nq].
+    /// </summary>
+    /// <param name="q">The unquantized Q, read only for the LSE correction of K smoothing.</param>
+    /// <param name="causalOffset">Key j is visible to query i when j ≤ i + offset: 0 aligns top-left, Nk − Nq bottom-right.</param>
+    public void Attend(QuantizedAttentionInputs quantized, in StridedTensor q, in StridedTensor output,
+        TensorElementType elementType, float smScale, bool causal, int causalOffset, ArrayView<float> lse)
+    {
+        ArgumentNullException.ThrowIfNull(quantized);
+        var shape = quantized.Shape;
+        if (output.Batch != shape.Batch || output.Heads != shape.HeadsQ || output.Tokens != shape.Nq || output.HeadDim != shape.HeadDim)
+            throw new ArgumentException($"output must be [{shape.Batch}, {shape.HeadsQ}, {shape.Nq}, {shape.HeadDim}].", nameof(output));
+        CheckExtent(output, nameof(output));
+        if (causal && causalOffset < 0)
+            throw new ArgumentException($"causal offset must be ≥ 0 so every query sees at least one key, got {causalOffset}.", nameof(causalOffset));
+        long rows = (long)shape.Batch * shape.HeadsQ * shape.Nq;
+        bool writeLse = lse.Length > 0;
+        if (writeLse && lse.Length < rows)
+            throw new ArgumentException($"lse needs {rows} elements, has {lse.Length}.", nameof(lse));
+
+        MemoryBuffer1D<float, Stride1D.Dense>? correction = null;
+        try
+        {
+            bool corrected = writeLse && quantized.Options.SmoothK;
+            if (corrected)
+            {
+                correction = _accelerator.Allocate1D<float>(rows);
+                _lseCorrection(new KernelConfig(new Index3D((shape.Nq + 127) / 128, shape.HeadsQ, shape.Batch), new Index3D(128, 1, 1)),
+                    q, quantized.KStats.View, shape.KStatsChunks, shape.HeadsKv, shape.Nk, shape.PaddedHeadDim, (int)elementType, smScale, correction.View);
+            }
+            var p = new AttentionParams
+            {
+                Q = ((ArrayView<sbyte>)quantized.Q.View).Cast<uint>(), QScale = quantized.QScale.View,
+                K = ((ArrayView<sbyte>)quantized.K.View).Cast<uint>(), KScale = quantized.KScale.View,
+                V = quantized.V.View, VScale = quantized.VScale.View, VMean = quantized.VMean.View,
+                O = output.Data, Lse = writeLse ? lse : quantized.VMean.View, LseCorrection = correction?.View ?? quantized.VMean.View,
+                OStrideBatch = output.StrideBatch, OStrideHead = output.StrideHead, OStrideToken = output.StrideToken,
+                HeadsQ = shape.HeadsQ, HeadsKv = shape.HeadsKv, Nq = shape.Nq, Nk = shape.Nk, HeadDim = shape.HeadDim,
+                NqPad = shape.NqPad, NkPad = shape.NkPad, Causal = causal ? 1 : 0, CausalOffset = causalOffset,
+                OutputType = (int)elementType, WriteLse = writeLse ? 1 : 0, SmoothV = quantized.Options.SmoothV ? 1 : 0,
+                HasLseCorrection = corrected ? 1 : 0,
+            };
+            _attention(new KernelConfig(new Index3D(shape.QTiles, shape.HeadsQ, shape.Batch), new Index3D(AttentionKernel.Threads, 1, 1)),
+                p, SpecializedValue.New((int)quantized.Options.Variant), SpecializedValue.New(shape.PaddedHeadDim));
+        }
+        finally
+        {
+            if (correction is not null)
+            {
+                // The correction buffer must outlive the kernels that read it.
+                _accelerator.Synchronize();
+                correction.Dispose();
+            }
+        }
+    }
+
+    /// <summary>Quantize and attend in one call; the quantized tensors are freed after the kernel is ordered.</summary>
+    public void Run(in StridedTensor q, in StridedTensor k, in StridedTensor v, in StridedTensor output,
+        TensorElementType elementType, float smScale, bool causal, int causalOffset, ArrayView<float> lse, SageAttentionOptions options)
+    {
+        using var quantized = Quantize(q, k, v, elementType, smScale, options);
+        Attend(quantized, q, output, elementType, smScale, causal, causalOffset, lse);
+        _accelerator.Synchronize();
+    }
+
+    private static void CheckExtent(in StridedTensor t, string name)
+    {
+        if (t.StrideBatch < 0 || t.StrideHead < 0 || t.StrideToken < 0)
+            throw new ArgumentException("strides must be non-negative.", name);
+        long last = (long)(t.Batch - 1) * t.StrideBatch + (long)(t.Heads - 1) * t.StrideHead + (long)(t.Tokens - 1) * t.StrideToken + t.HeadDim;
+        if (last > t.Data.Length)
+            throw new ArgumentException($"the strides reach element {last} but the buffer holds {t.Data.Length}.", name);
+    }
+}

@@ -1,1 +1,0 @@
-namespace SageAttn.Quantization; internal static class Placeholder {}

@@ -1,0 +1,27 @@
+using ILGPU;
+
+namespace SageAttn.Quantization;
+
+/// <summary>
+/// A 4-D attention input [batch, heads, tokens, headDim] of 16-bit elements addressed through strides,
+/// so both tensor layouts (HND = [B, H, N, D] and NHD = [B, N, H, D]) are read in place.
+/// </summary>
+/// <remarks>Strides are in elements. The head dimension must be contiguous (stride 1).</remarks>
+public struct StridedTensor
+{
+    /// <summary>The raw fp16 or bf16 bit patterns.</summary>
+    public ArrayView<ushort> Data;
+    public long StrideBatch, StrideHead, StrideToken;
+    public int Batch, Heads, Tokens, HeadDim;
+
+    public StridedTensor(ArrayView<ushort> data, int batch, int heads, int tokens, int headDim,
+        long strideBatch, long strideHead, long strideToken)
+    {
+        Data = data;
+        Batch = batch; Heads = heads; Tokens = tokens; HeadDim = headDim;
+        StrideBatch = strideBatch; StrideHead = strideHead; StrideToken = strideToken;
+    }
+
+    /// <summary>Element index of (b, h, n, 0).</summary>
+    public readonly long RowOffset(int b, int h, int n) => b * StrideBatch + h * StrideHead + n * StrideToken;
+}
