@@ -55,9 +55,26 @@ public sealed class SageAttentionRunner
     {
         ArgumentNullException.ThrowIfNull(options);
         var shape = Validate(q, k, v);
+        var quantized = new QuantizedAttentionInputs(_accelerator, shape, options);
+        QuantizeInto(quantized, q, k, v, elementType, smScale);
+        return quantized;
+    }
+
+    /// <summary>Allocates quantized buffers for inputs of this shape (reuse them with <see cref="QuantizeInto"/>).</summary>
+    public QuantizedAttentionInputs AllocateQuantized(AttentionShape shape, SageAttentionOptions options) =>
+        new(_accelerator, shape ?? throw new ArgumentNullException(nameof(shape)), options ?? throw new ArgumentNullException(nameof(options)));
+
+    /// <summary>Quantizes into existing buffers whose shape matches the inputs (no allocation: the benchmark path).</summary>
+    public void QuantizeInto(QuantizedAttentionInputs quantized, in StridedTensor q, in StridedTensor k, in StridedTensor v,
+        TensorElementType elementType, float smScale)
+    {
+        ArgumentNullException.ThrowIfNull(quantized);
+        var shape = Validate(q, k, v);
+        if (shape != quantized.Shape)
+            throw new ArgumentException($"the quantized buffers were made for {quantized.Shape}, the inputs are {shape}.", nameof(quantized));
         if (!(smScale > 0) || float.IsInfinity(smScale))
             throw new ArgumentException($"sm_scale must be positive and finite, got {smScale}.", nameof(smScale));
-        var quantized = new QuantizedAttentionInputs(_accelerator, shape, options);
+        var options = quantized.Options;
         int dp = shape.PaddedHeadDim, type = (int)elementType, chunks = shape.KStatsChunks;
         var statsGrid = new KernelConfig(new Index3D(chunks, shape.HeadsKv, shape.Batch), new Index3D(dp, 1, 1));
         _channelStats(statsGrid, k, quantized.KStats.View, type, dp);
@@ -84,7 +101,6 @@ public sealed class SageAttentionRunner
             PaddedHeadDim = dp, PaddedTokens = shape.NkPad, Format = (int)options.VFormat,
         };
         _quantizeV(new KernelConfig(new Index3D(shape.KBlocks, shape.HeadsKv, shape.Batch), new Index3D(AttentionKernel.Threads, 1, 1)), quantizeV);
-        return quantized;
     }
 
     /// <summary>

@@ -27,7 +27,7 @@ public abstract class AttentionKernelTests(AcceleratorFixture fixture, ITestOutp
     }
 
     /// <summary>Runs one case and returns (relL1, cosine) against float64, after asserting the model agreement.</summary>
-    protected (double RelL1, double Cosine) RunCase(Case c, int seed)
+    protected (double RelL1, double Cosine) RunCase(Case c, int seed, bool checkModel = true)
     {
         var runner = fixture.Require();
         var random = new Random(seed);
@@ -60,13 +60,18 @@ public abstract class AttentionKernelTests(AcceleratorFixture fixture, ITestOutp
         }
         var actual = ob.GetAsArray1D().Select(bits => (double)HalfBits.ToFloat(bits, c.Type)).ToArray();
 
-        var (model, modelLse) = QuantizedAttentionModel.Compute(hostInputs, c.Batch, c.HeadsQ, c.HeadsKv, c.Nq, c.Nk, c.HeadDim,
-            c.Variant, c.Causal, causalOffset, c.SmoothV, c.Type);
-        var vsModel = TestData.Compare(actual, model.Select(x => (double)x).ToArray());
+        float[] model = [], modelLse = [];
+        var vsModel = (RelL1: 0.0, Cosine: 1.0, Rmse: 0.0);
+        if (checkModel)
+        {
+            (model, modelLse) = QuantizedAttentionModel.Compute(hostInputs, c.Batch, c.HeadsQ, c.HeadsKv, c.Nq, c.Nk, c.HeadDim,
+                c.Variant, c.Causal, causalOffset, c.SmoothV, c.Type);
+            vsModel = TestData.Compare(actual, model.Select(x => (double)x).ToArray());
+        }
 
         var (exact, exactLse) = ExactAttention.Compute(q, k, v, smScale, c.Causal, causalOffset);
         var vsExact = TestData.Compare(actual, exact);
-        log.WriteLine($"{c.Name}: vs float64 relL1 {vsExact.RelL1:F5} cos {vsExact.Cosine:F6} rmse {vsExact.Rmse:E2}; vs model relL1 {vsModel.RelL1:E2}");
+        log.WriteLine($"{c.Name}: vs float64 relL1 {vsExact.RelL1:F5} cos {vsExact.Cosine:F6} rmse {vsExact.Rmse:E2}; vs model relL1 {(checkModel ? vsModel.RelL1.ToString("E2") : "not checked")}");
         Assert.True(vsModel.RelL1 <= ModelTolerance, $"{c.Name}: kernel differs from the quantized model by relL1 {vsModel.RelL1:E3}");
 
         if (c.Lse)
@@ -74,7 +79,8 @@ public abstract class AttentionKernelTests(AcceleratorFixture fixture, ITestOutp
             var lse = lseBuffer.GetAsArray1D();
             for (int i = 0; i < exactLse.Length; i++)
             {
-                Assert.True(Math.Abs(lse[i] - modelLse[i]) <= 1e-3 * Math.Max(1, Math.Abs(modelLse[i])), $"lse[{i}] {lse[i]} vs model {modelLse[i]}");
+                if (checkModel)
+                    Assert.True(Math.Abs(lse[i] - modelLse[i]) <= 1e-3 * Math.Max(1, Math.Abs(modelLse[i])), $"lse[{i}] {lse[i]} vs model {modelLse[i]}");
                 Assert.True(Math.Abs(lse[i] - exactLse[i]) <= 0.02 * Math.Max(1, Math.Abs(exactLse[i])), $"lse[{i}] {lse[i]} vs exact {exactLse[i]}");
             }
         }
@@ -132,4 +138,47 @@ public sealed class CpuAttentionKernelTests(CpuAcceleratorFixture fixture, ITest
     [Theory]
     [MemberData(nameof(SmallCases))]
     public void MatchesModelAndReference(Case c) => AssertAccuracy(c, RunCase(c, seed: c.Name.Length * 97 + c.Nq));
+}
+
+/// <summary>
+/// The same kernels through ILGPU's CUDA accelerator (PTX with mma.sync); skipped where no GPU exists.
+/// Adds the large-shape accuracy bar of SageAttention2's Hopper kernel (shared/notes/anchors.md).
+/// </summary>
+[Trait("gpu", "true")]
+public sealed class CudaAttentionKernelTests(CudaAcceleratorFixture fixture, ITestOutputHelper log)
+    : AttentionKernelTests(fixture, log), IClassFixture<CudaAcceleratorFixture>
+{
+    [Theory]
+    [MemberData(nameof(SmallCases))]
+    public void MatchesModelAndReference(Case c) => AssertAccuracy(c, RunCase(c, seed: c.Name.Length * 89 + c.Nq));
+
+    public static TheoryData<Case> LargeCases => new()
+    {
+        new Case("4K v2", 1, 8, 8, 4096, 4096, 128, AttentionVariant.QkInt8PvFp8),
+        new Case("4K v2 K-bias", 1, 8, 8, 4096, 4096, 128, AttentionVariant.QkInt8PvFp8, KOffset: 8f),
+        new Case("4K v2 causal", 1, 8, 8, 4096, 4096, 128, AttentionVariant.QkInt8PvFp8, Causal: true),
+        new Case("4K v2++", 1, 8, 8, 4096, 4096, 128, AttentionVariant.QkInt8PvFp8Fp16Accum),
+        new Case("4K v2++ K-bias", 1, 8, 8, 4096, 4096, 128, AttentionVariant.QkInt8PvFp8Fp16Accum, KOffset: 8f),
+        new Case("4K fp16pv", 1, 8, 8, 4096, 4096, 128, AttentionVariant.QkInt8PvFp16),
+        new Case("4K fp16pv K-bias", 1, 8, 8, 4096, 4096, 128, AttentionVariant.QkInt8PvFp16, KOffset: 8f),
+    };
+
+    /// <summary>
+    /// B=1, H=8, N=4096, D=128 fp16 randn (and K with a per-channel offset of 8·randn): FP8 P·V at least as
+    /// accurate as SageAttention2's Hopper kernel (relL1 ≤ 0.038, cosine ≥ 0.9992), FP16 P·V at least as
+    /// accurate as its Triton kernel (relL1 ≤ 0.013).
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(LargeCases))]
+    public void LargeShapeMeetsSageAttentionAccuracy(Case c)
+    {
+        var e = RunCase(c, seed: 4096 + c.Name.Length, checkModel: false);
+        if (c.Variant == AttentionVariant.QkInt8PvFp16)
+            Assert.True(e.RelL1 <= 0.013, $"{c.Name}: relL1 {e.RelL1:F4} > 0.013");
+        else
+        {
+            Assert.True(e.RelL1 <= 0.038, $"{c.Name}: relL1 {e.RelL1:F4} > 0.038");
+            Assert.True(e.Cosine >= 0.9992, $"{c.Name}: cosine {e.Cosine:F5} < 0.9992");
+        }
+    }
 }

@@ -1,0 +1,98 @@
+using System.Diagnostics;
+using System.Globalization;
+using ILGPU;
+using ILGPU.Runtime;
+using SageAttn.Kernels.Attention;
+using SageAttn.Kernels.Host;
+using SageAttn.Quantization;
+using SageAttn.Quantization.Formats;
+
+namespace SageAttn.Cli;
+
+/// <summary>
+/// Throughput of each variant on the CUDA accelerator: hd128, B = 16384 / N, H = 32 (the shapes of
+/// shared/notes/anchors.md), kernel only and end to end (quantization included), non-causal and causal.
+/// TOPS = 4·B·H·N²·D / time, halved for causal. Median of the repetitions after warm-up; each repetition
+/// is bracketed by device synchronization.
+/// </summary>
+internal static class BenchCommand
+{
+    public static int Run(string[] args)
+    {
+        var lengths = CliArgs.Ints(args, "--n", [1024, 4096, 16384]);
+        int reps = CliArgs.Ints(args, "--reps", [20])[0];
+        string? outDir = CliArgs.Value(args, "--out");
+        using var context = AcceleratorFactory.CreateContext(includeCuda: true);
+        using var accelerator = AcceleratorFactory.TryCreateCuda(context);
+        if (accelerator is null)
+        {
+            Console.Error.WriteLine("sageattn bench: no CUDA device; the benchmark measures GPU kernels only.");
+            return 1;
+        }
+        Console.WriteLine($"device: {accelerator.Name}; hd128 fp16, B=16384/N, H=32; median of {reps}");
+        var runner = new SageAttentionRunner(accelerator);
+        var rows = new List<string> { "variant,n,causal,kernel_ms,end_to_end_ms,kernel_tops,end_to_end_tops" };
+        Console.WriteLine($"{"variant",-24} {"N",6} {"causal",6} {"kernel ms",10} {"e2e ms",9} {"kernel TOPS",12} {"e2e TOPS",9}");
+        const int heads = 32, headDim = 128;
+        foreach (int n in lengths)
+        {
+            int batch = Math.Max(1, 16384 / n);
+            long elements = (long)batch * heads * n * headDim;
+            var random = new Random(n);
+            var host = new ushort[elements];
+            for (long i = 0; i < elements; i++) host[i] = HalfBits.FloatToFp16(DemoCommand.Gaussian(random));
+            using var qb = accelerator.Allocate1D(host);
+            using var kb = accelerator.Allocate1D(host);
+            using var vb = accelerator.Allocate1D(host);
+            using var ob = accelerator.Allocate1D<ushort>(elements);
+            StridedTensor View(MemoryBuffer1D<ushort, Stride1D.Dense> b) =>
+                new(b.View, batch, heads, n, headDim, (long)heads * n * headDim, (long)n * headDim, headDim);
+            var (q, k, v, o) = (View(qb), View(kb), View(vb), View(ob));
+            var shape = SageAttentionRunner.Validate(q, k, v);
+            float smScale = 1f / MathF.Sqrt(headDim);
+            foreach (var variant in Enum.GetValues<AttentionVariant>())
+            {
+                using var quantized = runner.AllocateQuantized(shape, new SageAttentionOptions { Variant = variant });
+                foreach (bool causal in new[] { false, true })
+                {
+                    double kernel = Median(accelerator, reps, () =>
+                        runner.Attend(quantized, q, o, TensorElementType.Float16, smScale, causal, 0, default),
+                        () => runner.QuantizeInto(quantized, q, k, v, TensorElementType.Float16, smScale));
+                    double endToEnd = Median(accelerator, reps, () =>
+                    {
+                        runner.QuantizeInto(quantized, q, k, v, TensorElementType.Float16, smScale);
+                        runner.Attend(quantized, q, o, TensorElementType.Float16, smScale, causal, 0, default);
+                    }, null);
+                    double flops = 4.0 * batch * heads * (double)n * n * headDim * (causal ? 0.5 : 1.0);
+                    double kTops = flops / (kernel * 1e-3) / 1e12, eTops = flops / (endToEnd * 1e-3) / 1e12;
+                    Console.WriteLine($"{variant,-24} {n,6} {causal,6} {kernel,10:F3} {endToEnd,9:F3} {kTops,12:F1} {eTops,9:F1}");
+                    rows.Add(string.Create(CultureInfo.InvariantCulture, $"{variant},{n},{causal},{kernel:F4},{endToEnd:F4},{kTops:F2},{eTops:F2}"));
+                }
+            }
+        }
+        if (outDir is not null)
+        {
+            Directory.CreateDirectory(outDir);
+            File.WriteAllLines(Path.Combine(outDir, "bench_sage.csv"), rows);
+        }
+        return 0;
+    }
+
+    /// <summary>Median milliseconds of <paramref name="action"/> over <paramref name="reps"/> runs after 3 warm-ups.</summary>
+    private static double Median(Accelerator accelerator, int reps, Action action, Action? prepare)
+    {
+        prepare?.Invoke();
+        for (int i = 0; i < 3; i++) action();
+        accelerator.Synchronize();
+        var times = new double[reps];
+        for (int i = 0; i < reps; i++)
+        {
+            var watch = Stopwatch.StartNew();
+            action();
+            accelerator.Synchronize();
+            times[i] = watch.Elapsed.TotalMilliseconds;
+        }
+        Array.Sort(times);
+        return times[reps / 2];
+    }
+}

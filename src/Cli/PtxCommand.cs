@@ -1,0 +1,27 @@
+using ILGPU.Runtime.Cuda;
+using SageAttn.Kernels.Attention;
+using SageAttn.Kernels.Runtime;
+
+namespace SageAttn.Cli;
+
+/// <summary>Writes the attention kernels' PTX for sm_90 so ptxas -v can report registers and spills.</summary>
+internal static class PtxCommand
+{
+    public static int Run(string[] args)
+    {
+        string dir = CliArgs.Value(args, "--out") ?? throw new ArgumentException("--out DIR is required.", "--out");
+        Directory.CreateDirectory(dir);
+        using var compiler = new PtxCompiler();
+        var method = typeof(AttentionKernel).GetMethod(nameof(AttentionKernel.Run))!;
+        var target = new PtxTarget(CudaArchitecture.SM_90, CudaInstructionSet.ISA_88);
+        foreach (var variant in Enum.GetValues<AttentionVariant>())
+        foreach (int dp in new[] { 64, 128 })
+        {
+            var ptx = compiler.Compile(method, target, [(int)variant, dp]);
+            string path = Path.Combine(dir, $"attention_{variant}_d{dp}.ptx");
+            File.WriteAllText(path, ptx.Ptx);
+            Console.WriteLine($"{path}: entry {ptx.EntryName}, {ptx.Ptx.Length} chars");
+        }
+        return 0;
+    }
+}
