@@ -14,36 +14,51 @@ public static class ExactAttention
         bool causal, int causalOffset)
     {
         int d = q.HeadDim, group = q.Heads / k.Heads;
+        double[] qd = Decode(q), kd = Decode(k), vd = Decode(v);
         var output = new double[q.Batch * q.Heads * q.Tokens * d];
         var lse = new double[q.Batch * q.Heads * q.Tokens];
-        Parallel.For(0, q.Batch * q.Heads, () => (new double[k.Tokens], new double[d]), (bh, _, scratch) =>
+        long rows = (long)q.Batch * q.Heads * q.Tokens;
+        Parallel.For(0L, rows, () => new double[k.Tokens], (row, _, logits) =>
         {
-            var (row, qr) = scratch;
-            int b = bh / q.Heads, h = bh % q.Heads, kvh = h / group;
-            for (int i = 0; i < q.Tokens; i++)
+            int i = (int)(row % q.Tokens);
+            int bh = (int)(row / q.Tokens), b = bh / q.Heads, h = bh % q.Heads;
+            long kvBase = ((long)b * k.Heads + h / group) * k.Tokens * d;
+            long qBase = row * d;
+            int visible = causal ? Math.Min(k.Tokens, i + causalOffset + 1) : k.Tokens;
+            double max = double.NegativeInfinity;
+            for (int j = 0; j < visible; j++)
             {
-                for (int c = 0; c < d; c++) qr[c] = q[b, h, i, c];
-                double max = double.NegativeInfinity;
-                int visible = causal ? Math.Min(k.Tokens, i + causalOffset + 1) : k.Tokens;
-                for (int j = 0; j < visible; j++)
-                {
-                    double dot = 0;
-                    for (int c = 0; c < d; c++) dot += qr[c] * k[b, kvh, j, c];
-                    row[j] = dot * smScale;
-                    max = Math.Max(max, row[j]);
-                }
-                double sum = 0;
-                for (int j = 0; j < visible; j++) { row[j] = Math.Exp(row[j] - max); sum += row[j]; }
-                long outBase = ((long)bh * q.Tokens + i) * d;
-                for (int j = 0; j < visible; j++)
-                {
-                    double p = row[j] / sum;
-                    for (int c = 0; c < d; c++) output[outBase + c] += p * v[b, kvh, j, c];
-                }
-                lse[(long)bh * q.Tokens + i] = max + Math.Log(sum);
+                double dot = 0;
+                long kRow = kvBase + (long)j * d;
+                for (int c = 0; c < d; c++) dot += qd[qBase + c] * kd[kRow + c];
+                logits[j] = dot * smScale;
+                max = Math.Max(max, logits[j]);
             }
-            return scratch;
+            double sum = 0;
+            for (int j = 0; j < visible; j++) { logits[j] = Math.Exp(logits[j] - max); sum += logits[j]; }
+            for (int j = 0; j < visible; j++)
+            {
+                double p = logits[j] / sum;
+                long vRow = kvBase + (long)j * d;
+                for (int c = 0; c < d; c++) output[qBase + c] += p * vd[vRow + c];
+            }
+            lse[row] = max + Math.Log(sum);
+            return logits;
         }, _ => { });
         return (output, lse);
+    }
+
+    /// <summary>The tensor as contiguous [B, H, N, D] doubles.</summary>
+    private static double[] Decode(HostTensor t)
+    {
+        var result = new double[(long)t.Batch * t.Heads * t.Tokens * t.HeadDim];
+        Parallel.For(0, t.Batch * t.Heads, bh =>
+        {
+            int b = bh / t.Heads, h = bh % t.Heads;
+            for (int n = 0; n < t.Tokens; n++)
+                for (int c = 0; c < t.HeadDim; c++)
+                    result[((long)bh * t.Tokens + n) * t.HeadDim + c] = t[b, h, n, c];
+        });
+        return result;
     }
 }
