@@ -19,6 +19,13 @@ public abstract class AttentionKernelTests(AcceleratorFixture fixture, ITestOutp
     /// <summary>Relative L1 against the quantized model: rounding-order differences only.</summary>
     protected const double ModelTolerance = 1e-4;
 
+    /// <summary>
+    /// v2++ on real tensor cores: the FP16 accumulator's internal rounding order is not specified, so one
+    /// block's FP16 partial may differ from the model by an FP16 ulp (2^-11 ≈ 4.9e-4 relative). Measured
+    /// on the H100: 1.9e-4 and 2.2e-4 where every other variant stays below 1e-6.
+    /// </summary>
+    protected const double Fp16AccumModelTolerance = 5e-4;
+
     public sealed record Case(string Name, int Batch, int HeadsQ, int HeadsKv, int Nq, int Nk, int HeadDim,
         AttentionVariant Variant, bool Causal = false, bool Nhd = false, TensorElementType Type = TensorElementType.Float16,
         bool Lse = false, float KOffset = 0f, bool SmoothV = false, QuantGranularity Granularity = QuantGranularity.PerThread)
@@ -72,7 +79,8 @@ public abstract class AttentionKernelTests(AcceleratorFixture fixture, ITestOutp
         var (exact, exactLse) = ExactAttention.Compute(q, k, v, smScale, c.Causal, causalOffset);
         var vsExact = TestData.Compare(actual, exact);
         log.WriteLine($"{c.Name}: vs float64 relL1 {vsExact.RelL1:F5} cos {vsExact.Cosine:F6} rmse {vsExact.Rmse:E2}; vs model relL1 {(checkModel ? vsModel.RelL1.ToString("E2") : "not checked")}");
-        Assert.True(vsModel.RelL1 <= ModelTolerance, $"{c.Name}: kernel differs from the quantized model by relL1 {vsModel.RelL1:E3}");
+        double tolerance = c.Variant == AttentionVariant.QkInt8PvFp8Fp16Accum ? Fp16AccumModelTolerance : ModelTolerance;
+        Assert.True(vsModel.RelL1 <= tolerance, $"{c.Name}: kernel differs from the quantized model by relL1 {vsModel.RelL1:E3}");
 
         if (c.Lse)
         {
