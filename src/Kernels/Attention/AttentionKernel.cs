@@ -2,7 +2,6 @@ using ILGPU;
 using ILGPU.Runtime;
 using SageAttn.Kernels.Intrinsics;
 using SageAttn.Quantization;
-using SageAttn.Quantization.Formats;
 
 namespace SageAttn.Kernels.Attention;
 
@@ -14,12 +13,12 @@ namespace SageAttn.Kernels.Attention;
 /// <c>rowSum</c> = l, the running sum of exp2(logit − m + shift); <c>scores</c> = S then P for one 64-key
 /// block; <c>lo</c>/<c>hi</c> = the two rows a lane owns, g and g + 8 of its warp's 16-row slice.</para>
 /// <para>Thread block = 4 warps = 64 query rows (one Q tile); grid = (Q tiles, Hq, B). Each warp keeps its
-/// Q fragments in registers and walks the key blocks: K (INT8, 64 × Dp) and V (transposed, Dp × 64)
-/// are staged in shared memory with 16 bytes of padding per row so the fragment reads of a warp hit 32
-/// different banks.</para>
-/// <para>Per 64-key block: S = Q·Kᵀ (Dp/32 × 8 mma m16n8k32 s8), dequantized with one multiply
-/// (q scale of row g × k scale of column group t), masked, online softmax in exp2, P packed from the
-/// accumulator registers straight into the A operand of P·V, then P·V by the variant.</para>
+/// Q fragments, scores and output accumulator in registers (the unrolled <see cref="Tile"/> steps) and walks
+/// the key blocks: K (INT8, 64 × Dp) and V (transposed, Dp × 64) are staged in shared memory with 16 bytes
+/// of padding per row so the fragment reads of a warp hit 32 different banks.</para>
+/// <para>Per 64-key block: S = Q·Kᵀ, dequantized with one multiply (q scale of row g × k scale of column
+/// group t), masked only where the block crosses Nk or the causal diagonal, online softmax in exp2, P packed
+/// from the score registers straight into the A operand of P·V, then P·V by the variant.</para>
 /// </remarks>
 public static class AttentionKernel
 {
@@ -28,7 +27,7 @@ public static class AttentionKernel
 
     private const int MaxHeadDim = 128;
     private const int KeysPerBlock = SageConstants.KBlockKeys;
-    /// <summary>Shared-memory row padding in words (16 bytes): breaks the power-of-two row stride.</summary>
+    /// <summary>Shared-memory row padding in words (16 bytes): breaks the power-of-two row stride and keeps rows 16-byte aligned.</summary>
     private const int PadWords = 4;
     private const int KStrideMaxWords = MaxHeadDim / 4 + PadWords;
     /// <summary>A V row of 64 keys is 16 words in FP8 or 32 words in FP16.</summary>
@@ -41,7 +40,9 @@ public static class AttentionKernel
     public static void Run(AttentionParams p, SpecializedValue<int> variant, SpecializedValue<int> paddedHeadDim)
     {
         int dp = paddedHeadDim;
+        bool wide = dp == MaxHeadDim;
         bool fp16Pv = variant.Value == (int)AttentionVariant.QkInt8PvFp16;
+        bool fp16Accum = variant.Value == (int)AttentionVariant.QkInt8PvFp8Fp16Accum;
         var kTile = SharedMemory.Allocate<uint>(KeysPerBlock * KStrideMaxWords);
         var vTile = SharedMemory.Allocate<uint>(MaxHeadDim * VStrideMaxWords);
 
@@ -49,8 +50,8 @@ public static class AttentionKernel
         int g = lane >> 2, t = lane & 3;
         int qTile = Grid.IdxX, h = Grid.IdxY, b = Grid.IdxZ;
         int kvHead = h / (p.HeadsQ / p.HeadsKv);
-        int rowLo = qTile * SageConstants.QTileRows + warp * SageConstants.WarpRows + g;
-        int rowHi = rowLo + 8;
+        int warpFirstRow = qTile * SageConstants.QTileRows + warp * SageConstants.WarpRows;
+        int rowLo = warpFirstRow + g, rowHi = rowLo + 8;
         int qkWordsPerRow = dp / 4;
         int kStride = qkWordsPerRow + PadWords;
         int vRowWords = fp16Pv ? KeysPerBlock / 2 : KeysPerBlock / 4;
@@ -58,84 +59,78 @@ public static class AttentionKernel
         int vGlobalWordsPerRow = fp16Pv ? p.NkPad / 2 : p.NkPad / 4;
         long kvHeadIndex = (long)b * p.HeadsKv + kvHead;
         int kBlocks = p.NkPad / KeysPerBlock;
+        bool causal = p.Causal != 0;
 
-        var qFrag = LocalMemory.Allocate<uint>(MaxHeadDim / 32 * 4);
-        LoadQFragments(p, qFrag, ((long)b * p.HeadsQ + h) * p.NqPad, rowLo, dp, t);
+        long qHeadRow = ((long)b * p.HeadsQ + h) * p.NqPad;
+        var q = default(QFragments);
+        Tile.LoadQ(ref q, p.Q, (qHeadRow + rowLo) * qkWordsPerRow, (qHeadRow + rowHi) * qkWordsPerRow, t, wide);
         float qScale = p.QScale[((long)b * p.HeadsQ + h) * (p.NqPad / SageConstants.QTileRows * SageConstants.QScaleSlotsPerTile)
             + qTile * SageConstants.QScaleSlotsPerTile + warp * 8 + g];
 
-        var output = LocalMemory.Allocate<float>(MaxHeadDim / 8 * 4);
-        for (int i = 0; i < dp / 2; i++)
-            output[i] = 0;
-        var scores = LocalMemory.Allocate<float>(KeysPerBlock / 8 * 4);
-        var pFrag = LocalMemory.Allocate<uint>(16);
+        var output = default(OutputTile);
+        var scores = default(ScoreTile);
+        var pFrag = default(PFragments);
         float rowMaxLo = SageConstants.MaskedLogit, rowMaxHi = SageConstants.MaskedLogit;
         float rowSumLo = 0, rowSumHi = 0;
         float shift = fp16Pv ? 0f : SageConstants.Fp8Shift;
 
         // Causal: blocks past the tile's last visible key are skipped entirely.
         int visitBlocks = kBlocks;
-        if (p.Causal != 0)
+        if (causal)
             visitBlocks = Math.Min(kBlocks, (qTile * SageConstants.QTileRows + SageConstants.QTileRows - 1 + p.CausalOffset) / KeysPerBlock + 1);
 
+        var kGlobal = p.K.Cast<Vec4>();
+        var vGlobal = p.V.Cast<Vec4>();
+        var kShared = kTile.Cast<Vec4>();
+        var vShared = vTile.Cast<Vec4>();
+        int kChunksPerRow = qkWordsPerRow / 4, vChunksPerRow = vRowWords / 4;
         for (int kb = 0; kb < visitBlocks; kb++)
         {
-            for (int w = tid; w < KeysPerBlock * qkWordsPerRow; w += Threads)
+            // 16-byte copies into the padded tiles (strides are multiples of 4 words).
+            for (int i = tid; i < KeysPerBlock * kChunksPerRow; i += Threads)
             {
-                int key = w / qkWordsPerRow, col = w % qkWordsPerRow;
-                kTile[key * kStride + col] = p.K[(kvHeadIndex * p.NkPad + kb * KeysPerBlock + key) * qkWordsPerRow + col];
+                int key = i / kChunksPerRow, chunk = i % kChunksPerRow;
+                kShared[(key * kStride) / 4 + chunk] = kGlobal[((kvHeadIndex * p.NkPad + kb * KeysPerBlock + key) * qkWordsPerRow) / 4 + chunk];
             }
-            for (int w = tid; w < dp * vRowWords; w += Threads)
+            for (int i = tid; i < dp * vChunksPerRow; i += Threads)
             {
-                int c = w / vRowWords, col = w % vRowWords;
-                vTile[c * vStride + col] = p.V[(kvHeadIndex * dp + c) * vGlobalWordsPerRow + kb * vRowWords + col];
+                int c = i / vChunksPerRow, chunk = i % vChunksPerRow;
+                vShared[(c * vStride) / 4 + chunk] = vGlobal[((kvHeadIndex * dp + c) * vGlobalWordsPerRow + kb * vRowWords) / 4 + chunk];
             }
             Group.Barrier();
 
             float kScale = p.KScale[kvHeadIndex * kBlocks * SageConstants.KScaleSlotsPerBlock + kb * SageConstants.KScaleSlotsPerBlock + t];
-            ComputeScores(p, qFrag, kTile, kStride, scores, dp, g, t, kb * KeysPerBlock, rowLo, rowHi, qScale * kScale);
+            Tile.Scores(ref scores, q, kTile, g * kStride + t, kStride, qScale * kScale, wide);
+            int lastKey = kb * KeysPerBlock + KeysPerBlock - 1;
+            if (lastKey >= p.Nk || (causal && lastKey > warpFirstRow + p.CausalOffset))
+                Tile.Mask(ref scores, kb * KeysPerBlock + 2 * t, rowLo, rowHi, p.Nk, causal, p.CausalOffset);
 
             // Online softmax: new maxima, the factor that rescales what was accumulated so far, P.
-            float blockMaxLo = scores[0], blockMaxHi = scores[2];
-            for (int j = 0; j < 8; j++)
-            {
-                blockMaxLo = Math.Max(blockMaxLo, Math.Max(scores[j * 4], scores[j * 4 + 1]));
-                blockMaxHi = Math.Max(blockMaxHi, Math.Max(scores[j * 4 + 2], scores[j * 4 + 3]));
-            }
-            blockMaxLo = QuadMax(blockMaxLo);
-            blockMaxHi = QuadMax(blockMaxHi);
-            float newMaxLo = Math.Max(rowMaxLo, blockMaxLo), newMaxHi = Math.Max(rowMaxHi, blockMaxHi);
+            Tile.RowMax(scores, out float blockMaxLo, out float blockMaxHi);
+            float newMaxLo = Math.Max(rowMaxLo, QuadMax(blockMaxLo)), newMaxHi = Math.Max(rowMaxHi, QuadMax(blockMaxHi));
             float rescaleLo = FastMath.Exp2(rowMaxLo - newMaxLo), rescaleHi = FastMath.Exp2(rowMaxHi - newMaxHi);
             rowMaxLo = newMaxLo;
             rowMaxHi = newMaxHi;
-            float offsetLo = newMaxLo - shift, offsetHi = newMaxHi - shift;
-            float blockSumLo = 0, blockSumHi = 0;
-            for (int j = 0; j < 8; j++)
-            {
-                scores[j * 4] = FastMath.Exp2(scores[j * 4] - offsetLo);
-                scores[j * 4 + 1] = FastMath.Exp2(scores[j * 4 + 1] - offsetLo);
-                scores[j * 4 + 2] = FastMath.Exp2(scores[j * 4 + 2] - offsetHi);
-                scores[j * 4 + 3] = FastMath.Exp2(scores[j * 4 + 3] - offsetHi);
-                blockSumLo += scores[j * 4] + scores[j * 4 + 1];
-                blockSumHi += scores[j * 4 + 2] + scores[j * 4 + 3];
-            }
+            Tile.Exp2(ref scores, newMaxLo - shift, newMaxHi - shift, out float blockSumLo, out float blockSumHi);
             // Each lane keeps the partial sum of its own columns; the quad is reduced once at the end.
             rowSumLo = rowSumLo * rescaleLo + blockSumLo;
             rowSumHi = rowSumHi * rescaleHi + blockSumHi;
-            for (int n = 0; n < dp / 8; n++)
-            {
-                output[n * 4] *= rescaleLo;
-                output[n * 4 + 1] *= rescaleLo;
-                output[n * 4 + 2] *= rescaleHi;
-                output[n * 4 + 3] *= rescaleHi;
-            }
+            Tile.Rescale(ref output, rescaleLo, rescaleHi, wide);
 
+            int vRow = g * vStride + t;
             if (fp16Pv)
-                PvTile.AccumulateFp16(scores, pFrag, vTile, vStride, output, dp, g, t);
-            else if (variant.Value == (int)AttentionVariant.QkInt8PvFp8Fp16Accum)
-                PvTile.AccumulateFp8Fp16(scores, pFrag, vTile, vStride, output, dp, g, t);
+            {
+                Tile.PackFp16(scores, ref pFrag);
+                Tile.PvFp16(ref output, pFrag, vTile, vRow, vStride, wide);
+            }
             else
-                PvTile.AccumulateFp8Fp32(scores, pFrag, vTile, vStride, output, dp, g, t);
+            {
+                Tile.PackFp8(scores, ref pFrag);
+                if (fp16Accum)
+                    Tile.PvFp8Fp16(ref output, pFrag, vTile, vRow, vStride, wide);
+                else
+                    Tile.PvFp8Fp32(ref output, pFrag, vTile, vRow, vStride, wide);
+            }
             Group.Barrier();
         }
 
@@ -143,8 +138,11 @@ public static class AttentionKernel
         rowSumLo += Warp.ShuffleXor(rowSumLo, 2);
         rowSumHi += Warp.ShuffleXor(rowSumHi, 1);
         rowSumHi += Warp.ShuffleXor(rowSumHi, 2);
-        WriteOutput(p, output, kvHeadIndex * dp, b, h, rowLo, dp, t, 0, 1f / rowSumLo);
-        WriteOutput(p, output, kvHeadIndex * dp, b, h, rowHi, dp, t, 2, 1f / rowSumHi);
+        long channelBase = kvHeadIndex * dp;
+        if (rowLo < p.Nq)
+            Tile.WriteRow(p, output, false, b * p.OStrideBatch + h * p.OStrideHead + rowLo * p.OStrideToken, channelBase, t, 1f / rowSumLo, wide);
+        if (rowHi < p.Nq)
+            Tile.WriteRow(p, output, true, b * p.OStrideBatch + h * p.OStrideHead + rowHi * p.OStrideToken, channelBase, t, 1f / rowSumHi, wide);
         if (p.WriteLse != 0 && t == 0)
         {
             WriteLse(p, b, h, rowLo, rowSumLo, rowMaxLo - shift);
@@ -152,78 +150,11 @@ public static class AttentionKernel
         }
     }
 
-    /// <summary>A registers of Q for every k32 step: rows g and g + 8, bytes 4t.. and 16 + 4t.. of the step.</summary>
-    private static void LoadQFragments(in AttentionParams p, ArrayView<uint> qFrag, long headRowBase, int rowLo, int dp, int t)
-    {
-        int wordsPerRow = dp / 4;
-        long lo = (headRowBase + rowLo) * wordsPerRow, hi = (headRowBase + rowLo + 8) * wordsPerRow;
-        for (int ks = 0; ks < dp / 32; ks++)
-        {
-            qFrag[ks * 4] = p.Q[lo + ks * 8 + t];
-            qFrag[ks * 4 + 1] = p.Q[hi + ks * 8 + t];
-            qFrag[ks * 4 + 2] = p.Q[lo + ks * 8 + 4 + t];
-            qFrag[ks * 4 + 3] = p.Q[hi + ks * 8 + 4 + t];
-        }
-    }
-
-    /// <summary>
-    /// S = Q·Kᵀ for 16 rows × 64 keys, dequantized to log2-domain logits, masked keys set to
-    /// <see cref="SageConstants.MaskedLogit"/>. scores[4j + i] is accumulator element i of key tile j.
-    /// </summary>
-    private static void ComputeScores(in AttentionParams p, ArrayView<uint> qFrag, ArrayView<uint> kTile, int kStride,
-        ArrayView<float> scores, int dp, int g, int t, int firstKey, int rowLo, int rowHi, float dequant)
-    {
-        for (int j = 0; j < 8; j++)
-        {
-            var acc = default(Int4Frag);
-            int kRow = (8 * j + g) * kStride;
-            for (int ks = 0; ks < dp / 32; ks++)
-            {
-                AFrag a;
-                a.R0 = qFrag[ks * 4]; a.R1 = qFrag[ks * 4 + 1]; a.R2 = qFrag[ks * 4 + 2]; a.R3 = qFrag[ks * 4 + 3];
-                BFrag bf;
-                bf.R0 = kTile[kRow + ks * 8 + t];
-                bf.R1 = kTile[kRow + ks * 8 + 4 + t];
-                TensorCore.MmaS8(ref acc, a, bf);
-            }
-            int key = firstKey + 8 * j + 2 * t;
-            scores[j * 4] = Visible(p, key, rowLo) ? acc.C0 * dequant : SageConstants.MaskedLogit;
-            scores[j * 4 + 1] = Visible(p, key + 1, rowLo) ? acc.C1 * dequant : SageConstants.MaskedLogit;
-            scores[j * 4 + 2] = Visible(p, key, rowHi) ? acc.C2 * dequant : SageConstants.MaskedLogit;
-            scores[j * 4 + 3] = Visible(p, key + 1, rowHi) ? acc.C3 * dequant : SageConstants.MaskedLogit;
-        }
-    }
-
-    private static bool Visible(in AttentionParams p, int key, int row) =>
-        key < p.Nk && (p.Causal == 0 || key <= row + p.CausalOffset);
-
     /// <summary>Maximum over the 4 lanes (t = 0..3) that share a row.</summary>
     private static float QuadMax(float v)
     {
         v = Math.Max(v, Warp.ShuffleXor(v, 1));
         return Math.Max(v, Warp.ShuffleXor(v, 2));
-    }
-
-    /// <summary>O = acc / l · v_scale (+ v_mean) for one of the lane's rows, columns 8n + 2t and 8n + 2t + 1.</summary>
-    private static void WriteOutput(in AttentionParams p, ArrayView<float> output, long channelBase, int b, int h,
-        int row, int dp, int t, int element, float inverseSum)
-    {
-        if (row >= p.Nq)
-            return;
-        long rowOffset = b * p.OStrideBatch + h * p.OStrideHead + row * p.OStrideToken;
-        for (int n = 0; n < dp / 8; n++)
-        {
-            for (int i = 0; i < 2; i++)
-            {
-                int c = 8 * n + 2 * t + i;
-                if (c >= p.HeadDim)
-                    continue;
-                float value = output[n * 4 + element + i] * inverseSum * p.VScale[channelBase + c];
-                if (p.SmoothV != 0)
-                    value += p.VMean[channelBase + c];
-                p.O[rowOffset + c] = DeviceConvert.FromFloat(value, p.OutputType);
-            }
-        }
     }
 
     /// <summary>Natural-log LSE: l · 2^(m − shift) = Σ 2^logit, plus the K-smoothing term.</summary>
@@ -237,4 +168,10 @@ public static class AttentionKernel
             lse += p.LseCorrection[index];
         p.Lse[index] = lse;
     }
+}
+
+/// <summary>16 bytes: the unit of the tile copies (one ld.global.v4 / st.shared.v4).</summary>
+public struct Vec4
+{
+    public uint X, Y, Z, W;
 }

@@ -146,7 +146,7 @@ public sealed class SageAttentionRunner
                 OutputType = (int)elementType, WriteLse = writeLse ? 1 : 0, SmoothV = quantized.Options.SmoothV ? 1 : 0,
                 HasLseCorrection = corrected ? 1 : 0,
             };
-            _attention(new KernelConfig(new Index3D(shape.QTiles, shape.HeadsQ, shape.Batch), new Index3D(AttentionKernel.Threads, 1, 1)),
+            _attention(new KernelConfig(new Index3D(shape.QTiles, shape.HeadsQ, shape.Batch), new Index3D(AttentionKernel.Threads, 1, 1), EmulationSharedMemory()),
                 p, SpecializedValue.New((int)quantized.Options.Variant), SpecializedValue.New(shape.PaddedHeadDim));
         }
         finally
@@ -168,6 +168,12 @@ public sealed class SageAttentionRunner
         Attend(quantized, q, output, elementType, smScale, causal, causalOffset, lse);
         _accelerator.Synchronize();
     }
+
+    /// <summary>The CPU accelerator needs shared staging for the tensor-core emulation; CUDA needs none.</summary>
+    private SharedMemoryConfig EmulationSharedMemory() =>
+        _accelerator.AcceleratorType == AcceleratorType.CPU
+            ? SharedMemoryConfig.RequestDynamic<uint>(Intrinsics.TensorCore.EmulationSharedWords)
+            : default;
 
     private static void CheckExtent(in StridedTensor t, string name)
     {

@@ -28,6 +28,13 @@ public static class TensorCore
     /// <summary>Words staged per lane: four A registers and two B registers.</summary>
     private const int WordsPerLane = 6;
 
+    /// <summary>
+    /// Dynamic shared memory (in 32-bit words) a launch on the CPU accelerator must request for the
+    /// emulation's staging area. It is dynamic, not static, so CUDA launches (which request none) carry no
+    /// shared-memory cost for code that never runs there.
+    /// </summary>
+    public const int EmulationSharedWords = MaxWarps * 32 * WordsPerLane;
+
     /// <summary>D = A·B + D for INT8: mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void MmaS8(ref Int4Frag d, in AFrag a, in BFrag b)
@@ -42,6 +49,13 @@ public static class TensorCore
             d.C0 = c0.Value; d.C1 = c1.Value; d.C2 = c2.Value; d.C3 = c3.Value;
             return;
         }
+        EmulateMmaS8(ref d, a, b);
+    }
+
+    /// <summary>The CPU emulation of <see cref="MmaS8"/>; kept out of line so device code carries one copy.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void EmulateMmaS8(ref Int4Frag d, in AFrag a, in BFrag b)
+    {
         var staged = Stage(a, b);
         int lane = Warp.LaneIdx;
         int g = lane >> 2, t = lane & 3;
@@ -66,6 +80,13 @@ public static class TensorCore
             d.C0 = c0.Value; d.C1 = c1.Value; d.C2 = c2.Value; d.C3 = c3.Value;
             return;
         }
+        EmulateMmaE4M3(ref d, a, b);
+    }
+
+    /// <summary>The CPU emulation of <see cref="MmaE4M3"/>; kept out of line so device code carries one copy.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void EmulateMmaE4M3(ref Float4Frag d, in AFrag a, in BFrag b)
+    {
         var staged = Stage(a, b);
         int lane = Warp.LaneIdx;
         int g = lane >> 2, t = lane & 3;
@@ -90,6 +111,13 @@ public static class TensorCore
             d.Lo = c0.Value; d.Hi = c1.Value;
             return;
         }
+        EmulateMmaE4M3F16(ref d, a, b);
+    }
+
+    /// <summary>The CPU emulation of <see cref="MmaE4M3F16"/>; kept out of line so device code carries one copy.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void EmulateMmaE4M3F16(ref Half4Frag d, in AFrag a, in BFrag b)
+    {
         var staged = Stage(a, b);
         int lane = Warp.LaneIdx;
         int g = lane >> 2, t = lane & 3;
@@ -112,6 +140,13 @@ public static class TensorCore
             d.C0 = c0.Value; d.C1 = c1.Value; d.C2 = c2.Value; d.C3 = c3.Value;
             return;
         }
+        EmulateMmaF16(ref d, a, b);
+    }
+
+    /// <summary>The CPU emulation of <see cref="MmaF16"/>; kept out of line so device code carries one copy.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void EmulateMmaF16(ref Float4Frag d, in AFrag a, in BFrag b)
+    {
         var staged = Stage(a, b);
         int lane = Warp.LaneIdx;
         int g = lane >> 2, t = lane & 3;
@@ -125,7 +160,7 @@ public static class TensorCore
     /// <summary>Writes this lane's operands to the warp's staging area and waits for the whole warp.</summary>
     private static ArrayView<uint> Stage(in AFrag a, in BFrag b)
     {
-        var scratch = SharedMemory.Allocate<uint>(MaxWarps * 32 * WordsPerLane);
+        var scratch = SharedMemory.GetDynamic<uint>();
         int warp = Group.IdxX / 32;
         var staged = scratch.SubView(warp * 32 * WordsPerLane, 32 * WordsPerLane);
         int lane = Warp.LaneIdx;
