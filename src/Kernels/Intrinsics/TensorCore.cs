@@ -49,12 +49,12 @@ public static class TensorCore
             d.C0 = c0.Value; d.C1 = c1.Value; d.C2 = c2.Value; d.C3 = c3.Value;
             return;
         }
-        EmulateMmaS8(ref d, a, b);
+        d = EmulateMmaS8(d, a, b);
     }
 
-    /// <summary>The CPU emulation of <see cref="MmaS8"/>; kept out of line so device code carries one copy.</summary>
+    /// <summary>The CPU emulation of <see cref="MmaS8"/>; kept out of line (operands by value, so no address escapes into device code) so device code carries one copy.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void EmulateMmaS8(ref Int4Frag d, in AFrag a, in BFrag b)
+    private static Int4Frag EmulateMmaS8(Int4Frag d, AFrag a, BFrag b)
     {
         var staged = Stage(a, b);
         int lane = Warp.LaneIdx;
@@ -64,6 +64,7 @@ public static class TensorCore
         d.C2 += (int)DotS8(staged, g, 2 * t, true);
         d.C3 += (int)DotS8(staged, g, 2 * t + 1, true);
         Warp.Barrier();
+        return d;
     }
 
     /// <summary>D = A·B + D for FP8 with FP32 accumulation: mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32.</summary>
@@ -80,12 +81,12 @@ public static class TensorCore
             d.C0 = c0.Value; d.C1 = c1.Value; d.C2 = c2.Value; d.C3 = c3.Value;
             return;
         }
-        EmulateMmaE4M3(ref d, a, b);
+        d = EmulateMmaE4M3(d, a, b);
     }
 
-    /// <summary>The CPU emulation of <see cref="MmaE4M3"/>; kept out of line so device code carries one copy.</summary>
+    /// <summary>The CPU emulation of <see cref="MmaE4M3"/>; kept out of line (operands by value, so no address escapes into device code) so device code carries one copy.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void EmulateMmaE4M3(ref Float4Frag d, in AFrag a, in BFrag b)
+    private static Float4Frag EmulateMmaE4M3(Float4Frag d, AFrag a, BFrag b)
     {
         var staged = Stage(a, b);
         int lane = Warp.LaneIdx;
@@ -95,6 +96,7 @@ public static class TensorCore
         d.C2 = (float)(d.C2 + DotE4M3(staged, g, 2 * t, true));
         d.C3 = (float)(d.C3 + DotE4M3(staged, g, 2 * t + 1, true));
         Warp.Barrier();
+        return d;
     }
 
     /// <summary>D = A·B + D for FP8 with FP16 accumulation (v2++): mma.sync.aligned.m16n8k32.row.col.f16.e4m3.e4m3.f16.</summary>
@@ -111,12 +113,12 @@ public static class TensorCore
             d.Lo = c0.Value; d.Hi = c1.Value;
             return;
         }
-        EmulateMmaE4M3F16(ref d, a, b);
+        d = EmulateMmaE4M3F16(d, a, b);
     }
 
-    /// <summary>The CPU emulation of <see cref="MmaE4M3F16"/>; kept out of line so device code carries one copy.</summary>
+    /// <summary>The CPU emulation of <see cref="MmaE4M3F16"/>; kept out of line (operands by value, so no address escapes into device code) so device code carries one copy.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void EmulateMmaE4M3F16(ref Half4Frag d, in AFrag a, in BFrag b)
+    private static Half4Frag EmulateMmaE4M3F16(Half4Frag d, AFrag a, BFrag b)
     {
         var staged = Stage(a, b);
         int lane = Warp.LaneIdx;
@@ -124,6 +126,7 @@ public static class TensorCore
         d.Lo = AddToFp16Pair(d.Lo, DotE4M3(staged, g, 2 * t, false), DotE4M3(staged, g, 2 * t + 1, false));
         d.Hi = AddToFp16Pair(d.Hi, DotE4M3(staged, g, 2 * t, true), DotE4M3(staged, g, 2 * t + 1, true));
         Warp.Barrier();
+        return d;
     }
 
     /// <summary>D = A·B + D for FP16 inputs with FP32 accumulation: mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32.</summary>
@@ -140,12 +143,12 @@ public static class TensorCore
             d.C0 = c0.Value; d.C1 = c1.Value; d.C2 = c2.Value; d.C3 = c3.Value;
             return;
         }
-        EmulateMmaF16(ref d, a, b);
+        d = EmulateMmaF16(d, a, b);
     }
 
-    /// <summary>The CPU emulation of <see cref="MmaF16"/>; kept out of line so device code carries one copy.</summary>
+    /// <summary>The CPU emulation of <see cref="MmaF16"/>; kept out of line (operands by value, so no address escapes into device code) so device code carries one copy.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void EmulateMmaF16(ref Float4Frag d, in AFrag a, in BFrag b)
+    private static Float4Frag EmulateMmaF16(Float4Frag d, AFrag a, BFrag b)
     {
         var staged = Stage(a, b);
         int lane = Warp.LaneIdx;
@@ -155,6 +158,7 @@ public static class TensorCore
         d.C2 = (float)(d.C2 + DotF16(staged, g, 2 * t, true));
         d.C3 = (float)(d.C3 + DotF16(staged, g, 2 * t + 1, true));
         Warp.Barrier();
+        return d;
     }
 
     /// <summary>Writes this lane's operands to the warp's staging area and waits for the whole warp.</summary>
