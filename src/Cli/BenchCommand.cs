@@ -46,7 +46,7 @@ internal static class BenchCommand
             using var vb = accelerator.Allocate1D(host);
             using var ob = accelerator.Allocate1D<ushort>(elements);
             StridedTensor View(MemoryBuffer1D<ushort, Stride1D.Dense> b) =>
-                new(b.View, batch, heads, n, headDim, (long)heads * n * headDim, (long)n * headDim, headDim);
+                new(b.View, batch, heads, n, headDim, (long)heads * n * headDim, (long)n * headDim, headDim, aligned8: true);
             var (q, k, v, o) = (View(qb), View(kb), View(vb), View(ob));
             var shape = SageAttentionRunner.Validate(q, k, v);
             float smScale = 1f / MathF.Sqrt(headDim);

@@ -37,7 +37,7 @@ internal static class DemoCommand
         using var vb = accelerator.Allocate1D(v.Data);
         using var ob = accelerator.Allocate1D<ushort>(q.Data.Length);
         StridedTensor View(MemoryBuffer1D<ushort, Stride1D.Dense> b) =>
-            new(b.View, batch, heads, tokens, headDim, (long)heads * tokens * headDim, (long)tokens * headDim, headDim);
+            new(b.View, batch, heads, tokens, headDim, (long)heads * tokens * headDim, (long)tokens * headDim, headDim, aligned8: true);
 
         Console.WriteLine($"{"kernel",-34} {"rel L1",8} {"cosine",9} {"time",10}");
         foreach (var variant in Enum.GetValues<AttentionVariant>())

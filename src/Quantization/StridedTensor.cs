@@ -13,10 +13,16 @@ public struct StridedTensor
     public ArrayView<ushort> Data;
     public long StrideBatch, StrideHead, StrideToken;
     public int Batch, Heads, Tokens, HeadDim;
+    /// <summary>
+    /// 1 when the view's first element is 8-byte aligned (fresh allocations are; a tensor slice may not be),
+    /// which lets kernels read aligned channel groups with vector loads. 0 is always safe.
+    /// </summary>
+    public int Aligned8;
 
     public StridedTensor(ArrayView<ushort> data, int batch, int heads, int tokens, int headDim,
-        long strideBatch, long strideHead, long strideToken)
+        long strideBatch, long strideHead, long strideToken, bool aligned8 = false)
     {
+        Aligned8 = aligned8 ? 1 : 0;
         Data = data;
         Batch = batch; Heads = heads; Tokens = tokens; HeadDim = headDim;
         StrideBatch = strideBatch; StrideHead = strideHead; StrideToken = strideToken;

@@ -79,25 +79,28 @@ public static class AttentionKernel
         if (causal)
             visitBlocks = Math.Min(kBlocks, (qTile * SageConstants.QTileRows + SageConstants.QTileRows - 1 + p.CausalOffset) / KeysPerBlock + 1);
 
-        var kGlobal = p.K.Cast<Vec4>();
-        var vGlobal = p.V.Cast<Vec4>();
-        var kShared = kTile.Cast<Vec4>();
-        var vShared = vTile.Cast<Vec4>();
         int kChunksPerRow = qkWordsPerRow / 4, vChunksPerRow = vRowWords / 4;
+        var layout = new TilePrefetch.Layout
+        {
+            KGlobal = p.K.Cast<Vec4>(), VGlobal = p.V.Cast<Vec4>(),
+            KShared = kTile.Cast<Vec4>(), VShared = vTile.Cast<Vec4>(),
+            KHeadChunk = kvHeadIndex * p.NkPad * kChunksPerRow,
+            VHeadChunk = kvHeadIndex * dp * (vGlobalWordsPerRow / 4),
+            KChunksPerRow = kChunksPerRow, VChunksPerRow = vChunksPerRow,
+            KStrideChunks = kStride / 4, VStrideChunks = vStride / 4, VGlobalChunksPerRow = vGlobalWordsPerRow / 4,
+            KChunks = KeysPerBlock * kChunksPerRow / Threads, VChunks = dp * vChunksPerRow / Threads,
+        };
+        var prefetch = default(TilePrefetch);
+        if (visitBlocks > 0)
+            prefetch.Load(layout, 0, tid);
         for (int kb = 0; kb < visitBlocks; kb++)
         {
-            // 16-byte copies into the padded tiles (strides are multiples of 4 words).
-            for (int i = tid; i < KeysPerBlock * kChunksPerRow; i += Threads)
-            {
-                int key = i / kChunksPerRow, chunk = i % kChunksPerRow;
-                kShared[(key * kStride) / 4 + chunk] = kGlobal[((kvHeadIndex * p.NkPad + kb * KeysPerBlock + key) * qkWordsPerRow) / 4 + chunk];
-            }
-            for (int i = tid; i < dp * vChunksPerRow; i += Threads)
-            {
-                int c = i / vChunksPerRow, chunk = i % vChunksPerRow;
-                vShared[(c * vStride) / 4 + chunk] = vGlobal[((kvHeadIndex * dp + c) * vGlobalWordsPerRow + kb * vRowWords) / 4 + chunk];
-            }
+            // The tiles of block kb arrive from registers; block kb + 1's global loads are issued now and
+            // stay in flight while this block is computed.
+            prefetch.Store(layout, tid);
             Group.Barrier();
+            if (kb + 1 < visitBlocks)
+                prefetch.Load(layout, kb + 1, tid);
 
             float kScale = p.KScale[kvHeadIndex * kBlocks * SageConstants.KScaleSlotsPerBlock + kb * SageConstants.KScaleSlotsPerBlock + t];
             Tile.Scores(ref scores, q, kTile, g * kStride + t, kStride, qScale * kScale, wide);

@@ -35,7 +35,8 @@ public struct QuantizeInt8Params
 /// <para>Three phases separated by barriers: (1) each warp takes 16 rows and each lane Dp / 32 adjacent
 /// channels, writing per-lane partial |max| per row to shared memory; (2) 64 threads reduce a row each and
 /// then the maximum over the row's scale group (which depends on the granularity), keeping 127 / amax per
-/// row and writing the scale slots; (3) the rows are quantized with round-to-nearest-even.</para>
+/// row and writing the scale slots; (3) the staged rows are quantized with round-to-nearest-even. The input
+/// is read once (staged as floats in shared memory between the phases).</para>
 /// <para>Every granularity writes the per-thread slot layout (coarser ones repeat a value), so the
 /// attention kernel has one scale-loading path.</para>
 /// </remarks>
@@ -51,6 +52,8 @@ public static class QuantizeInt8Kernel
         var rowAbsMax = SharedMemory.Allocate<float>(Tile);
         var rowInverse = SharedMemory.Allocate<float>(Tile);
         var channelMean = SharedMemory.Allocate<float>(MaxHeadDim);
+        // The tile's values after smoothing, so the input is read from global memory once.
+        var staged = SharedMemory.Allocate<float>(Tile * MaxHeadDim);
 
         int tid = Group.IdxX, warp = tid / Lanes, lane = tid % Lanes;
         int tile = Grid.IdxX, h = Grid.IdxY, b = Grid.IdxZ;
@@ -67,14 +70,12 @@ public static class QuantizeInt8Kernel
         }
         Group.Barrier();
 
-        // Phase 1: per-lane partial maxima of |x - mean|.
+        // Phase 1: stage the values and keep per-lane partial maxima of |x - mean|.
         for (int r = 0; r < SageConstants.WarpRows; r++)
         {
             int localRow = warp * SageConstants.WarpRows + r;
             int row = tile * Tile + localRow;
-            float amax = 0;
-            for (int i = 0; i < channelsPerLane; i++)
-                amax = Math.Max(amax, Math.Abs(Value(p, channelMean, b, h, row, firstChannel + i)));
+            float amax = StageRow(p, channelMean, staged, b, h, row, localRow * p.PaddedHeadDim, firstChannel, channelsPerLane);
             partialMax[localRow * Lanes + lane] = amax;
         }
         Group.Barrier();
@@ -111,31 +112,94 @@ public static class QuantizeInt8Kernel
         }
         Group.Barrier();
 
-        // Phase 3: quantize.
+        // Phase 3: quantize; each lane writes its 2 or 4 adjacent bytes as one store.
+        var output16 = p.Output.Cast<ushort>();
+        var output32 = p.Output.Cast<uint>();
         for (int r = 0; r < SageConstants.WarpRows; r++)
         {
             int localRow = warp * SageConstants.WarpRows + r;
             int row = tile * Tile + localRow;
             float inverse = rowInverse[localRow];
-            long outBase = ((long)(b * p.Input.Heads + h) * p.PaddedTokens + row) * p.PaddedHeadDim;
-            for (int i = 0; i < channelsPerLane; i++)
-            {
-                int c = firstChannel + i;
-                int q = DeviceConvert.RoundToNearestEven(Value(p, channelMean, b, h, row, c) * inverse);
-                q = Math.Min(127, Math.Max(-127, q));
-                p.Output[outBase + c] = (sbyte)q;
-            }
+            long outBase = ((long)(b * p.Input.Heads + h) * p.PaddedTokens + row) * p.PaddedHeadDim + firstChannel;
+            int s = localRow * p.PaddedHeadDim + firstChannel;
+            uint packed = Quantize(staged[s], inverse) | (Quantize(staged[s + 1], inverse) << 8);
+            if (channelsPerLane == 4)
+                output32[outBase / 4] = packed | (Quantize(staged[s + 2], inverse) << 16) | (Quantize(staged[s + 3], inverse) << 24);
+            else
+                output16[outBase / 2] = (ushort)packed;
         }
     }
 
-    /// <summary>The (optionally mean-subtracted) input value, zero outside the real rows and channels.</summary>
-    private static float Value(in QuantizeInt8Params p, ArrayView<float> channelMean, int b, int h, int row, int c)
+    /// <summary>Round to nearest even, clamp to ±127, as the byte of an INT8 value.</summary>
+    private static uint Quantize(float value, float inverse)
     {
-        if (row >= p.Input.Tokens || c >= p.Input.HeadDim)
-            return 0;
-        float x = DeviceConvert.ToFloat(p.Input.Data[p.Input.RowOffset(b, h, row) + c], p.ElementType);
-        return p.Smooth != 0 ? x - channelMean[c] : x;
+        int q = DeviceConvert.RoundToNearestEven(value * inverse);
+        return (uint)(byte)(sbyte)Math.Min(127, Math.Max(-127, q));
     }
+
+    /// <summary>
+    /// Stages one row's 2 or 4 channels of this lane (minus the mean) and returns their largest magnitude.
+    /// A full, 8- or 4-byte-aligned group is read with one vector load; tails and odd strides fall back to
+    /// element loads.
+    /// </summary>
+    private static float StageRow(in QuantizeInt8Params p, ArrayView<float> channelMean, ArrayView<float> staged,
+        int b, int h, int row, int stagedRow, int firstChannel, int channelsPerLane)
+    {
+        float x0 = 0, x1 = 0, x2 = 0, x3 = 0;
+        if (row < p.Input.Tokens)
+        {
+            long offset = p.Input.RowOffset(b, h, row) + firstChannel;
+            bool full = firstChannel + channelsPerLane <= p.Input.HeadDim;
+            if (p.Input.Aligned8 != 0 && full && channelsPerLane == 4 && (offset & 3) == 0)
+            {
+                ulong bits = p.Input.Data.SubView(offset, 4).Cast<ulong>()[0];
+                x0 = DeviceConvert.ToFloat((ushort)bits, p.ElementType);
+                x1 = DeviceConvert.ToFloat((ushort)(bits >> 16), p.ElementType);
+                x2 = DeviceConvert.ToFloat((ushort)(bits >> 32), p.ElementType);
+                x3 = DeviceConvert.ToFloat((ushort)(bits >> 48), p.ElementType);
+            }
+            else if (p.Input.Aligned8 != 0 && full && channelsPerLane == 2 && (offset & 1) == 0)
+            {
+                uint bits = p.Input.Data.SubView(offset, 2).Cast<uint>()[0];
+                x0 = DeviceConvert.ToFloat((ushort)bits, p.ElementType);
+                x1 = DeviceConvert.ToFloat((ushort)(bits >> 16), p.ElementType);
+            }
+            else
+            {
+                x0 = Element(p, offset, firstChannel);
+                x1 = Element(p, offset + 1, firstChannel + 1);
+                if (channelsPerLane == 4)
+                {
+                    x2 = Element(p, offset + 2, firstChannel + 2);
+                    x3 = Element(p, offset + 3, firstChannel + 3);
+                }
+            }
+            if (p.Smooth != 0)
+            {
+                x0 = firstChannel < p.Input.HeadDim ? x0 - channelMean[firstChannel] : 0;
+                x1 = firstChannel + 1 < p.Input.HeadDim ? x1 - channelMean[firstChannel + 1] : 0;
+                if (channelsPerLane == 4)
+                {
+                    x2 = firstChannel + 2 < p.Input.HeadDim ? x2 - channelMean[firstChannel + 2] : 0;
+                    x3 = firstChannel + 3 < p.Input.HeadDim ? x3 - channelMean[firstChannel + 3] : 0;
+                }
+            }
+        }
+        staged[stagedRow + firstChannel] = x0;
+        staged[stagedRow + firstChannel + 1] = x1;
+        float amax = Math.Max(Math.Abs(x0), Math.Abs(x1));
+        if (channelsPerLane == 4)
+        {
+            staged[stagedRow + firstChannel + 2] = x2;
+            staged[stagedRow + firstChannel + 3] = x3;
+            amax = Math.Max(amax, Math.Max(Math.Abs(x2), Math.Abs(x3)));
+        }
+        return amax;
+    }
+
+    /// <summary>One input element, zero past the real channels.</summary>
+    private static float Element(in QuantizeInt8Params p, long offset, int c) =>
+        c < p.Input.HeadDim ? DeviceConvert.ToFloat(p.Input.Data[offset], p.ElementType) : 0f;
 
     /// <summary>Maximum of the rows sharing a scale with tile row <paramref name="row"/>.</summary>
     public static float GroupAbsMax(ArrayView<float> rowAbsMax, int row, int granularity, int isKey)

@@ -40,11 +40,11 @@ public abstract class AcceleratorFixture : IDisposable
         return Runner!;
     }
 
-    /// <summary>Copies a host tensor to the device, keeping its strides.</summary>
-    public (MemoryBuffer1D<ushort, Stride1D.Dense> Buffer, StridedTensor View) Upload(HostTensor t)
+    /// <summary>Copies a host tensor to a fresh (aligned) device buffer, keeping its strides; <paramref name="aligned8"/> false forces the element-by-element read path.</summary>
+    public (MemoryBuffer1D<ushort, Stride1D.Dense> Buffer, StridedTensor View) Upload(HostTensor t, bool aligned8 = true)
     {
         var buffer = Accelerator!.Allocate1D(t.Data);
-        return (buffer, new StridedTensor(buffer.View, t.Batch, t.Heads, t.Tokens, t.HeadDim, t.StrideBatch, t.StrideHead, t.StrideToken));
+        return (buffer, new StridedTensor(buffer.View, t.Batch, t.Heads, t.Tokens, t.HeadDim, t.StrideBatch, t.StrideHead, t.StrideToken, aligned8));
     }
 
     public void Dispose()
