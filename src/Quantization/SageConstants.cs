@@ -35,8 +35,8 @@ public static class SageConstants
     /// </summary>
     public const int KScaleSlotsPerBlock = 4;
 
-    /// <summary>Tokens per partial sum of the channel statistics (K and V smoothing, V scales).</summary>
-    public const int StatsChunkTokens = 256;
+    /// <summary>Tokens per partial sum of the channel statistics (K and V smoothing, V scales): small enough that the statistics kernel has thousands of blocks in flight.</summary>
+    public const int StatsChunkTokens = 64;
 
     /// <summary>log2(e): the softmax runs in exp2, so logits are scaled by it once, folded into the Q scale.</summary>
     public const float Log2E = 1.4426950408889634f;
