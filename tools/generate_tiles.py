@@ -94,28 +94,27 @@ def score_ops():
 {chr(10).join(body)}
     }}
 """)
-    # Scores
-    body = []
+    # Scores: k steps outer, key tiles inner, so 8 independent accumulators give the tensor pipe
+    # back-to-back independent mma instead of 4-deep dependency chains.
+    body = [f"        Int4Frag {', '.join(f'acc{j} = default' for j in range(JTILES))};"]
+    for ks in range(KSTEPS):
+        lines = [f"a.R0 = q.K{ks}R0; a.R1 = q.K{ks}R1; a.R2 = q.K{ks}R2; a.R3 = q.K{ks}R3;"]
+        for j in range(JTILES):
+            lines += [f"b.R0 = kTile[kRow + {8 * j} * kStride + {ks * 8}]; b.R1 = kTile[kRow + {8 * j} * kStride + {ks * 8 + 4}];",
+                      f"TensorCore.MmaS8(ref acc{j}, a, b);"]
+        body += wide_guard(ks, 2, lines)
     for j in range(JTILES):
-        body.append(f"        acc = default;")
-        body.append(f"        row = kRow + {8 * j} * kStride;")
-        for ks in range(KSTEPS):
-            body += wide_guard(ks, 2, [
-                f"a.R0 = q.K{ks}R0; a.R1 = q.K{ks}R1; a.R2 = q.K{ks}R2; a.R3 = q.K{ks}R3;",
-                f"b.R0 = kTile[row + {ks * 8}]; b.R1 = kTile[row + {ks * 8 + 4}];",
-                "TensorCore.MmaS8(ref acc, a, b);"])
-        body.append(f"        s.J{j}C0 = acc.C0 * dequant; s.J{j}C1 = acc.C1 * dequant; s.J{j}C2 = acc.C2 * dequant; s.J{j}C3 = acc.C3 * dequant;")
+        body.append(f"        s.J{j}C0 = acc{j}.C0 * dequant; s.J{j}C1 = acc{j}.C1 * dequant; s.J{j}C2 = acc{j}.C2 * dequant; s.J{j}C3 = acc{j}.C3 * dequant;")
     out.append(f"""    /// <summary>
-    /// S = Q·Kᵀ for the warp's 16 rows × 64 keys, dequantized: 8 key tiles × (2 or 4) k32 steps of
-    /// mma.m16n8k32.s8. kRow = g · kStride + t: the lane's word in key row g of the shared K tile.
+    /// S = Q·Kᵀ for the warp's 16 rows × 64 keys, dequantized: (2 or 4) k32 steps × 8 key tiles of
+    /// mma.m16n8k32.s8, the key tiles innermost so consecutive mma are independent.
+    /// kRow = g · kStride + t: the lane's word in key row g of the shared K tile.
     /// </summary>
     {INLINE}
     public static void Scores(ref ScoreTile s, in QFragments q, ArrayView<uint> kTile, int kRow, int kStride, float dequant, bool wide)
     {{
-        Int4Frag acc;
         AFrag a;
         BFrag b;
-        int row;
 {chr(10).join(body)}
     }}
 """)
@@ -218,38 +217,41 @@ def pv_ops():
 {chr(10).join(body)}
     }}
 """)
-    # PV variants
+    # PV variants: for each group of 8 channel tiles, k steps outer and tiles inner, so consecutive mma
+    # are independent (8 live accumulators per group).
     def pv(name, doc, steps, mma, acc_type, epilogue, init):
         body = []
-        for n in range(NTILES):
-            lines = [init(n), f"row = vRow + {8 * n} * vStride;"]
+        for group in range(2):
+            tiles = range(8 * group, 8 * group + 8)
+            lines = [init(n) for n in tiles]
             for st in range(steps):
-                lines += [f"a.R0 = p.S{st}R0; a.R1 = p.S{st}R1; a.R2 = p.S{st}R2; a.R3 = p.S{st}R3;",
-                          f"b.R0 = vTile[row + {st * 8}]; b.R1 = vTile[row + {st * 8 + 4}];",
-                          f"TensorCore.{mma}(ref acc, a, b);"]
-            lines += epilogue(n)
-            body += wide_guard(n, 8, lines)
+                lines.append(f"a.R0 = p.S{st}R0; a.R1 = p.S{st}R1; a.R2 = p.S{st}R2; a.R3 = p.S{st}R3;")
+                for n in tiles:
+                    lines += [f"b.R0 = vTile[vRow + {8 * n} * vStride + {st * 8}]; b.R1 = vTile[vRow + {8 * n} * vStride + {st * 8 + 4}];",
+                              f"TensorCore.{mma}(ref acc{n % 8}, a, b);"]
+            for n in tiles:
+                lines += epilogue(n)
+            body += wide_guard(8 * group, 8, lines)
         out.append(f"""    /// <summary>{doc} vRow = g · vStride + t: the lane's word in channel row g of the shared V tile.</summary>
     {INLINE}
     public static void {name}(ref OutputTile o, in PFragments p, ArrayView<uint> vTile, int vRow, int vStride, bool wide)
     {{
-        {acc_type} acc;
+        {acc_type} {', '.join(f'acc{i}' for i in range(8))};
         AFrag a;
         BFrag b;
-        int row;
 {chr(10).join(body)}
     }}
 """)
     pv("PvFp8Fp32", "v2: per channel tile, the block's FP8 product in a fresh FP32 fragment, then added to O.", 2, "MmaE4M3",
-       "Float4Frag", lambda n: [f"o.N{n}C0 += acc.C0; o.N{n}C1 += acc.C1; o.N{n}C2 += acc.C2; o.N{n}C3 += acc.C3;"],
-       lambda n: "acc = default;")
+       "Float4Frag", lambda n: [f"o.N{n}C0 += acc{n % 8}.C0; o.N{n}C1 += acc{n % 8}.C1; o.N{n}C2 += acc{n % 8}.C2; o.N{n}C3 += acc{n % 8}.C3;"],
+       lambda n: f"acc{n % 8} = default;")
     pv("PvFp8Fp16", "v2++: the block's FP8 product accumulated in FP16, then converted and added to O.", 2, "MmaE4M3F16",
-       "Half4Frag", lambda n: [f"o.N{n}C0 += DeviceConvert.Fp16ToFloat((ushort)acc.Lo); o.N{n}C1 += DeviceConvert.Fp16ToFloat((ushort)(acc.Lo >> 16));",
-                               f"o.N{n}C2 += DeviceConvert.Fp16ToFloat((ushort)acc.Hi); o.N{n}C3 += DeviceConvert.Fp16ToFloat((ushort)(acc.Hi >> 16));"],
-       lambda n: "acc = default;")
+       "Half4Frag", lambda n: [f"o.N{n}C0 += DeviceConvert.Fp16ToFloat((ushort)acc{n % 8}.Lo); o.N{n}C1 += DeviceConvert.Fp16ToFloat((ushort)(acc{n % 8}.Lo >> 16));",
+                               f"o.N{n}C2 += DeviceConvert.Fp16ToFloat((ushort)acc{n % 8}.Hi); o.N{n}C3 += DeviceConvert.Fp16ToFloat((ushort)(acc{n % 8}.Hi >> 16));"],
+       lambda n: f"acc{n % 8} = default;")
     pv("PvFp16", "FP16 P·V accumulating into O directly (4 k16 steps).", 4, "MmaF16",
-       "Float4Frag", lambda n: [f"o.N{n}C0 = acc.C0; o.N{n}C1 = acc.C1; o.N{n}C2 = acc.C2; o.N{n}C3 = acc.C3;"],
-       lambda n: f"acc.C0 = o.N{n}C0; acc.C1 = o.N{n}C1; acc.C2 = o.N{n}C2; acc.C3 = o.N{n}C3;")
+       "Float4Frag", lambda n: [f"o.N{n}C0 = acc{n % 8}.C0; o.N{n}C1 = acc{n % 8}.C1; o.N{n}C2 = acc{n % 8}.C2; o.N{n}C3 = acc{n % 8}.C3;"],
+       lambda n: f"acc{n % 8}.C0 = o.N{n}C0; acc{n % 8}.C1 = o.N{n}C1; acc{n % 8}.C2 = o.N{n}C2; acc{n % 8}.C3 = o.N{n}C3;")
     return "\n/// <summary>The P·V steps of one 64-key block, unrolled.</summary>\npublic static partial class Tile\n{\n" + "\n".join(out) + "}\n"
 
 

@@ -35,184 +35,98 @@ public static partial class Tile
     }
 
     /// <summary>
-    /// S = Q·Kᵀ for the warp's 16 rows × 64 keys, dequantized: 8 key tiles × (2 or 4) k32 steps of
-    /// mma.m16n8k32.s8. kRow = g · kStride + t: the lane's word in key row g of the shared K tile.
+    /// S = Q·Kᵀ for the warp's 16 rows × 64 keys, dequantized: (2 or 4) k32 steps × 8 key tiles of
+    /// mma.m16n8k32.s8, the key tiles innermost so consecutive mma are independent.
+    /// kRow = g · kStride + t: the lane's word in key row g of the shared K tile.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Scores(ref ScoreTile s, in QFragments q, ArrayView<uint> kTile, int kRow, int kStride, float dequant, bool wide)
     {
-        Int4Frag acc;
         AFrag a;
         BFrag b;
-        int row;
-        acc = default;
-        row = kRow + 0 * kStride;
+        Int4Frag acc0 = default, acc1 = default, acc2 = default, acc3 = default, acc4 = default, acc5 = default, acc6 = default, acc7 = default;
         a.R0 = q.K0R0; a.R1 = q.K0R1; a.R2 = q.K0R2; a.R3 = q.K0R3;
-        b.R0 = kTile[row + 0]; b.R1 = kTile[row + 4];
-        TensorCore.MmaS8(ref acc, a, b);
+        b.R0 = kTile[kRow + 0 * kStride + 0]; b.R1 = kTile[kRow + 0 * kStride + 4];
+        TensorCore.MmaS8(ref acc0, a, b);
+        b.R0 = kTile[kRow + 8 * kStride + 0]; b.R1 = kTile[kRow + 8 * kStride + 4];
+        TensorCore.MmaS8(ref acc1, a, b);
+        b.R0 = kTile[kRow + 16 * kStride + 0]; b.R1 = kTile[kRow + 16 * kStride + 4];
+        TensorCore.MmaS8(ref acc2, a, b);
+        b.R0 = kTile[kRow + 24 * kStride + 0]; b.R1 = kTile[kRow + 24 * kStride + 4];
+        TensorCore.MmaS8(ref acc3, a, b);
+        b.R0 = kTile[kRow + 32 * kStride + 0]; b.R1 = kTile[kRow + 32 * kStride + 4];
+        TensorCore.MmaS8(ref acc4, a, b);
+        b.R0 = kTile[kRow + 40 * kStride + 0]; b.R1 = kTile[kRow + 40 * kStride + 4];
+        TensorCore.MmaS8(ref acc5, a, b);
+        b.R0 = kTile[kRow + 48 * kStride + 0]; b.R1 = kTile[kRow + 48 * kStride + 4];
+        TensorCore.MmaS8(ref acc6, a, b);
+        b.R0 = kTile[kRow + 56 * kStride + 0]; b.R1 = kTile[kRow + 56 * kStride + 4];
+        TensorCore.MmaS8(ref acc7, a, b);
         a.R0 = q.K1R0; a.R1 = q.K1R1; a.R2 = q.K1R2; a.R3 = q.K1R3;
-        b.R0 = kTile[row + 8]; b.R1 = kTile[row + 12];
-        TensorCore.MmaS8(ref acc, a, b);
+        b.R0 = kTile[kRow + 0 * kStride + 8]; b.R1 = kTile[kRow + 0 * kStride + 12];
+        TensorCore.MmaS8(ref acc0, a, b);
+        b.R0 = kTile[kRow + 8 * kStride + 8]; b.R1 = kTile[kRow + 8 * kStride + 12];
+        TensorCore.MmaS8(ref acc1, a, b);
+        b.R0 = kTile[kRow + 16 * kStride + 8]; b.R1 = kTile[kRow + 16 * kStride + 12];
+        TensorCore.MmaS8(ref acc2, a, b);
+        b.R0 = kTile[kRow + 24 * kStride + 8]; b.R1 = kTile[kRow + 24 * kStride + 12];
+        TensorCore.MmaS8(ref acc3, a, b);
+        b.R0 = kTile[kRow + 32 * kStride + 8]; b.R1 = kTile[kRow + 32 * kStride + 12];
+        TensorCore.MmaS8(ref acc4, a, b);
+        b.R0 = kTile[kRow + 40 * kStride + 8]; b.R1 = kTile[kRow + 40 * kStride + 12];
+        TensorCore.MmaS8(ref acc5, a, b);
+        b.R0 = kTile[kRow + 48 * kStride + 8]; b.R1 = kTile[kRow + 48 * kStride + 12];
+        TensorCore.MmaS8(ref acc6, a, b);
+        b.R0 = kTile[kRow + 56 * kStride + 8]; b.R1 = kTile[kRow + 56 * kStride + 12];
+        TensorCore.MmaS8(ref acc7, a, b);
         if (wide)
         {
             a.R0 = q.K2R0; a.R1 = q.K2R1; a.R2 = q.K2R2; a.R3 = q.K2R3;
-            b.R0 = kTile[row + 16]; b.R1 = kTile[row + 20];
-            TensorCore.MmaS8(ref acc, a, b);
+            b.R0 = kTile[kRow + 0 * kStride + 16]; b.R1 = kTile[kRow + 0 * kStride + 20];
+            TensorCore.MmaS8(ref acc0, a, b);
+            b.R0 = kTile[kRow + 8 * kStride + 16]; b.R1 = kTile[kRow + 8 * kStride + 20];
+            TensorCore.MmaS8(ref acc1, a, b);
+            b.R0 = kTile[kRow + 16 * kStride + 16]; b.R1 = kTile[kRow + 16 * kStride + 20];
+            TensorCore.MmaS8(ref acc2, a, b);
+            b.R0 = kTile[kRow + 24 * kStride + 16]; b.R1 = kTile[kRow + 24 * kStride + 20];
+            TensorCore.MmaS8(ref acc3, a, b);
+            b.R0 = kTile[kRow + 32 * kStride + 16]; b.R1 = kTile[kRow + 32 * kStride + 20];
+            TensorCore.MmaS8(ref acc4, a, b);
+            b.R0 = kTile[kRow + 40 * kStride + 16]; b.R1 = kTile[kRow + 40 * kStride + 20];
+            TensorCore.MmaS8(ref acc5, a, b);
+            b.R0 = kTile[kRow + 48 * kStride + 16]; b.R1 = kTile[kRow + 48 * kStride + 20];
+            TensorCore.MmaS8(ref acc6, a, b);
+            b.R0 = kTile[kRow + 56 * kStride + 16]; b.R1 = kTile[kRow + 56 * kStride + 20];
+            TensorCore.MmaS8(ref acc7, a, b);
         }
         if (wide)
         {
             a.R0 = q.K3R0; a.R1 = q.K3R1; a.R2 = q.K3R2; a.R3 = q.K3R3;
-            b.R0 = kTile[row + 24]; b.R1 = kTile[row + 28];
-            TensorCore.MmaS8(ref acc, a, b);
+            b.R0 = kTile[kRow + 0 * kStride + 24]; b.R1 = kTile[kRow + 0 * kStride + 28];
+            TensorCore.MmaS8(ref acc0, a, b);
+            b.R0 = kTile[kRow + 8 * kStride + 24]; b.R1 = kTile[kRow + 8 * kStride + 28];
+            TensorCore.MmaS8(ref acc1, a, b);
+            b.R0 = kTile[kRow + 16 * kStride + 24]; b.R1 = kTile[kRow + 16 * kStride + 28];
+            TensorCore.MmaS8(ref acc2, a, b);
+            b.R0 = kTile[kRow + 24 * kStride + 24]; b.R1 = kTile[kRow + 24 * kStride + 28];
+            TensorCore.MmaS8(ref acc3, a, b);
+            b.R0 = kTile[kRow + 32 * kStride + 24]; b.R1 = kTile[kRow + 32 * kStride + 28];
+            TensorCore.MmaS8(ref acc4, a, b);
+            b.R0 = kTile[kRow + 40 * kStride + 24]; b.R1 = kTile[kRow + 40 * kStride + 28];
+            TensorCore.MmaS8(ref acc5, a, b);
+            b.R0 = kTile[kRow + 48 * kStride + 24]; b.R1 = kTile[kRow + 48 * kStride + 28];
+            TensorCore.MmaS8(ref acc6, a, b);
+            b.R0 = kTile[kRow + 56 * kStride + 24]; b.R1 = kTile[kRow + 56 * kStride + 28];
+            TensorCore.MmaS8(ref acc7, a, b);
         }
-        s.J0C0 = acc.C0 * dequant; s.J0C1 = acc.C1 * dequant; s.J0C2 = acc.C2 * dequant; s.J0C3 = acc.C3 * dequant;
-        acc = default;
-        row = kRow + 8 * kStride;
-        a.R0 = q.K0R0; a.R1 = q.K0R1; a.R2 = q.K0R2; a.R3 = q.K0R3;
-        b.R0 = kTile[row + 0]; b.R1 = kTile[row + 4];
-        TensorCore.MmaS8(ref acc, a, b);
-        a.R0 = q.K1R0; a.R1 = q.K1R1; a.R2 = q.K1R2; a.R3 = q.K1R3;
-        b.R0 = kTile[row + 8]; b.R1 = kTile[row + 12];
-        TensorCore.MmaS8(ref acc, a, b);
-        if (wide)
-        {
-            a.R0 = q.K2R0; a.R1 = q.K2R1; a.R2 = q.K2R2; a.R3 = q.K2R3;
-            b.R0 = kTile[row + 16]; b.R1 = kTile[row + 20];
-            TensorCore.MmaS8(ref acc, a, b);
-        }
-        if (wide)
-        {
-            a.R0 = q.K3R0; a.R1 = q.K3R1; a.R2 = q.K3R2; a.R3 = q.K3R3;
-            b.R0 = kTile[row + 24]; b.R1 = kTile[row + 28];
-            TensorCore.MmaS8(ref acc, a, b);
-        }
-        s.J1C0 = acc.C0 * dequant; s.J1C1 = acc.C1 * dequant; s.J1C2 = acc.C2 * dequant; s.J1C3 = acc.C3 * dequant;
-        acc = default;
-        row = kRow + 16 * kStride;
-        a.R0 = q.K0R0; a.R1 = q.K0R1; a.R2 = q.K0R2; a.R3 = q.K0R3;
-        b.R0 = kTile[row + 0]; b.R1 = kTile[row + 4];
-        TensorCore.MmaS8(ref acc, a, b);
-        a.R0 = q.K1R0; a.R1 = q.K1R1; a.R2 = q.K1R2; a.R3 = q.K1R3;
-        b.R0 = kTile[row + 8]; b.R1 = kTile[row + 12];
-        TensorCore.MmaS8(ref acc, a, b);
-        if (wide)
-        {
-            a.R0 = q.K2R0; a.R1 = q.K2R1; a.R2 = q.K2R2; a.R3 = q.K2R3;
-            b.R0 = kTile[row + 16]; b.R1 = kTile[row + 20];
-            TensorCore.MmaS8(ref acc, a, b);
-        }
-        if (wide)
-        {
-            a.R0 = q.K3R0; a.R1 = q.K3R1; a.R2 = q.K3R2; a.R3 = q.K3R3;
-            b.R0 = kTile[row + 24]; b.R1 = kTile[row + 28];
-            TensorCore.MmaS8(ref acc, a, b);
-        }
-        s.J2C0 = acc.C0 * dequant; s.J2C1 = acc.C1 * dequant; s.J2C2 = acc.C2 * dequant; s.J2C3 = acc.C3 * dequant;
-        acc = default;
-        row = kRow + 24 * kStride;
-        a.R0 = q.K0R0; a.R1 = q.K0R1; a.R2 = q.K0R2; a.R3 = q.K0R3;
-        b.R0 = kTile[row + 0]; b.R1 = kTile[row + 4];
-        TensorCore.MmaS8(ref acc, a, b);
-        a.R0 = q.K1R0; a.R1 = q.K1R1; a.R2 = q.K1R2; a.R3 = q.K1R3;
-        b.R0 = kTile[row + 8]; b.R1 = kTile[row + 12];
-        TensorCore.MmaS8(ref acc, a, b);
-        if (wide)
-        {
-            a.R0 = q.K2R0; a.R1 = q.K2R1; a.R2 = q.K2R2; a.R3 = q.K2R3;
-            b.R0 = kTile[row + 16]; b.R1 = kTile[row + 20];
-            TensorCore.MmaS8(ref acc, a, b);
-        }
-        if (wide)
-        {
-            a.R0 = q.K3R0; a.R1 = q.K3R1; a.R2 = q.K3R2; a.R3 = q.K3R3;
-            b.R0 = kTile[row + 24]; b.R1 = kTile[row + 28];
-            TensorCore.MmaS8(ref acc, a, b);
-        }
-        s.J3C0 = acc.C0 * dequant; s.J3C1 = acc.C1 * dequant; s.J3C2 = acc.C2 * dequant; s.J3C3 = acc.C3 * dequant;
-        acc = default;
-        row = kRow + 32 * kStride;
-        a.R0 = q.K0R0; a.R1 = q.K0R1; a.R2 = q.K0R2; a.R3 = q.K0R3;
-        b.R0 = kTile[row + 0]; b.R1 = kTile[row + 4];
-        TensorCore.MmaS8(ref acc, a, b);
-        a.R0 = q.K1R0; a.R1 = q.K1R1; a.R2 = q.K1R2; a.R3 = q.K1R3;
-        b.R0 = kTile[row + 8]; b.R1 = kTile[row + 12];
-        TensorCore.MmaS8(ref acc, a, b);
-        if (wide)
-        {
-            a.R0 = q.K2R0; a.R1 = q.K2R1; a.R2 = q.K2R2; a.R3 = q.K2R3;
-            b.R0 = kTile[row + 16]; b.R1 = kTile[row + 20];
-            TensorCore.MmaS8(ref acc, a, b);
-        }
-        if (wide)
-        {
-            a.R0 = q.K3R0; a.R1 = q.K3R1; a.R2 = q.K3R2; a.R3 = q.K3R3;
-            b.R0 = kTile[row + 24]; b.R1 = kTile[row + 28];
-            TensorCore.MmaS8(ref acc, a, b);
-        }
-        s.J4C0 = acc.C0 * dequant; s.J4C1 = acc.C1 * dequant; s.J4C2 = acc.C2 * dequant; s.J4C3 = acc.C3 * dequant;
-        acc = default;
-        row = kRow + 40 * kStride;
-        a.R0 = q.K0R0; a.R1 = q.K0R1; a.R2 = q.K0R2; a.R3 = q.K0R3;
-        b.R0 = kTile[row + 0]; b.R1 = kTile[row + 4];
-        TensorCore.MmaS8(ref acc, a, b);
-        a.R0 = q.K1R0; a.R1 = q.K1R1; a.R2 = q.K1R2; a.R3 = q.K1R3;
-        b.R0 = kTile[row + 8]; b.R1 = kTile[row + 12];
-        TensorCore.MmaS8(ref acc, a, b);
-        if (wide)
-        {
-            a.R0 = q.K2R0; a.R1 = q.K2R1; a.R2 = q.K2R2; a.R3 = q.K2R3;
-            b.R0 = kTile[row + 16]; b.R1 = kTile[row + 20];
-            TensorCore.MmaS8(ref acc, a, b);
-        }
-        if (wide)
-        {
-            a.R0 = q.K3R0; a.R1 = q.K3R1; a.R2 = q.K3R2; a.R3 = q.K3R3;
-            b.R0 = kTile[row + 24]; b.R1 = kTile[row + 28];
-            TensorCore.MmaS8(ref acc, a, b);
-        }
-        s.J5C0 = acc.C0 * dequant; s.J5C1 = acc.C1 * dequant; s.J5C2 = acc.C2 * dequant; s.J5C3 = acc.C3 * dequant;
-        acc = default;
-        row = kRow + 48 * kStride;
-        a.R0 = q.K0R0; a.R1 = q.K0R1; a.R2 = q.K0R2; a.R3 = q.K0R3;
-        b.R0 = kTile[row + 0]; b.R1 = kTile[row + 4];
-        TensorCore.MmaS8(ref acc, a, b);
-        a.R0 = q.K1R0; a.R1 = q.K1R1; a.R2 = q.K1R2; a.R3 = q.K1R3;
-        b.R0 = kTile[row + 8]; b.R1 = kTile[row + 12];
-        TensorCore.MmaS8(ref acc, a, b);
-        if (wide)
-        {
-            a.R0 = q.K2R0; a.R1 = q.K2R1; a.R2 = q.K2R2; a.R3 = q.K2R3;
-            b.R0 = kTile[row + 16]; b.R1 = kTile[row + 20];
-            TensorCore.MmaS8(ref acc, a, b);
-        }
-        if (wide)
-        {
-            a.R0 = q.K3R0; a.R1 = q.K3R1; a.R2 = q.K3R2; a.R3 = q.K3R3;
-            b.R0 = kTile[row + 24]; b.R1 = kTile[row + 28];
-            TensorCore.MmaS8(ref acc, a, b);
-        }
-        s.J6C0 = acc.C0 * dequant; s.J6C1 = acc.C1 * dequant; s.J6C2 = acc.C2 * dequant; s.J6C3 = acc.C3 * dequant;
-        acc = default;
-        row = kRow + 56 * kStride;
-        a.R0 = q.K0R0; a.R1 = q.K0R1; a.R2 = q.K0R2; a.R3 = q.K0R3;
-        b.R0 = kTile[row + 0]; b.R1 = kTile[row + 4];
-        TensorCore.MmaS8(ref acc, a, b);
-        a.R0 = q.K1R0; a.R1 = q.K1R1; a.R2 = q.K1R2; a.R3 = q.K1R3;
-        b.R0 = kTile[row + 8]; b.R1 = kTile[row + 12];
-        TensorCore.MmaS8(ref acc, a, b);
-        if (wide)
-        {
-            a.R0 = q.K2R0; a.R1 = q.K2R1; a.R2 = q.K2R2; a.R3 = q.K2R3;
-            b.R0 = kTile[row + 16]; b.R1 = kTile[row + 20];
-            TensorCore.MmaS8(ref acc, a, b);
-        }
-        if (wide)
-        {
-            a.R0 = q.K3R0; a.R1 = q.K3R1; a.R2 = q.K3R2; a.R3 = q.K3R3;
-            b.R0 = kTile[row + 24]; b.R1 = kTile[row + 28];
-            TensorCore.MmaS8(ref acc, a, b);
-        }
-        s.J7C0 = acc.C0 * dequant; s.J7C1 = acc.C1 * dequant; s.J7C2 = acc.C2 * dequant; s.J7C3 = acc.C3 * dequant;
+        s.J0C0 = acc0.C0 * dequant; s.J0C1 = acc0.C1 * dequant; s.J0C2 = acc0.C2 * dequant; s.J0C3 = acc0.C3 * dequant;
+        s.J1C0 = acc1.C0 * dequant; s.J1C1 = acc1.C1 * dequant; s.J1C2 = acc1.C2 * dequant; s.J1C3 = acc1.C3 * dequant;
+        s.J2C0 = acc2.C0 * dequant; s.J2C1 = acc2.C1 * dequant; s.J2C2 = acc2.C2 * dequant; s.J2C3 = acc2.C3 * dequant;
+        s.J3C0 = acc3.C0 * dequant; s.J3C1 = acc3.C1 * dequant; s.J3C2 = acc3.C2 * dequant; s.J3C3 = acc3.C3 * dequant;
+        s.J4C0 = acc4.C0 * dequant; s.J4C1 = acc4.C1 * dequant; s.J4C2 = acc4.C2 * dequant; s.J4C3 = acc4.C3 * dequant;
+        s.J5C0 = acc5.C0 * dequant; s.J5C1 = acc5.C1 * dequant; s.J5C2 = acc5.C2 * dequant; s.J5C3 = acc5.C3 * dequant;
+        s.J6C0 = acc6.C0 * dequant; s.J6C1 = acc6.C1 * dequant; s.J6C2 = acc6.C2 * dequant; s.J6C3 = acc6.C3 * dequant;
+        s.J7C0 = acc7.C0 * dequant; s.J7C1 = acc7.C1 * dequant; s.J7C2 = acc7.C2 * dequant; s.J7C3 = acc7.C3 * dequant;
     }
 
     /// <summary>Sets masked logits (keys past Nk, or past the causal diagonal) to the finite mask value; key = first key of the block + 2t.</summary>
