@@ -10,6 +10,8 @@ try
         "demo" => DemoCommand.Run(rest),
         "bench" => BenchCommand.Run(rest),
         "ptx" => PtxCommand.Run(rest),
+        "info" => InfoCommand.Run(rest),
+        "run" => RunCommand.Run(rest),
         _ => Usage(),
     };
 }
@@ -28,6 +30,11 @@ static int Usage()
           sageattn bench [--out DIR] [--n 1024,4096,16384] [--reps 20]
                                                  TOPS of each variant on the GPU (kernel only and with quantization)
           sageattn ptx --out DIR                 write the attention kernels' PTX (sm_90) for ptxas -v
+          sageattn info                          libtorch source, CUDA devices and their variants, CPU accelerator
+          sageattn run --in QKV.safetensors --out OUT.safetensors [--layout HND|NHD] [--causal] [--sm-scale X]
+                       [--lse] [--variant QkInt8PvFp8|QkInt8PvFp8Fp16Accum|QkInt8PvFp16]
+                       [--granularity PerBlock|PerWarp|PerThread] [--smooth-k on|off] [--smooth-v] [--cpu]
+                                                 attention on tensors q, k, v; writes out (and lse)
         """);
     return 0;
 }

@@ -23,19 +23,16 @@ public sealed class QuantizedAttentionInputs : IDisposable
     {
         Shape = shape;
         Options = options;
-        int dp = shape.PaddedHeadDim;
-        long qHeads = (long)shape.Batch * shape.HeadsQ, kvHeads = (long)shape.Batch * shape.HeadsKv;
-        int vChunks = shape.KStatsChunks;
-        Q = accelerator.Allocate1D<sbyte>(qHeads * shape.NqPad * dp);
-        QScale = accelerator.Allocate1D<float>(qHeads * shape.QTiles * Quantization.SageConstants.QScaleSlotsPerTile);
-        K = accelerator.Allocate1D<sbyte>(kvHeads * shape.NkPad * dp);
-        KScale = accelerator.Allocate1D<float>(kvHeads * shape.KBlocks * Quantization.SageConstants.KScaleSlotsPerBlock);
-        int elementsPerWord = options.VFormat == Quantization.VFormat.Fp16 ? 2 : 4;
-        V = accelerator.Allocate1D<uint>(kvHeads * dp * shape.NkPad / elementsPerWord);
-        VScale = accelerator.Allocate1D<float>(kvHeads * dp);
-        VMean = accelerator.Allocate1D<float>(kvHeads * dp);
-        KStats = accelerator.Allocate1D<float>(kvHeads * shape.KStatsChunks * 3 * dp);
-        VStats = accelerator.Allocate1D<float>(kvHeads * vChunks * 3 * dp);
+        var layout = QuantizedLayout.For(shape, options);
+        Q = accelerator.Allocate1D<sbyte>(layout.QBytes);
+        QScale = accelerator.Allocate1D<float>(layout.QScales);
+        K = accelerator.Allocate1D<sbyte>(layout.KBytes);
+        KScale = accelerator.Allocate1D<float>(layout.KScales);
+        V = accelerator.Allocate1D<uint>(layout.VWords);
+        VScale = accelerator.Allocate1D<float>(layout.VScales);
+        VMean = accelerator.Allocate1D<float>(layout.VMeans);
+        KStats = accelerator.Allocate1D<float>(layout.KStats);
+        VStats = accelerator.Allocate1D<float>(layout.VStats);
     }
 
     public void Dispose()

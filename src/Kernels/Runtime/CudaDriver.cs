@@ -156,6 +156,14 @@ public static unsafe class CudaDriver
         return device;
     }
 
+    /// <summary>Free and total bytes of the current context's device (<c>cuMemGetInfo</c>; used to check for leaks).</summary>
+    public static (long Free, long Total) MemoryInfo()
+    {
+        Initialize();
+        Check(CudaNative.cuMemGetInfo(out var free, out var total), "reading device memory info");
+        return ((long)free, (long)total);
+    }
+
     /// <summary>Waits for all work on <paramref name="stream"/> (0 = legacy default stream).</summary>
     public static void SynchronizeStream(IntPtr stream)
     {

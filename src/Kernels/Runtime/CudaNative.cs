@@ -55,6 +55,8 @@ internal static unsafe class CudaNative
     [DllImport(Library, EntryPoint = "cuMemcpyHtoD_v2")] public static extern int cuMemcpyHtoD(IntPtr destination, void* source, nuint bytes);
     [DllImport(Library, EntryPoint = "cuMemcpyDtoH_v2")] public static extern int cuMemcpyDtoH(void* destination, IntPtr source, nuint bytes);
 
+    [DllImport(Library, EntryPoint = "cuMemGetInfo_v2")] public static extern int cuMemGetInfo(out nuint free, out nuint total);
+
     [DllImport(Library)] public static extern int cuStreamSynchronize(IntPtr stream);
     [DllImport(Library)] public static extern int cuEventCreate(out IntPtr cudaEvent, uint flags);
     [DllImport(Library)] public static extern int cuEventRecord(IntPtr cudaEvent, IntPtr stream);

@@ -58,6 +58,36 @@ public sealed unsafe class KernelArgs : IDisposable
         return this;
     }
 
+    /// <summary>
+    /// Adds one parameter from its raw device image (e.g. from <see cref="KernelParamWriter"/>), for
+    /// structs holding <c>ArrayView&lt;T&gt;</c> fields that cannot be passed to <see cref="Add{T}"/>.
+    /// </summary>
+    /// <exception cref="ArgumentException"><paramref name="bytes"/> is empty or <paramref name="alignment"/> is not 1, 2, 4, 8 or 16.</exception>
+    public KernelArgs AddBytes(ReadOnlySpan<byte> bytes, int alignment)
+    {
+        if (bytes.IsEmpty)
+        {
+            throw new ArgumentException("A kernel parameter needs at least one byte.", nameof(bytes));
+        }
+
+        if (alignment is not (1 or 2 or 4 or 8 or 16))
+        {
+            throw new ArgumentException($"Alignment must be 1, 2, 4, 8 or 16, got {alignment}.", nameof(alignment));
+        }
+
+        int offset = (_used + alignment - 1) / alignment * alignment;
+        int end = offset + bytes.Length;
+        if (end > _staging.Length)
+        {
+            Array.Resize(ref _staging, Math.Max(end, _staging.Length * 2));
+        }
+
+        bytes.CopyTo(_staging.AsSpan(offset));
+        _slots.Add((offset, bytes.Length));
+        _used = end;
+        return this;
+    }
+
     /// <summary>Removes all parameters so the builder can be reused.</summary>
     public void Clear()
     {

@@ -1,0 +1,56 @@
+using SageAttn.Kernels.Attention;
+
+namespace SageAttn.Backend;
+
+/// <summary>Which kernel variant runs where, mirroring SageAttention's dispatch by architecture.</summary>
+/// <remarks>
+/// sm_80/86 have INT8 but no FP8 tensor cores, so P·V stays FP16. sm_89 (Ada) gets v2++ (FP8 P·V with FP16
+/// accumulation, its fastest path). sm_90+ gets v2 (FP8 P·V, FP32 two-level accumulation): the kernels are
+/// generated for sm_90 at most, where v2 is the accurate FP8 choice. The CPU accelerator emulates the
+/// tensor cores exactly, so it runs v2 by default to exercise the FP8 path in CI.
+/// </remarks>
+public static class VariantSelector
+{
+    /// <summary>The oldest architecture with the INT8 mma.m16n8k32 the kernels use.</summary>
+    public static readonly (int Major, int Minor) MinimumCuda = (8, 0);
+
+    /// <summary>The first architecture with e4m3 tensor-core mma.</summary>
+    public static readonly (int Major, int Minor) MinimumFp8 = (8, 9);
+
+    /// <summary>The variant the CPU accelerator runs by default.</summary>
+    public const AttentionVariant Cpu = AttentionVariant.QkInt8PvFp8;
+
+    /// <summary>The automatic variant for a CUDA device.</summary>
+    /// <exception cref="NotSupportedException">The device is older than sm_80.</exception>
+    public static AttentionVariant Auto((int Major, int Minor) computeCapability)
+    {
+        if (Compare(computeCapability, MinimumCuda) < 0)
+            throw new NotSupportedException(
+                $"SageAttention needs sm_80 or newer (INT8 mma.m16n8k32); this device is sm_{computeCapability.Major}{computeCapability.Minor}.");
+        if (Compare(computeCapability, MinimumFp8) < 0)
+            return AttentionVariant.QkInt8PvFp16;
+        return Compare(computeCapability, (9, 0)) < 0 ? AttentionVariant.QkInt8PvFp8Fp16Accum : AttentionVariant.QkInt8PvFp8;
+    }
+
+    /// <summary>The variants that can run on a device (empty below sm_80).</summary>
+    public static IReadOnlyList<AttentionVariant> Supported((int Major, int Minor) computeCapability) =>
+        Compare(computeCapability, MinimumCuda) < 0 ? []
+        : Compare(computeCapability, MinimumFp8) < 0 ? [AttentionVariant.QkInt8PvFp16]
+        : [AttentionVariant.QkInt8PvFp8, AttentionVariant.QkInt8PvFp8Fp16Accum, AttentionVariant.QkInt8PvFp16];
+
+    /// <summary>The explicit variant if the device can run it, else the automatic one.</summary>
+    /// <exception cref="NotSupportedException">The device is older than sm_80 or cannot run <paramref name="requested"/>.</exception>
+    public static AttentionVariant ForCuda((int Major, int Minor) computeCapability, AttentionVariant? requested)
+    {
+        var auto = Auto(computeCapability);
+        if (requested is not { } variant)
+            return auto;
+        if (!Supported(computeCapability).Contains(variant))
+            throw new NotSupportedException(
+                $"options.Variant {variant} needs FP8 tensor cores (sm_89+); this device is sm_{computeCapability.Major}{computeCapability.Minor}. Use {AttentionVariant.QkInt8PvFp16} or leave Variant null.");
+        return variant;
+    }
+
+    private static int Compare((int Major, int Minor) a, (int Major, int Minor) b) =>
+        a.Major != b.Major ? a.Major.CompareTo(b.Major) : a.Minor.CompareTo(b.Minor);
+}

@@ -1,0 +1,210 @@
+using System.Collections.Concurrent;
+using System.Reflection;
+using ILGPU.Runtime.Cuda;
+using SageAttn.Kernels.Attention;
+using SageAttn.Kernels.Runtime;
+using SageAttn.Quantization;
+using SageAttn.Quantization.Kernels;
+
+namespace SageAttn.Kernels.Host;
+
+/// <summary>
+/// The Sage attention pipeline of <see cref="SageAttentionRunner"/> (channel statistics, INT8 Q/K, FP8/FP16 V,
+/// optional LSE correction, attention) launched through the CUDA driver API on a caller's stream in the
+/// current device's primary context: no ILGPU accelerator, no second context, no synchronize.
+/// </summary>
+/// <remarks>
+/// <para>
+/// Why: libtorch works in the primary context on its current stream. Enqueuing every kernel on that
+/// stream orders them after the ops that produced the inputs and before whatever reads the output, so
+/// the caller never waits. The caller owns every buffer (inputs, output, scratch, LSE) and must keep it
+/// alive until the launches are ordered before any reuse (libtorch's caching allocator does this for
+/// tensors freed after enqueue on the same stream).
+/// </para>
+/// <para>
+/// PTX is generated for the device's compute capability capped at sm_90 with the highest PTX ISA the driver
+/// accepts (8.7+ on CUDA 12.8+ drivers, which the FP16-accumulating e4m3 mma needs). Modules are compiled
+/// and loaded once per (context, kernel, specialization) by <see cref="CudaKernelLauncher"/>.
+/// Launch configurations mirror <see cref="SageAttentionRunner"/> exactly.
+/// </para>
+/// <para>Thread safety: concurrent calls are allowed; each builds its own launch arguments.</para>
+/// </remarks>
+public sealed class CudaSageAttention : IDisposable
+{
+    private static readonly MethodInfo ChannelStats = typeof(ChannelStatsKernel).GetMethod(nameof(ChannelStatsKernel.Run))!;
+    private static readonly MethodInfo QuantizeInt8 = typeof(QuantizeInt8Kernel).GetMethod(nameof(QuantizeInt8Kernel.Run))!;
+    private static readonly MethodInfo QuantizeV = typeof(QuantizeVKernel).GetMethod(nameof(QuantizeVKernel.Run))!;
+    private static readonly MethodInfo LseCorrection = typeof(LseCorrectionKernel).GetMethod(nameof(LseCorrectionKernel.Run))!;
+    private static readonly MethodInfo Attention = typeof(AttentionKernel).GetMethod(nameof(AttentionKernel.Run))!;
+
+    private readonly CudaKernelLauncher _launcher;
+    private readonly ConcurrentDictionary<int, PtxTarget> _targets = new();
+
+    /// <summary>Creates the pipeline with its own launcher (and PTX compiler).</summary>
+    public CudaSageAttention()
+    {
+        _launcher = new CudaKernelLauncher();
+    }
+
+    /// <summary>The highest architecture the kernels are generated for (sm_90: no wgmma path yet).</summary>
+    public static CudaArchitecture MaxArchitecture => CudaArchitecture.SM_90;
+
+    /// <summary>The PTX target for a device: its compute capability capped at <see cref="MaxArchitecture"/>.</summary>
+    public static PtxTarget TargetFor((int Major, int Minor) computeCapability, int driverVersion)
+    {
+        var capped = computeCapability.Major * 10 + computeCapability.Minor > 90 ? (9, 0) : computeCapability;
+        return PtxTarget.ForDevice(capped, driverVersion);
+    }
+
+    /// <summary>Byte sizes of the scratch buffers a call of this shape and options needs.</summary>
+    public static IReadOnlyList<(string Name, long Bytes)> ScratchBytes(AttentionShape shape, SageAttentionOptions options) =>
+        QuantizedLayout.For(shape, options).ScratchBytes;
+
+    /// <summary>Checks Q [B, Hq, Nq, D], K and V [B, Hkv, Nk, D] and returns their shape.</summary>
+    /// <exception cref="ArgumentException">Mismatched or out-of-range sizes or strides, naming the tensor.</exception>
+    public static AttentionShape Validate(in DeviceTensor q, in DeviceTensor k, in DeviceTensor v)
+    {
+        if (k.Batch != q.Batch || v.Batch != q.Batch)
+            throw new ArgumentException($"batch sizes differ: q {q.Batch}, k {k.Batch}, v {v.Batch}.", nameof(k));
+        if (k.HeadDim != q.HeadDim || v.HeadDim != q.HeadDim)
+            throw new ArgumentException($"head_dim differs: q {q.HeadDim}, k {k.HeadDim}, v {v.HeadDim}.", nameof(k));
+        if (v.Heads != k.Heads || v.Tokens != k.Tokens)
+            throw new ArgumentException($"v [{v.Heads} heads, {v.Tokens} tokens] must match k [{k.Heads}, {k.Tokens}].", nameof(v));
+        var shape = new AttentionShape(q.Batch, q.Heads, k.Heads, q.Tokens, k.Tokens, q.HeadDim);
+        q.CheckExtent(nameof(q));
+        k.CheckExtent(nameof(k));
+        v.CheckExtent(nameof(v));
+        return shape;
+    }
+
+    /// <summary>
+    /// Enqueues the whole pipeline on <paramref name="stream"/> of device <paramref name="device"/> and
+    /// returns without waiting.
+    /// </summary>
+    /// <param name="device">CUDA ordinal the pointers live on; its primary context is made current for the launches.</param>
+    /// <param name="causalOffset">Key j is visible to query i when j ≤ i + offset (0 top-left, Nk − Nq bottom-right).</param>
+    /// <param name="lse">Natural-log LSE [B, Hq, Nq] floats, or a zero-length view for none.</param>
+    /// <param name="lseCorrection">[B, Hq, Nq] floats of scratch for the K-smoothing LSE correction; needed only when <paramref name="lse"/> is given and K smoothing is on.</param>
+    /// <exception cref="ArgumentException">A size, stride, scale or buffer is wrong (the message names it).</exception>
+    /// <exception cref="NotSupportedException">The variant needs an architecture the device lacks.</exception>
+    /// <exception cref="CudaException">A driver call failed (names the kernel and launch configuration).</exception>
+    public void Enqueue(int device, IntPtr stream, in DeviceTensor q, in DeviceTensor k, in DeviceTensor v, in DeviceTensor output,
+        TensorElementType elementType, float smScale, bool causal, int causalOffset, SageAttentionOptions options,
+        QuantizedScratch scratch, DeviceView lse, DeviceView lseCorrection)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(scratch);
+        var shape = Validate(q, k, v);
+        if (output.Batch != shape.Batch || output.Heads != shape.HeadsQ || output.Tokens != shape.Nq || output.HeadDim != shape.HeadDim)
+            throw new ArgumentException($"output must be [{shape.Batch}, {shape.HeadsQ}, {shape.Nq}, {shape.HeadDim}].", nameof(output));
+        output.CheckExtent(nameof(output));
+        if (!(smScale > 0) || float.IsInfinity(smScale))
+            throw new ArgumentException($"sm_scale must be positive and finite, got {smScale}.", nameof(smScale));
+        if (causal && causalOffset < 0)
+            throw new ArgumentException($"causal offset must be ≥ 0 so every query sees at least one key, got {causalOffset}.", nameof(causalOffset));
+        var layout = QuantizedLayout.For(shape, options);
+        scratch.Check(layout);
+        bool writeLse = lse.Length > 0;
+        bool corrected = writeLse && options.SmoothK;
+        if (writeLse && (lse.Pointer == IntPtr.Zero || lse.Length < layout.LseRows))
+            throw new ArgumentException($"lse needs {layout.LseRows} floats, has {lse.Length}.", nameof(lse));
+        if (corrected && (lseCorrection.Pointer == IntPtr.Zero || lseCorrection.Length < layout.LseRows))
+            throw new ArgumentException($"lseCorrection needs {layout.LseRows} floats, has {lseCorrection.Length}.", nameof(lseCorrection));
+
+        using var binding = PrimaryContextBinding.Bind(device);
+        var target = _targets.GetOrAdd(device, d =>
+        {
+            var info = CudaDriver.GetDeviceInfo(d);
+            return TargetFor((info.ComputeCapabilityMajor, info.ComputeCapabilityMinor), CudaDriver.DriverVersion());
+        });
+        if (options.Variant != AttentionVariant.QkInt8PvFp16 && target.Architecture < CudaArchitecture.SM_89)
+            throw new NotSupportedException(
+                $"{options.Variant} needs FP8 tensor cores (sm_89 or newer); cuda:{device} is {target.TargetName}. Use {AttentionVariant.QkInt8PvFp16}.");
+
+        int dp = shape.PaddedHeadDim, type = (int)elementType, chunks = shape.KStatsChunks;
+        var kernelBlock = AttentionKernel.Threads;
+        using var args = new KernelArgs();
+
+        var statsDims = new LaunchDimensions(chunks, shape.HeadsKv, shape.Batch, dp, 1, 1);
+        Launch(target, ChannelStats, statsDims, stream, args.AddParameter(k.ToStrided(), Views(("Data", k)))
+            .AddView(scratch.KStats.Pointer, scratch.KStats.Length).Add(type).Add(dp));
+        Launch(target, ChannelStats, statsDims, stream, args.AddParameter(v.ToStrided(), Views(("Data", v)))
+            .AddView(scratch.VStats.Pointer, scratch.VStats.Length).Add(type).Add(dp));
+
+        var quantizeQ = new QuantizeInt8Params
+        {
+            Input = q.ToStrided(), StatsChunks = chunks, Smooth = 0, ElementType = type, PaddedHeadDim = dp,
+            PaddedTokens = shape.NqPad, Granularity = (int)options.Granularity, IsKey = 0, ScaleFold = smScale * SageConstants.Log2E,
+        };
+        Launch(target, QuantizeInt8, new LaunchDimensions(shape.QTiles, shape.HeadsQ, shape.Batch, kernelBlock, 1, 1), stream,
+            args.AddParameter(quantizeQ, Int8Views(q, scratch.Q, scratch.QScale, scratch.KStats)));
+        var quantizeK = new QuantizeInt8Params
+        {
+            Input = k.ToStrided(), StatsChunks = chunks, Smooth = options.SmoothK ? 1 : 0, ElementType = type, PaddedHeadDim = dp,
+            PaddedTokens = shape.NkPad, Granularity = (int)options.Granularity, IsKey = 1, ScaleFold = 1f,
+        };
+        Launch(target, QuantizeInt8, new LaunchDimensions(shape.KBlocks, shape.HeadsKv, shape.Batch, kernelBlock, 1, 1), stream,
+            args.AddParameter(quantizeK, Int8Views(k, scratch.K, scratch.KScale, scratch.KStats)));
+        var quantizeV = new QuantizeVParams
+        {
+            Input = v.ToStrided(), StatsChunks = chunks, Smooth = options.SmoothV ? 1 : 0, ElementType = type,
+            PaddedHeadDim = dp, PaddedTokens = shape.NkPad, Format = (int)options.VFormat,
+        };
+        Launch(target, QuantizeV, new LaunchDimensions(shape.KBlocks, shape.HeadsKv, shape.Batch, kernelBlock, 1, 1), stream,
+            args.AddParameter(quantizeV, new Dictionary<string, DeviceView>
+            {
+                ["Input.Data"] = new(v.Pointer, v.ElementCount), ["Output"] = scratch.V, ["Scales"] = scratch.VScale,
+                ["Means"] = scratch.VMean, ["Stats"] = scratch.VStats,
+            }));
+
+        if (corrected)
+        {
+            Launch(target, LseCorrection, new LaunchDimensions((shape.Nq + 127) / 128, shape.HeadsQ, shape.Batch, 128, 1, 1), stream,
+                args.AddParameter(q.ToStrided(), Views(("Data", q)))
+                    .AddView(scratch.KStats.Pointer, scratch.KStats.Length).Add(chunks).Add(shape.HeadsKv).Add(shape.Nk)
+                    .Add(dp).Add(type).Add(smScale).AddView(lseCorrection.Pointer, lseCorrection.Length));
+        }
+
+        var attention = new AttentionParams
+        {
+            OStrideBatch = output.StrideBatch, OStrideHead = output.StrideHead, OStrideToken = output.StrideToken,
+            HeadsQ = shape.HeadsQ, HeadsKv = shape.HeadsKv, Nq = shape.Nq, Nk = shape.Nk, HeadDim = shape.HeadDim,
+            NqPad = shape.NqPad, NkPad = shape.NkPad, Causal = causal ? 1 : 0, CausalOffset = causalOffset,
+            OutputType = type, WriteLse = writeLse ? 1 : 0, SmoothV = options.SmoothV ? 1 : 0, HasLseCorrection = corrected ? 1 : 0,
+        };
+        var attentionViews = new Dictionary<string, DeviceView>
+        {
+            // The kernel reads INT8 Q and K as 32-bit words.
+            ["Q"] = scratch.Q with { Length = scratch.Q.Length / sizeof(uint) },
+            ["QScale"] = scratch.QScale,
+            ["K"] = scratch.K with { Length = scratch.K.Length / sizeof(uint) },
+            ["KScale"] = scratch.KScale, ["V"] = scratch.V, ["VScale"] = scratch.VScale, ["VMean"] = scratch.VMean,
+            ["O"] = new(output.Pointer, output.ElementCount),
+            // Unused views still need a valid address; the runner passes VMean the same way.
+            ["Lse"] = writeLse ? lse : scratch.VMean,
+            ["LseCorrection"] = corrected ? lseCorrection : scratch.VMean,
+        };
+        Launch(target, Attention, new LaunchDimensions(shape.QTiles, shape.HeadsQ, shape.Batch, kernelBlock, 1, 1), stream,
+            args.AddParameter(attention, attentionViews).Add((int)options.Variant).Add(dp),
+            (int)options.Variant, dp);
+    }
+
+    /// <summary>Unloads the cached modules (only when no launch is in flight).</summary>
+    public void Dispose() => _launcher.Dispose();
+
+    private void Launch(PtxTarget target, MethodInfo kernel, LaunchDimensions dims, IntPtr stream, KernelArgs args, params object[] specialized)
+    {
+        var ptx = _launcher.Compiler.Compile(kernel, target, specialized);
+        var loaded = _launcher.Load(ptx);
+        _launcher.Launch(loaded, dims, args, stream);
+        args.Clear();
+    }
+
+    private static Dictionary<string, DeviceView> Views(params (string Path, DeviceTensor Tensor)[] tensors) =>
+        tensors.ToDictionary(t => t.Path, t => new DeviceView(t.Tensor.Pointer, t.Tensor.ElementCount));
+
+    private static Dictionary<string, DeviceView> Int8Views(in DeviceTensor input, DeviceView output, DeviceView scales, DeviceView stats) => new()
+    {
+        ["Input.Data"] = new(input.Pointer, input.ElementCount), ["Output"] = output, ["Scales"] = scales, ["Stats"] = stats,
+    };
+}

@@ -1,0 +1,64 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SageAttn.Tests.Support;
+
+/// <summary>torch's own SDPA (math) in float64 on CPU as the reference, plus the metrics the tests assert on.</summary>
+public static class TorchReference
+{
+    /// <summary>Random [.., .., .., D] input of the given dtype on <paramref name="device"/>, with an optional per-channel offset (K outliers).</summary>
+    public static Tensor Randn(long[] shape, ScalarType dtype, Device device, double channelOffset = 0)
+    {
+        using var x = torch.randn(shape, ScalarType.Float32);
+        using var offset = torch.randn([shape[^1]], ScalarType.Float32) * channelOffset;
+        using var sum = x + offset;
+        return sum.to(dtype).to(device);
+    }
+
+    /// <summary>[B, H, N, D] float64 CPU copy of a tensor in HND or NHD layout.</summary>
+    public static Tensor Hnd64(Tensor t, bool nhd)
+    {
+        using var cpu = t.to(DeviceType.CPU).to(ScalarType.Float64);
+        return nhd ? cpu.permute(0, 2, 1, 3).contiguous() : cpu.contiguous();
+    }
+
+    /// <summary>
+    /// softmax(Q Kᵀ · scale + mask) V and the natural-log LSE by torch in float64, K/V heads repeated for GQA;
+    /// causal keys j ≤ i + offset.
+    /// </summary>
+    public static (Tensor Output, Tensor Lse) Attention(Tensor q, Tensor k, Tensor v, bool nhd, bool causal, int causalOffset, double? scale)
+    {
+        using var q64 = Hnd64(q, nhd);
+        using var k64r = Hnd64(k, nhd);
+        using var v64r = Hnd64(v, nhd);
+        long group = q64.shape[1] / k64r.shape[1];
+        using var k64 = k64r.repeat_interleave(group, 1);
+        using var v64 = v64r.repeat_interleave(group, 1);
+        long d = q64.shape[3], nq = q64.shape[2], nk = k64.shape[2];
+        double s = scale ?? 1.0 / Math.Sqrt(d);
+        // TorchSharp's SDPA has no scale argument: fold the ratio to its default 1/sqrt(d) into Q.
+        using var qs = q64 * (s * Math.Sqrt(d));
+        Tensor? mask = null;
+        if (causal)
+        {
+            using var i = torch.arange(nq, ScalarType.Int64).unsqueeze(1);
+            using var j = torch.arange(nk, ScalarType.Int64).unsqueeze(0);
+            mask = j <= (i + causalOffset);
+        }
+
+        var output = torch.nn.functional.scaled_dot_product_attention(qs, k64, v64, attn_mask: mask);
+        using var logits = torch.matmul(q64, k64.transpose(2, 3)) * s;
+        using var masked = mask is null ? logits.alias() : logits.masked_fill(mask.logical_not(), double.NegativeInfinity);
+        var lse = masked.logsumexp(-1);
+        mask?.Dispose();
+        return (output, lse);
+    }
+
+    /// <summary>Relative L1, cosine and RMSE of <paramref name="actual"/> (any dtype/device/layout matching <paramref name="reference"/>'s elements) against it.</summary>
+    public static (double RelL1, double Cosine, double Rmse) Compare(Tensor actual, Tensor reference)
+    {
+        using var a = actual.to(DeviceType.CPU).to(ScalarType.Float64).contiguous();
+        using var r = reference.to(ScalarType.Float64).contiguous();
+        return TestData.Compare(a.data<double>().ToArray(), r.data<double>().ToArray());
+    }
+}
