@@ -19,9 +19,12 @@ public readonly record struct DeviceTensor(
     IntPtr Pointer, long ElementCount, int Batch, int Heads, int Tokens, int HeadDim,
     long StrideBatch, long StrideHead, long StrideToken)
 {
-    /// <summary>The kernels' strided-tensor parameter with a default view (filled in by <c>KernelParamWriter</c>).</summary>
+    /// <summary>
+    /// The kernels' strided-tensor parameter with a default view (filled in by <c>KernelParamWriter</c>);
+    /// vector loads are allowed when the first element is 8-byte aligned (a tensor slice may not be).
+    /// </summary>
     internal StridedTensor ToStrided() =>
-        new(default, Batch, Heads, Tokens, HeadDim, StrideBatch, StrideHead, StrideToken);
+        new(default, Batch, Heads, Tokens, HeadDim, StrideBatch, StrideHead, StrideToken, aligned8: Pointer % 8 == 0);
 
     /// <summary>Checks non-null, non-negative strides and that every element lies inside <see cref="ElementCount"/>.</summary>
     /// <exception cref="ArgumentException">Names <paramref name="name"/>.</exception>
