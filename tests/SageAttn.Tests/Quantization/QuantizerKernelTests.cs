@@ -8,8 +8,11 @@ using SageAttn.Tests.Support;
 
 namespace SageAttn.Tests.Quantization;
 
-/// <summary>The quantization kernels on the CPU accelerator equal the plain C# reference exactly.</summary>
-public sealed class QuantizerKernelTests(CpuAcceleratorFixture fixture) : IClassFixture<CpuAcceleratorFixture>
+/// <summary>
+/// The quantization kernels against the plain C# reference: exactly on the CPU accelerator; on CUDA within
+/// what contracted multiply-adds can change (an INT8 value off by one at a rounding boundary, scales to 1e-5).
+/// </summary>
+public abstract class QuantizerKernelTests(AcceleratorFixture fixture, bool exact)
 {
     public static TheoryData<int, int, int, int, int, QuantGranularity, bool, int> Cases => new()
     {
@@ -44,26 +47,63 @@ public sealed class QuantizerKernelTests(CpuAcceleratorFixture fixture) : IClass
             fixture.Accelerator!.Synchronize();
             int dp = SageConstants.PaddedHeadDim(headDim);
             var kStats = QuantizationReference.ChannelStats(k, dp);
-            Assert.Equal(kStats, quantized.KStats.GetAsArray1D());
+            AssertClose(kStats, quantized.KStats.GetAsArray1D(), 1e-5);
             var kMeans = QuantizationReference.ChannelMeans(k, kStats, dp);
 
             var (qValues, qScales) = QuantizationReference.QuantizeInt8(q, false, granularity, null, smScale * SageConstants.Log2E);
-            Assert.Equal(qValues, quantized.Q.GetAsArray1D());
-            Assert.Equal(qScales, quantized.QScale.GetAsArray1D());
+            AssertInt8(qValues, quantized.Q.GetAsArray1D());
+            AssertClose(qScales, quantized.QScale.GetAsArray1D(), 1e-5);
 
             var (kValues, kScales) = QuantizationReference.QuantizeInt8(k, true, granularity, kMeans, 1f);
-            Assert.Equal(kValues, quantized.K.GetAsArray1D());
-            Assert.Equal(kScales, quantized.KScale.GetAsArray1D());
+            AssertInt8(kValues, quantized.K.GetAsArray1D());
+            AssertClose(kScales, quantized.KScale.GetAsArray1D(), 1e-5);
 
             var (vWords, vScales, vMeans) = QuantizationReference.QuantizeV(v, options.VFormat, options.SmoothV);
-            Assert.Equal(vScales, quantized.VScale.GetAsArray1D());
-            Assert.Equal(vMeans, quantized.VMean.GetAsArray1D());
-            Assert.Equal(vWords, quantized.V.GetAsArray1D());
+            AssertClose(vScales, quantized.VScale.GetAsArray1D(), 1e-5);
+            AssertClose(vMeans, quantized.VMean.GetAsArray1D(), 1e-5);
+            AssertWords(vWords, quantized.V.GetAsArray1D());
 
             // Scales are finite and positive, INT8 values use the range (the largest element of a group hits ±127).
             Assert.All(qScales, s => Assert.True(s > 0 && float.IsFinite(s)));
             Assert.Contains(qValues, x => Math.Abs((int)x) == 127);
         }
+    }
+
+    private void AssertClose(float[] expected, float[] actual, double relative)
+    {
+        if (exact) { Assert.Equal(expected, actual); return; }
+        Assert.Equal(expected.Length, actual.Length);
+        for (int i = 0; i < expected.Length; i++)
+            Assert.True(Math.Abs(expected[i] - actual[i]) <= relative * Math.Max(1e-3, Math.Abs(expected[i])), $"[{i}] {actual[i]} vs {expected[i]}");
+    }
+
+    private void AssertInt8(sbyte[] expected, sbyte[] actual)
+    {
+        if (exact) { Assert.Equal(expected, actual); return; }
+        Assert.Equal(expected.Length, actual.Length);
+        int differing = 0;
+        for (int i = 0; i < expected.Length; i++)
+        {
+            Assert.True(Math.Abs(expected[i] - actual[i]) <= 1, $"[{i}] {actual[i]} vs {expected[i]}");
+            if (expected[i] != actual[i]) differing++;
+        }
+        Assert.True(differing <= expected.Length / 100, $"{differing} of {expected.Length} INT8 values differ");
+    }
+
+    /// <summary>Packed e4m3 or fp16 words: on CUDA each element may move by one code (rounding boundary).</summary>
+    private void AssertWords(uint[] expected, uint[] actual)
+    {
+        if (exact) { Assert.Equal(expected, actual); return; }
+        Assert.Equal(expected.Length, actual.Length);
+        int differing = 0;
+        for (int i = 0; i < expected.Length; i++)
+        {
+            if (expected[i] == actual[i]) continue;
+            differing++;
+            for (int shift = 0; shift < 32; shift += 8)
+                Assert.True(Math.Abs((int)((expected[i] >> shift) & 0xFF) - (int)((actual[i] >> shift) & 0xFF)) <= 1, $"word {i}: {actual[i]:X8} vs {expected[i]:X8}");
+        }
+        Assert.True(differing <= expected.Length / 100, $"{differing} of {expected.Length} V words differ");
     }
 
     [Fact]
@@ -84,3 +124,10 @@ public sealed class QuantizerKernelTests(CpuAcceleratorFixture fixture) : IClass
         }
     }
 }
+
+/// <summary>Exact agreement on the CPU accelerator (CI).</summary>
+public sealed class CpuQuantizerKernelTests(CpuAcceleratorFixture fixture) : QuantizerKernelTests(fixture, exact: true), IClassFixture<CpuAcceleratorFixture>;
+
+/// <summary>The same kernels through ILGPU's CUDA accelerator; skipped where no GPU exists.</summary>
+[Trait("gpu", "true")]
+public sealed class CudaQuantizerKernelTests(CudaAcceleratorFixture fixture) : QuantizerKernelTests(fixture, exact: false), IClassFixture<CudaAcceleratorFixture>;
