@@ -5,8 +5,9 @@ namespace SageAttn.Backend;
 /// <summary>Which kernel variant runs where, mirroring SageAttention's dispatch by architecture.</summary>
 /// <remarks>
 /// sm_80/86 have INT8 but no FP8 tensor cores, so P·V stays FP16. sm_89 (Ada) gets v2++ (FP8 P·V with FP16
-/// accumulation, its fastest path). sm_90+ gets v2 (FP8 P·V, FP32 two-level accumulation): the kernels are
-/// generated for sm_90 at most, where v2 is the accurate FP8 choice. The CPU accelerator emulates the
+/// accumulation, its fastest path). sm_90+ gets FP16 P·V for now: until the Hopper wgmma path exists, the
+/// mma.sync FP16 P·V kernel is both the fastest and the most accurate there (H100, 2026-11-25: 247 vs 200
+/// TOPS for v2 at N = 16K, relative L1 0.011 vs 0.038; docs/performance.md). The CPU accelerator emulates the
 /// tensor cores exactly, so it runs v2 by default to exercise the FP8 path in CI.
 /// </remarks>
 public static class VariantSelector
@@ -29,7 +30,7 @@ public static class VariantSelector
                 $"SageAttention needs sm_80 or newer (INT8 mma.m16n8k32); this device is sm_{computeCapability.Major}{computeCapability.Minor}.");
         if (Compare(computeCapability, MinimumFp8) < 0)
             return AttentionVariant.QkInt8PvFp16;
-        return Compare(computeCapability, (9, 0)) < 0 ? AttentionVariant.QkInt8PvFp8Fp16Accum : AttentionVariant.QkInt8PvFp8;
+        return Compare(computeCapability, (9, 0)) < 0 ? AttentionVariant.QkInt8PvFp8Fp16Accum : AttentionVariant.QkInt8PvFp16;
     }
 
     /// <summary>The variants that can run on a device (empty below sm_80).</summary>

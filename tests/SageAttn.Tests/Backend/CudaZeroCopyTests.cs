@@ -63,7 +63,7 @@ public sealed class CudaZeroCopyTests
             using var scope = torch.NewDisposeScope();
             var y = block.forward(x);
             if (i % 250 == 0)
-                checksum += y.abs().sum().to(torch.float32).item<float>();
+                checksum += y.abs().to(torch.float32).sum().item<float>();
         }
 
         torch.cuda.synchronize();

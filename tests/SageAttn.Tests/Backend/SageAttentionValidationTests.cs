@@ -70,7 +70,7 @@ public sealed class SageAttentionValidationTests
         Assert.Equal(Kernels.Attention.AttentionVariant.QkInt8PvFp16, VariantSelector.Auto((8, 0)));
         Assert.Equal(Kernels.Attention.AttentionVariant.QkInt8PvFp16, VariantSelector.Auto((8, 6)));
         Assert.Equal(Kernels.Attention.AttentionVariant.QkInt8PvFp8Fp16Accum, VariantSelector.Auto((8, 9)));
-        Assert.Equal(Kernels.Attention.AttentionVariant.QkInt8PvFp8, VariantSelector.Auto((9, 0)));
+        Assert.Equal(Kernels.Attention.AttentionVariant.QkInt8PvFp16, VariantSelector.Auto((9, 0)));
         Assert.Throws<NotSupportedException>(() => VariantSelector.Auto((7, 5)));
         var e = Assert.Throws<NotSupportedException>(() => new SageAttentionSettings { Variant = Kernels.Attention.AttentionVariant.QkInt8PvFp8 }.Resolve((8, 6)));
         Assert.Contains("options.Variant", e.Message);
