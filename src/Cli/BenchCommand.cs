@@ -40,7 +40,7 @@ internal static class BenchCommand
             long elements = (long)batch * heads * n * headDim;
             var random = new Random(n);
             var host = new ushort[elements];
-            for (long i = 0; i < elements; i++) host[i] = HalfBits.FloatToFp16(DemoCommand.Gaussian(random));
+            for (long i = 0; i < elements; i++) host[i] = HalfBits.FloatToFp16(Gaussian(random));
             using var qb = accelerator.Allocate1D(host);
             using var kb = accelerator.Allocate1D(host);
             using var vb = accelerator.Allocate1D(host);
@@ -76,6 +76,12 @@ internal static class BenchCommand
             File.WriteAllLines(Path.Combine(outDir, "bench_sage.csv"), rows);
         }
         return 0;
+    }
+
+    private static float Gaussian(Random random)
+    {
+        double u1 = 1.0 - random.NextDouble(), u2 = random.NextDouble();
+        return (float)(Math.Sqrt(-2.0 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2));
     }
 
     /// <summary>Median milliseconds of <paramref name="action"/> over <paramref name="reps"/> runs after 3 warm-ups.</summary>

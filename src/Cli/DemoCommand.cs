@@ -1,78 +1,77 @@
 using System.Diagnostics;
-using ILGPU;
-using ILGPU.Runtime;
+using SageAttn.Backend;
 using SageAttn.Kernels.Attention;
-using SageAttn.Kernels.Host;
-using SageAttn.Kernels.Reference;
-using SageAttn.Quantization;
-using SageAttn.Quantization.Formats;
-using SageAttn.Quantization.Reference;
+using TorchSharp;
+using static TorchSharp.torch;
 
 namespace SageAttn.Cli;
 
 /// <summary>
-/// A small attention problem on the best accelerator here (CUDA if present, else the CPU accelerator),
-/// each variant checked against float64 attention and timed.
+/// <c>sageattn demo</c>: attention through the TorchSharp API, as an application would call it. On a CUDA machine
+/// a larger problem on CUDA tensors, each variant timed next to torch's own SDPA; elsewhere (or with --cpu) a small
+/// problem on CPU tensors, which run the same kernels on ILGPU's CPU accelerator. Accuracy is against float32 SDPA.
 /// </summary>
-internal static class DemoCommand
+public static class DemoCommand
 {
-    public static int Run(string[] args)
+    public static int Run(string[] args) => Run(args, Console.Out);
+
+    /// <summary>Runs the demo, writing its report to <paramref name="output"/>.</summary>
+    public static int Run(string[] args, TextWriter output)
     {
-        bool forceCpu = CliArgs.Flag(args, "--cpu");
-        using var context = AcceleratorFactory.CreateContext(includeCuda: !forceCpu);
-        using var accelerator = (forceCpu ? null : AcceleratorFactory.TryCreateCuda(context)) ?? AcceleratorFactory.CreateCpu(context);
-        bool gpu = accelerator.AcceleratorType == AcceleratorType.Cuda;
-        int batch = 1, heads = gpu ? 8 : 2, tokens = gpu ? 2048 : 256, headDim = 128;
-        Console.WriteLine($"accelerator: {accelerator.Name} ({accelerator.AcceleratorType}); problem B={batch} H={heads} N={tokens} D={headDim} fp16, causal=false");
+        ArgumentNullException.ThrowIfNull(output);
+        var source = LibTorchLoader.EnsureLoaded();
+        bool gpu = !CliArgs.Flag(args, "--cpu") && cuda.is_available();
+        var device = gpu ? CUDA : CPU;
+        long batch = gpu ? 4 : 1, heads = gpu ? 32 : 2, tokens = gpu ? 4096 : 256, headDim = 128;
+        output.WriteLine($"libtorch: {source.Description}");
+        output.WriteLine($"device: {(gpu ? "cuda:0" : "cpu (ILGPU CPU accelerator: correct, not fast)")}; " +
+            $"q/k/v [{batch}, {heads}, {tokens}, {headDim}] fp16 randn, K with outlier channels (+8·randn per channel)");
 
-        var runner = new SageAttentionRunner(accelerator);
-        var random = new Random(2026);
-        HostTensor Make(float offset) => RandomTensor(random, batch, heads, tokens, headDim, offset);
-        var q = Make(0); var k = Make(8f); var v = Make(0);
-        float smScale = 1f / MathF.Sqrt(headDim);
-        var (exact, _) = ExactAttention.Compute(q, k, v, smScale, false, 0);
+        using var scope = NewDisposeScope();
+        manual_seed(2026);
+        var q = randn(batch, heads, tokens, headDim, dtype: float16, device: device);
+        var k = (randn(batch, heads, tokens, headDim, device: device) + 8 * randn(headDim, device: device)).to(float16);
+        var v = randn(batch, heads, tokens, headDim, dtype: float16, device: device);
+        var reference = nn.functional.scaled_dot_product_attention(q.to(float32), k.to(float32), v.to(float32));
 
-        using var qb = accelerator.Allocate1D(q.Data);
-        using var kb = accelerator.Allocate1D(k.Data);
-        using var vb = accelerator.Allocate1D(v.Data);
-        using var ob = accelerator.Allocate1D<ushort>(q.Data.Length);
-        StridedTensor View(MemoryBuffer1D<ushort, Stride1D.Dense> b) =>
-            new(b.View, batch, heads, tokens, headDim, (long)heads * tokens * headDim, (long)tokens * headDim, headDim, aligned8: true);
-
-        Console.WriteLine($"{"kernel",-34} {"rel L1",8} {"cosine",9} {"time",10}");
+        output.WriteLine($"{"kernel",-26} {"rel L1",8} {"cosine",9} {"time",10}");
         foreach (var variant in Enum.GetValues<AttentionVariant>())
         {
-            var options = new SageAttentionOptions { Variant = variant };
-            runner.Run(View(qb), View(kb), View(vb), View(ob), TensorElementType.Float16, smScale, false, 0, default, options);
-            var watch = Stopwatch.StartNew();
-            runner.Run(View(qb), View(kb), View(vb), View(ob), TensorElementType.Float16, smScale, false, 0, default, options);
-            var elapsed = watch.Elapsed;
-            var output = ob.GetAsArray1D();
-            double diff = 0, refAbs = 0, dot = 0, aa = 0, rr = 0;
-            for (int i = 0; i < output.Length; i++)
-            {
-                double a = HalfBits.Fp16ToFloat(output[i]), r = exact[i];
-                diff += Math.Abs(a - r); refAbs += Math.Abs(r); dot += a * r; aa += a * a; rr += r * r;
-            }
-            Console.WriteLine($"{variant,-34} {diff / refAbs,8:F4} {dot / Math.Sqrt(aa * rr),9:F6} {elapsed.TotalMilliseconds,8:F1}ms");
+            var settings = new SageAttentionSettings { Variant = variant };
+            var result = SageAttention.sageattn(q, k, v, options: settings);
+            var (relL1, cosine) = Compare(result, reference);
+            double ms = Time(gpu, gpu ? 20 : 1, () => SageAttention.sageattn(q, k, v, options: settings).Dispose());
+            output.WriteLine($"{variant,-26} {relL1,8:F4} {cosine,9:F6} {ms,8:F3}ms");
         }
-        Console.WriteLine(gpu ? "time: end to end (quantization + attention), ILGPU CUDA accelerator"
-            : "time: the CPU accelerator emulates the tensor cores exactly; it is for correctness, not speed");
+        if (gpu)
+        {
+            var torchOut = nn.functional.scaled_dot_product_attention(q, k, v);
+            var (relL1, cosine) = Compare(torchOut, reference);
+            double ms = Time(gpu, 20, () => nn.functional.scaled_dot_product_attention(q, k, v).Dispose());
+            output.WriteLine($"{"torch SDPA (fp16)",-26} {relL1,8:F4} {cosine,9:F6} {ms,8:F3}ms");
+        }
+        output.WriteLine("time: mean per call, end to end (quantization included); `sageattn bench` for the full table");
         return 0;
     }
 
-    private static HostTensor RandomTensor(Random random, int batch, int heads, int tokens, int headDim, float channelOffset)
+    private static (double RelL1, double Cosine) Compare(Tensor actual, Tensor reference)
     {
-        var offsets = Enumerable.Range(0, headDim).Select(_ => channelOffset * Gaussian(random)).ToArray();
-        var data = new ushort[batch * heads * tokens * headDim];
-        for (int i = 0; i < data.Length; i++)
-            data[i] = HalfBits.FloatToFp16(Gaussian(random) + offsets[i % headDim]);
-        return new HostTensor(data, batch, heads, tokens, headDim, (long)heads * tokens * headDim, (long)tokens * headDim, headDim, TensorElementType.Float16);
+        using var a = actual.to(float64);
+        using var r = reference.to(float64);
+        double relL1 = (a - r).abs().sum().item<double>() / r.abs().sum().item<double>();
+        double cosine = (a * r).sum().item<double>() / Math.Sqrt((a * a).sum().item<double>() * (r * r).sum().item<double>());
+        return (relL1, cosine);
     }
 
-    internal static float Gaussian(Random random)
+    /// <summary>Mean milliseconds per call after one warm-up, synchronizing the device around the timed calls.</summary>
+    private static double Time(bool gpu, int reps, Action call)
     {
-        double u1 = 1.0 - random.NextDouble(), u2 = random.NextDouble();
-        return (float)(Math.Sqrt(-2.0 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2));
+        call();
+        if (gpu) cuda.synchronize();
+        var watch = Stopwatch.StartNew();
+        for (int i = 0; i < reps; i++)
+            call();
+        if (gpu) cuda.synchronize();
+        return watch.Elapsed.TotalMilliseconds / reps;
     }
 }

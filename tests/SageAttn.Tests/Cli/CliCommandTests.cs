@@ -10,6 +10,22 @@ namespace SageAttn.Tests.Cli;
 public sealed class CliCommandTests
 {
     [Fact]
+    public void DemoRunsEveryVariantOnCpuTensorsWithinTheAccuracyBar()
+    {
+        using var writer = new StringWriter();
+        Assert.Equal(0, DemoCommand.Run(["--cpu"], writer));
+        var lines = writer.ToString().Split('\n');
+        foreach (var variant in Enum.GetValues<SageAttn.Kernels.Attention.AttentionVariant>())
+        {
+            var line = Assert.Single(lines, l => l.StartsWith(variant.ToString() + " ", StringComparison.Ordinal));
+            var fields = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            double relL1 = double.Parse(fields[1], System.Globalization.CultureInfo.InvariantCulture);
+            double cosine = double.Parse(fields[2], System.Globalization.CultureInfo.InvariantCulture);
+            Assert.True(relL1 <= 0.06 && cosine >= 0.998, line);
+        }
+    }
+
+    [Fact]
     public void InfoReportsLibTorchAndCpuAccelerator()
     {
         var previous = Console.Out;
