@@ -36,4 +36,30 @@ public sealed record AttentionShape
         if ((long)NkPad * PaddedHeadDim > int.MaxValue || (long)NqPad * PaddedHeadDim > int.MaxValue)
             throw new ArgumentException("sequence too long: one head's quantized tensor would exceed 2^31 elements.", "q");
     }
+
+    /// <summary>Checks that Q, K and V (each as batch, heads, tokens, head_dim) fit together, and returns their shape.</summary>
+    /// <exception cref="ArgumentException">Mismatched or out-of-range sizes, naming the tensor.</exception>
+    public static AttentionShape Of((int Batch, int Heads, int Tokens, int HeadDim) q,
+        (int Batch, int Heads, int Tokens, int HeadDim) k, (int Batch, int Heads, int Tokens, int HeadDim) v)
+    {
+        if (k.Batch != q.Batch || v.Batch != q.Batch)
+            throw new ArgumentException($"batch sizes differ: q {q.Batch}, k {k.Batch}, v {v.Batch}.", nameof(k));
+        if (k.HeadDim != q.HeadDim || v.HeadDim != q.HeadDim)
+            throw new ArgumentException($"head_dim differs: q {q.HeadDim}, k {k.HeadDim}, v {v.HeadDim}.", nameof(k));
+        if (v.Heads != k.Heads || v.Tokens != k.Tokens)
+            throw new ArgumentException($"v [{v.Heads} heads, {v.Tokens} tokens] must match k [{k.Heads}, {k.Tokens}].", nameof(v));
+        return new AttentionShape(q.Batch, q.Heads, k.Heads, q.Tokens, k.Tokens, q.HeadDim);
+    }
+
+    /// <summary>Checks non-negative strides and that the last element [B-1, H-1, N-1, D-1] lies inside <paramref name="available"/> elements.</summary>
+    /// <exception cref="ArgumentException">Names <paramref name="name"/>.</exception>
+    public static void CheckExtent(int batch, int heads, int tokens, int headDim, long strideBatch, long strideHead, long strideToken,
+        long available, string name)
+    {
+        if (strideBatch < 0 || strideHead < 0 || strideToken < 0)
+            throw new ArgumentException("strides must be non-negative.", name);
+        long last = (batch - 1) * strideBatch + (heads - 1) * strideHead + (tokens - 1) * strideToken + headDim;
+        if (last > available)
+            throw new ArgumentException($"the strides reach element {last} but the tensor holds {available}.", name);
+    }
 }

@@ -64,13 +64,8 @@ public sealed class CudaSageAttention : IDisposable
     /// <exception cref="ArgumentException">Mismatched or out-of-range sizes or strides, naming the tensor.</exception>
     public static AttentionShape Validate(in DeviceTensor q, in DeviceTensor k, in DeviceTensor v)
     {
-        if (k.Batch != q.Batch || v.Batch != q.Batch)
-            throw new ArgumentException($"batch sizes differ: q {q.Batch}, k {k.Batch}, v {v.Batch}.", nameof(k));
-        if (k.HeadDim != q.HeadDim || v.HeadDim != q.HeadDim)
-            throw new ArgumentException($"head_dim differs: q {q.HeadDim}, k {k.HeadDim}, v {v.HeadDim}.", nameof(k));
-        if (v.Heads != k.Heads || v.Tokens != k.Tokens)
-            throw new ArgumentException($"v [{v.Heads} heads, {v.Tokens} tokens] must match k [{k.Heads}, {k.Tokens}].", nameof(v));
-        var shape = new AttentionShape(q.Batch, q.Heads, k.Heads, q.Tokens, k.Tokens, q.HeadDim);
+        var shape = AttentionShape.Of((q.Batch, q.Heads, q.Tokens, q.HeadDim), (k.Batch, k.Heads, k.Tokens, k.HeadDim),
+            (v.Batch, v.Heads, v.Tokens, v.HeadDim));
         q.CheckExtent(nameof(q));
         k.CheckExtent(nameof(k));
         v.CheckExtent(nameof(v));

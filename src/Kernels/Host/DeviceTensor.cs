@@ -32,10 +32,6 @@ public readonly record struct DeviceTensor(
     {
         if (Pointer == IntPtr.Zero)
             throw new ArgumentException("device pointer is null.", name);
-        if (StrideBatch < 0 || StrideHead < 0 || StrideToken < 0)
-            throw new ArgumentException("strides must be non-negative.", name);
-        long last = (Batch - 1) * StrideBatch + (Heads - 1) * StrideHead + (Tokens - 1) * StrideToken + HeadDim;
-        if (last > ElementCount)
-            throw new ArgumentException($"the strides reach element {last} but the tensor holds {ElementCount}.", name);
+        AttentionShape.CheckExtent(Batch, Heads, Tokens, HeadDim, StrideBatch, StrideHead, StrideToken, ElementCount, name);
     }
 }

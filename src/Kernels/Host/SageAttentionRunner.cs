@@ -36,13 +36,8 @@ public sealed class SageAttentionRunner
     /// <exception cref="ArgumentException">Mismatched or out-of-range sizes or strides, naming the tensor.</exception>
     public static AttentionShape Validate(in StridedTensor q, in StridedTensor k, in StridedTensor v)
     {
-        if (k.Batch != q.Batch || v.Batch != q.Batch)
-            throw new ArgumentException($"batch sizes differ: q {q.Batch}, k {k.Batch}, v {v.Batch}.", nameof(k));
-        if (k.HeadDim != q.HeadDim || v.HeadDim != q.HeadDim)
-            throw new ArgumentException($"head_dim differs: q {q.HeadDim}, k {k.HeadDim}, v {v.HeadDim}.", nameof(k));
-        if (v.Heads != k.Heads || v.Tokens != k.Tokens)
-            throw new ArgumentException($"v [{v.Heads} heads, {v.Tokens} tokens] must match k [{k.Heads}, {k.Tokens}].", nameof(v));
-        var shape = new AttentionShape(q.Batch, q.Heads, k.Heads, q.Tokens, k.Tokens, q.HeadDim);
+        var shape = AttentionShape.Of((q.Batch, q.Heads, q.Tokens, q.HeadDim), (k.Batch, k.Heads, k.Tokens, k.HeadDim),
+            (v.Batch, v.Heads, v.Tokens, v.HeadDim));
         CheckExtent(q, nameof(q));
         CheckExtent(k, nameof(k));
         CheckExtent(v, nameof(v));
@@ -175,12 +170,6 @@ public sealed class SageAttentionRunner
             ? SharedMemoryConfig.RequestDynamic<uint>(Intrinsics.TensorCore.EmulationSharedWords)
             : default;
 
-    private static void CheckExtent(in StridedTensor t, string name)
-    {
-        if (t.StrideBatch < 0 || t.StrideHead < 0 || t.StrideToken < 0)
-            throw new ArgumentException("strides must be non-negative.", name);
-        long last = (long)(t.Batch - 1) * t.StrideBatch + (long)(t.Heads - 1) * t.StrideHead + (long)(t.Tokens - 1) * t.StrideToken + t.HeadDim;
-        if (last > t.Data.Length)
-            throw new ArgumentException($"the strides reach element {last} but the buffer holds {t.Data.Length}.", name);
-    }
+    private static void CheckExtent(in StridedTensor t, string name) =>
+        AttentionShape.CheckExtent(t.Batch, t.Heads, t.Tokens, t.HeadDim, t.StrideBatch, t.StrideHead, t.StrideToken, t.Data.Length, name);
 }
