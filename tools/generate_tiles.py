@@ -219,32 +219,33 @@ def pv_ops():
 """)
     # PV variants: for each group of 8 channel tiles, k steps outer and tiles inner, so consecutive mma
     # are independent (8 live accumulators per group).
-    def pv(name, doc, steps, mma, acc_type, epilogue, init):
+    def pv(name, doc, steps, mma, acc_type, epilogue, init, group_size=8):
         body = []
-        for group in range(2):
-            tiles = range(8 * group, 8 * group + 8)
+        for group in range(NTILES // group_size):
+            tiles = range(group_size * group, group_size * group + group_size)
             lines = [init(n) for n in tiles]
             for st in range(steps):
                 lines.append(f"a.R0 = p.S{st}R0; a.R1 = p.S{st}R1; a.R2 = p.S{st}R2; a.R3 = p.S{st}R3;")
                 for n in tiles:
                     lines += [f"b.R0 = vTile[vRow + {8 * n} * vStride + {st * 8}]; b.R1 = vTile[vRow + {8 * n} * vStride + {st * 8 + 4}];",
-                              f"TensorCore.{mma}(ref acc{n % 8}, a, b);"]
+                              f"TensorCore.{mma}(ref acc{n % group_size}, a, b);"]
             for n in tiles:
                 lines += epilogue(n)
-            body += wide_guard(8 * group, 8, lines)
+            body += wide_guard(group_size * group, 8, lines)
         out.append(f"""    /// <summary>{doc} vRow = g · vStride + t: the lane's word in channel row g of the shared V tile.</summary>
     {INLINE}
     public static void {name}(ref OutputTile o, in PFragments p, ArrayView<uint> vTile, int vRow, int vStride, bool wide)
     {{
-        {acc_type} {', '.join(f'acc{i}' for i in range(8))};
+        {acc_type} {', '.join(f'acc{i}' for i in range(group_size))};
         AFrag a;
         BFrag b;
 {chr(10).join(body)}
     }}
 """)
+    # v2 keeps 4 fresh FP32 fragments live (16 registers) instead of 8: with 8 it reached 255 registers and spilled.
     pv("PvFp8Fp32", "v2: per channel tile, the block's FP8 product in a fresh FP32 fragment, then added to O.", 2, "MmaE4M3",
-       "Float4Frag", lambda n: [f"o.N{n}C0 += acc{n % 8}.C0; o.N{n}C1 += acc{n % 8}.C1; o.N{n}C2 += acc{n % 8}.C2; o.N{n}C3 += acc{n % 8}.C3;"],
-       lambda n: f"acc{n % 8} = default;")
+       "Float4Frag", lambda n: [f"o.N{n}C0 += acc{n % 4}.C0; o.N{n}C1 += acc{n % 4}.C1; o.N{n}C2 += acc{n % 4}.C2; o.N{n}C3 += acc{n % 4}.C3;"],
+       lambda n: f"acc{n % 4} = default;", group_size=4)
     pv("PvFp8Fp16", "v2++: the block's FP8 product accumulated in FP16, then converted and added to O.", 2, "MmaE4M3F16",
        "Half4Frag", lambda n: [f"o.N{n}C0 += DeviceConvert.Fp16ToFloat((ushort)acc{n % 8}.Lo); o.N{n}C1 += DeviceConvert.Fp16ToFloat((ushort)(acc{n % 8}.Lo >> 16));",
                                f"o.N{n}C2 += DeviceConvert.Fp16ToFloat((ushort)acc{n % 8}.Hi); o.N{n}C3 += DeviceConvert.Fp16ToFloat((ushort)(acc{n % 8}.Hi >> 16));"],

@@ -95,17 +95,13 @@ public static partial class Tile
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void PvFp8Fp32(ref OutputTile o, in PFragments p, ArrayView<uint> vTile, int vRow, int vStride, bool wide)
     {
-        Float4Frag acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7;
+        Float4Frag acc0, acc1, acc2, acc3;
         AFrag a;
         BFrag b;
         acc0 = default;
         acc1 = default;
         acc2 = default;
         acc3 = default;
-        acc4 = default;
-        acc5 = default;
-        acc6 = default;
-        acc7 = default;
         a.R0 = p.S0R0; a.R1 = p.S0R1; a.R2 = p.S0R2; a.R3 = p.S0R3;
         b.R0 = vTile[vRow + 0 * vStride + 0]; b.R1 = vTile[vRow + 0 * vStride + 4];
         TensorCore.MmaE4M3(ref acc0, a, b);
@@ -115,14 +111,6 @@ public static partial class Tile
         TensorCore.MmaE4M3(ref acc2, a, b);
         b.R0 = vTile[vRow + 24 * vStride + 0]; b.R1 = vTile[vRow + 24 * vStride + 4];
         TensorCore.MmaE4M3(ref acc3, a, b);
-        b.R0 = vTile[vRow + 32 * vStride + 0]; b.R1 = vTile[vRow + 32 * vStride + 4];
-        TensorCore.MmaE4M3(ref acc4, a, b);
-        b.R0 = vTile[vRow + 40 * vStride + 0]; b.R1 = vTile[vRow + 40 * vStride + 4];
-        TensorCore.MmaE4M3(ref acc5, a, b);
-        b.R0 = vTile[vRow + 48 * vStride + 0]; b.R1 = vTile[vRow + 48 * vStride + 4];
-        TensorCore.MmaE4M3(ref acc6, a, b);
-        b.R0 = vTile[vRow + 56 * vStride + 0]; b.R1 = vTile[vRow + 56 * vStride + 4];
-        TensorCore.MmaE4M3(ref acc7, a, b);
         a.R0 = p.S1R0; a.R1 = p.S1R1; a.R2 = p.S1R2; a.R3 = p.S1R3;
         b.R0 = vTile[vRow + 0 * vStride + 8]; b.R1 = vTile[vRow + 0 * vStride + 12];
         TensorCore.MmaE4M3(ref acc0, a, b);
@@ -132,32 +120,42 @@ public static partial class Tile
         TensorCore.MmaE4M3(ref acc2, a, b);
         b.R0 = vTile[vRow + 24 * vStride + 8]; b.R1 = vTile[vRow + 24 * vStride + 12];
         TensorCore.MmaE4M3(ref acc3, a, b);
-        b.R0 = vTile[vRow + 32 * vStride + 8]; b.R1 = vTile[vRow + 32 * vStride + 12];
-        TensorCore.MmaE4M3(ref acc4, a, b);
-        b.R0 = vTile[vRow + 40 * vStride + 8]; b.R1 = vTile[vRow + 40 * vStride + 12];
-        TensorCore.MmaE4M3(ref acc5, a, b);
-        b.R0 = vTile[vRow + 48 * vStride + 8]; b.R1 = vTile[vRow + 48 * vStride + 12];
-        TensorCore.MmaE4M3(ref acc6, a, b);
-        b.R0 = vTile[vRow + 56 * vStride + 8]; b.R1 = vTile[vRow + 56 * vStride + 12];
-        TensorCore.MmaE4M3(ref acc7, a, b);
         o.N0C0 += acc0.C0; o.N0C1 += acc0.C1; o.N0C2 += acc0.C2; o.N0C3 += acc0.C3;
         o.N1C0 += acc1.C0; o.N1C1 += acc1.C1; o.N1C2 += acc1.C2; o.N1C3 += acc1.C3;
         o.N2C0 += acc2.C0; o.N2C1 += acc2.C1; o.N2C2 += acc2.C2; o.N2C3 += acc2.C3;
         o.N3C0 += acc3.C0; o.N3C1 += acc3.C1; o.N3C2 += acc3.C2; o.N3C3 += acc3.C3;
-        o.N4C0 += acc4.C0; o.N4C1 += acc4.C1; o.N4C2 += acc4.C2; o.N4C3 += acc4.C3;
-        o.N5C0 += acc5.C0; o.N5C1 += acc5.C1; o.N5C2 += acc5.C2; o.N5C3 += acc5.C3;
-        o.N6C0 += acc6.C0; o.N6C1 += acc6.C1; o.N6C2 += acc6.C2; o.N6C3 += acc6.C3;
-        o.N7C0 += acc7.C0; o.N7C1 += acc7.C1; o.N7C2 += acc7.C2; o.N7C3 += acc7.C3;
+        acc0 = default;
+        acc1 = default;
+        acc2 = default;
+        acc3 = default;
+        a.R0 = p.S0R0; a.R1 = p.S0R1; a.R2 = p.S0R2; a.R3 = p.S0R3;
+        b.R0 = vTile[vRow + 32 * vStride + 0]; b.R1 = vTile[vRow + 32 * vStride + 4];
+        TensorCore.MmaE4M3(ref acc0, a, b);
+        b.R0 = vTile[vRow + 40 * vStride + 0]; b.R1 = vTile[vRow + 40 * vStride + 4];
+        TensorCore.MmaE4M3(ref acc1, a, b);
+        b.R0 = vTile[vRow + 48 * vStride + 0]; b.R1 = vTile[vRow + 48 * vStride + 4];
+        TensorCore.MmaE4M3(ref acc2, a, b);
+        b.R0 = vTile[vRow + 56 * vStride + 0]; b.R1 = vTile[vRow + 56 * vStride + 4];
+        TensorCore.MmaE4M3(ref acc3, a, b);
+        a.R0 = p.S1R0; a.R1 = p.S1R1; a.R2 = p.S1R2; a.R3 = p.S1R3;
+        b.R0 = vTile[vRow + 32 * vStride + 8]; b.R1 = vTile[vRow + 32 * vStride + 12];
+        TensorCore.MmaE4M3(ref acc0, a, b);
+        b.R0 = vTile[vRow + 40 * vStride + 8]; b.R1 = vTile[vRow + 40 * vStride + 12];
+        TensorCore.MmaE4M3(ref acc1, a, b);
+        b.R0 = vTile[vRow + 48 * vStride + 8]; b.R1 = vTile[vRow + 48 * vStride + 12];
+        TensorCore.MmaE4M3(ref acc2, a, b);
+        b.R0 = vTile[vRow + 56 * vStride + 8]; b.R1 = vTile[vRow + 56 * vStride + 12];
+        TensorCore.MmaE4M3(ref acc3, a, b);
+        o.N4C0 += acc0.C0; o.N4C1 += acc0.C1; o.N4C2 += acc0.C2; o.N4C3 += acc0.C3;
+        o.N5C0 += acc1.C0; o.N5C1 += acc1.C1; o.N5C2 += acc1.C2; o.N5C3 += acc1.C3;
+        o.N6C0 += acc2.C0; o.N6C1 += acc2.C1; o.N6C2 += acc2.C2; o.N6C3 += acc2.C3;
+        o.N7C0 += acc3.C0; o.N7C1 += acc3.C1; o.N7C2 += acc3.C2; o.N7C3 += acc3.C3;
         if (wide)
         {
             acc0 = default;
             acc1 = default;
             acc2 = default;
             acc3 = default;
-            acc4 = default;
-            acc5 = default;
-            acc6 = default;
-            acc7 = default;
             a.R0 = p.S0R0; a.R1 = p.S0R1; a.R2 = p.S0R2; a.R3 = p.S0R3;
             b.R0 = vTile[vRow + 64 * vStride + 0]; b.R1 = vTile[vRow + 64 * vStride + 4];
             TensorCore.MmaE4M3(ref acc0, a, b);
@@ -167,14 +165,6 @@ public static partial class Tile
             TensorCore.MmaE4M3(ref acc2, a, b);
             b.R0 = vTile[vRow + 88 * vStride + 0]; b.R1 = vTile[vRow + 88 * vStride + 4];
             TensorCore.MmaE4M3(ref acc3, a, b);
-            b.R0 = vTile[vRow + 96 * vStride + 0]; b.R1 = vTile[vRow + 96 * vStride + 4];
-            TensorCore.MmaE4M3(ref acc4, a, b);
-            b.R0 = vTile[vRow + 104 * vStride + 0]; b.R1 = vTile[vRow + 104 * vStride + 4];
-            TensorCore.MmaE4M3(ref acc5, a, b);
-            b.R0 = vTile[vRow + 112 * vStride + 0]; b.R1 = vTile[vRow + 112 * vStride + 4];
-            TensorCore.MmaE4M3(ref acc6, a, b);
-            b.R0 = vTile[vRow + 120 * vStride + 0]; b.R1 = vTile[vRow + 120 * vStride + 4];
-            TensorCore.MmaE4M3(ref acc7, a, b);
             a.R0 = p.S1R0; a.R1 = p.S1R1; a.R2 = p.S1R2; a.R3 = p.S1R3;
             b.R0 = vTile[vRow + 64 * vStride + 8]; b.R1 = vTile[vRow + 64 * vStride + 12];
             TensorCore.MmaE4M3(ref acc0, a, b);
@@ -184,22 +174,39 @@ public static partial class Tile
             TensorCore.MmaE4M3(ref acc2, a, b);
             b.R0 = vTile[vRow + 88 * vStride + 8]; b.R1 = vTile[vRow + 88 * vStride + 12];
             TensorCore.MmaE4M3(ref acc3, a, b);
-            b.R0 = vTile[vRow + 96 * vStride + 8]; b.R1 = vTile[vRow + 96 * vStride + 12];
-            TensorCore.MmaE4M3(ref acc4, a, b);
-            b.R0 = vTile[vRow + 104 * vStride + 8]; b.R1 = vTile[vRow + 104 * vStride + 12];
-            TensorCore.MmaE4M3(ref acc5, a, b);
-            b.R0 = vTile[vRow + 112 * vStride + 8]; b.R1 = vTile[vRow + 112 * vStride + 12];
-            TensorCore.MmaE4M3(ref acc6, a, b);
-            b.R0 = vTile[vRow + 120 * vStride + 8]; b.R1 = vTile[vRow + 120 * vStride + 12];
-            TensorCore.MmaE4M3(ref acc7, a, b);
             o.N8C0 += acc0.C0; o.N8C1 += acc0.C1; o.N8C2 += acc0.C2; o.N8C3 += acc0.C3;
             o.N9C0 += acc1.C0; o.N9C1 += acc1.C1; o.N9C2 += acc1.C2; o.N9C3 += acc1.C3;
             o.N10C0 += acc2.C0; o.N10C1 += acc2.C1; o.N10C2 += acc2.C2; o.N10C3 += acc2.C3;
             o.N11C0 += acc3.C0; o.N11C1 += acc3.C1; o.N11C2 += acc3.C2; o.N11C3 += acc3.C3;
-            o.N12C0 += acc4.C0; o.N12C1 += acc4.C1; o.N12C2 += acc4.C2; o.N12C3 += acc4.C3;
-            o.N13C0 += acc5.C0; o.N13C1 += acc5.C1; o.N13C2 += acc5.C2; o.N13C3 += acc5.C3;
-            o.N14C0 += acc6.C0; o.N14C1 += acc6.C1; o.N14C2 += acc6.C2; o.N14C3 += acc6.C3;
-            o.N15C0 += acc7.C0; o.N15C1 += acc7.C1; o.N15C2 += acc7.C2; o.N15C3 += acc7.C3;
+        }
+        if (wide)
+        {
+            acc0 = default;
+            acc1 = default;
+            acc2 = default;
+            acc3 = default;
+            a.R0 = p.S0R0; a.R1 = p.S0R1; a.R2 = p.S0R2; a.R3 = p.S0R3;
+            b.R0 = vTile[vRow + 96 * vStride + 0]; b.R1 = vTile[vRow + 96 * vStride + 4];
+            TensorCore.MmaE4M3(ref acc0, a, b);
+            b.R0 = vTile[vRow + 104 * vStride + 0]; b.R1 = vTile[vRow + 104 * vStride + 4];
+            TensorCore.MmaE4M3(ref acc1, a, b);
+            b.R0 = vTile[vRow + 112 * vStride + 0]; b.R1 = vTile[vRow + 112 * vStride + 4];
+            TensorCore.MmaE4M3(ref acc2, a, b);
+            b.R0 = vTile[vRow + 120 * vStride + 0]; b.R1 = vTile[vRow + 120 * vStride + 4];
+            TensorCore.MmaE4M3(ref acc3, a, b);
+            a.R0 = p.S1R0; a.R1 = p.S1R1; a.R2 = p.S1R2; a.R3 = p.S1R3;
+            b.R0 = vTile[vRow + 96 * vStride + 8]; b.R1 = vTile[vRow + 96 * vStride + 12];
+            TensorCore.MmaE4M3(ref acc0, a, b);
+            b.R0 = vTile[vRow + 104 * vStride + 8]; b.R1 = vTile[vRow + 104 * vStride + 12];
+            TensorCore.MmaE4M3(ref acc1, a, b);
+            b.R0 = vTile[vRow + 112 * vStride + 8]; b.R1 = vTile[vRow + 112 * vStride + 12];
+            TensorCore.MmaE4M3(ref acc2, a, b);
+            b.R0 = vTile[vRow + 120 * vStride + 8]; b.R1 = vTile[vRow + 120 * vStride + 12];
+            TensorCore.MmaE4M3(ref acc3, a, b);
+            o.N12C0 += acc0.C0; o.N12C1 += acc0.C1; o.N12C2 += acc0.C2; o.N12C3 += acc0.C3;
+            o.N13C0 += acc1.C0; o.N13C1 += acc1.C1; o.N13C2 += acc1.C2; o.N13C3 += acc1.C3;
+            o.N14C0 += acc2.C0; o.N14C1 += acc2.C1; o.N14C2 += acc2.C2; o.N14C3 += acc2.C3;
+            o.N15C0 += acc3.C0; o.N15C1 += acc3.C1; o.N15C2 += acc3.C2; o.N15C3 += acc3.C3;
         }
     }
 
