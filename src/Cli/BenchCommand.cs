@@ -13,7 +13,8 @@ namespace SageAttn.Cli;
 /// Throughput of each variant on the CUDA accelerator: hd128, B = 16384 / N, H = 32 (the shapes of
 /// shared/notes/anchors.md), kernel only and end to end (quantization included), non-causal and causal.
 /// TOPS = 4·B·H·N²·D / time, halved for causal. Median of the repetitions after warm-up; each repetition
-/// is bracketed by device synchronization.
+/// is bracketed by device synchronization. torch's own SDPA (through TorchSharp) is measured first on the same
+/// shapes, in the same process and card, unless --no-torch.
 /// </summary>
 internal static class BenchCommand
 {
@@ -22,6 +23,8 @@ internal static class BenchCommand
         var lengths = CliArgs.Ints(args, "--n", [1024, 4096, 16384]);
         int reps = CliArgs.Ints(args, "--reps", [20])[0];
         string? outDir = CliArgs.Value(args, "--out");
+        const int heads = 32, headDim = 128;
+        var baseline = CliArgs.Flag(args, "--no-torch") ? [] : TorchSdpaBaseline.Measure(lengths, heads, headDim, reps, Console.Out);
         using var context = AcceleratorFactory.CreateContext(includeCuda: true);
         using var accelerator = AcceleratorFactory.TryCreateCuda(context);
         if (accelerator is null)
@@ -33,7 +36,12 @@ internal static class BenchCommand
         var runner = new SageAttentionRunner(accelerator);
         var rows = new List<string> { "variant,n,causal,kernel_ms,end_to_end_ms,kernel_tops,end_to_end_tops" };
         Console.WriteLine($"{"variant",-24} {"N",6} {"causal",6} {"kernel ms",10} {"e2e ms",9} {"kernel TOPS",12} {"e2e TOPS",9}");
-        const int heads = 32, headDim = 128;
+        foreach (var (n, causal, ms) in baseline)
+        {
+            double tops = 4.0 * Math.Max(1, 16384 / n) * heads * (double)n * n * headDim * (causal ? 0.5 : 1.0) / (ms * 1e-3) / 1e12;
+            Console.WriteLine($"{"torch SDPA (TorchSharp)",-24} {n,6} {causal,6} {ms,10:F3} {ms,9:F3} {tops,12:F1} {tops,9:F1}");
+            rows.Add(string.Create(CultureInfo.InvariantCulture, $"torch-sdpa,{n},{causal},{ms:F4},{ms:F4},{tops:F2},{tops:F2}"));
+        }
         foreach (int n in lengths)
         {
             int batch = Math.Max(1, 16384 / n);

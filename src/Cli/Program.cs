@@ -27,7 +27,7 @@ static int Usage()
         sageattn — SageAttention (INT8 Q·Kᵀ, FP8/FP16 P·V) kernels for .NET
 
           sageattn demo [--cpu]                 small attention problem on the best accelerator: kernel, accuracy, time
-          sageattn bench [--out DIR] [--n 1024,4096,16384] [--reps 20]
+          sageattn bench [--out DIR] [--n 1024,4096,16384] [--reps 20] [--no-torch]
                                                  TOPS of each variant on the GPU (kernel only and with quantization)
           sageattn ptx --out DIR                 write the attention kernels' PTX (sm_90) for ptxas -v
           sageattn info                          libtorch source, CUDA devices and their variants, CPU accelerator
