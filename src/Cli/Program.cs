@@ -12,6 +12,7 @@ try
         "ptx" => PtxCommand.Run(rest),
         "info" => InfoCommand.Run(rest),
         "run" => RunCommand.Run(rest),
+        "sp-bench" => SequenceParallelBenchCommand.Run(rest),
         _ => Usage(),
     };
 }
@@ -35,6 +36,8 @@ static int Usage()
                        [--lse] [--variant QkInt8PvFp8|QkInt8PvFp8Fp16Accum|QkInt8PvFp16]
                        [--granularity PerBlock|PerWarp|PerThread] [--smooth-k on|off] [--smooth-v] [--cpu]
                                                  attention on tensors q, k, v; writes out (and lse)
+          sageattn sp-bench [--n 65536,131072] [--gpus 1,2,4] [--heads 32] [--causal] [--reps 3] [--out DIR]
+                                                 long-context attention split across GPUs (ring), speed-up vs one GPU
         """);
     return 0;
 }
