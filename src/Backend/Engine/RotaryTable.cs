@@ -98,10 +98,11 @@ public sealed class RotaryTable : IDisposable
         else
         {
             // Pairs (2i, 2i + 1): view the last dim as [D/2, 2] and rotate each (even, odd) pair.
-            var pairs = x32.unflatten(-1, [half, 2]);
+            long last = x32.dim() - 1;
+            var pairs = x32.unflatten(last, [half, 2]);
             var even = pairs.select(-1, 0);
             var odd = pairs.select(-1, 1);
-            rotated = torch.stack([even * c - odd * s, odd * c + even * s], -1).flatten(-2);
+            rotated = torch.stack([even * c - odd * s, odd * c + even * s], -1).flatten(last);
         }
 
         return scope.MoveToOuter(rotated.to(x.dtype));
