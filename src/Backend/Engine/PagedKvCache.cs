@@ -49,8 +49,9 @@ public sealed class PagedKvCache : IDisposable
         _values = new Tensor[numLayers];
         for (int layer = 0; layer < numLayers; layer++)
         {
-            _keys[layer] = torch.zeros(shape.KeyShape, dtype, device);
-            _values[layer] = torch.zeros(shape.ValueShape, dtype, device);
+            // Detached: the cache outlives any dispose scope the engine happens to build it in.
+            _keys[layer] = torch.zeros(shape.KeyShape, dtype, device).DetachFromDisposeScope();
+            _values[layer] = torch.zeros(shape.ValueShape, dtype, device).DetachFromDisposeScope();
         }
     }
 

@@ -44,8 +44,9 @@ public sealed class RotaryTable : IDisposable
 
         using var cosHost = torch.tensor(cos, [maxPositions, half]);
         using var sinHost = torch.tensor(sin, [maxPositions, half]);
-        Cos = cosHost.to(Device);
-        Sin = sinHost.to(Device);
+        // Detached: the tables outlive any dispose scope they are built in.
+        Cos = cosHost.to(Device).DetachFromDisposeScope();
+        Sin = sinHost.to(Device).DetachFromDisposeScope();
     }
 
     /// <summary>Tables for a backend config's head dim, positions and θ.</summary>
