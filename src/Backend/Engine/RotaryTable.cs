@@ -27,7 +27,6 @@ public sealed class RotaryTable : IDisposable
         HeadDim = headDim;
         MaxPositions = maxPositions;
         Theta = theta;
-        Device = device ?? torch.CPU;
         int half = headDim / 2;
         var cos = new float[(long)maxPositions * half];
         var sin = new float[cos.Length];
@@ -45,8 +44,9 @@ public sealed class RotaryTable : IDisposable
         using var cosHost = torch.tensor(cos, [maxPositions, half]);
         using var sinHost = torch.tensor(sin, [maxPositions, half]);
         // Detached: the tables outlive any dispose scope they are built in.
-        Cos = cosHost.to(Device).DetachFromDisposeScope();
-        Sin = sinHost.to(Device).DetachFromDisposeScope();
+        Cos = cosHost.to(device ?? torch.CPU).DetachFromDisposeScope();
+        Sin = sinHost.to(device ?? torch.CPU).DetachFromDisposeScope();
+        Device = Cos.device;
     }
 
     /// <summary>Tables for a backend config's head dim, positions and θ.</summary>
@@ -65,7 +65,7 @@ public sealed class RotaryTable : IDisposable
     /// <summary>Base θ.</summary>
     public double Theta { get; }
 
-    /// <summary>Device of the tables.</summary>
+    /// <summary>Device of the tables (with its index, e.g. cuda:0).</summary>
     public Device Device { get; }
 
     /// <summary>cos(position · θ^(−2i/D)), Float32 [MaxPositions, D/2].</summary>

@@ -124,7 +124,6 @@ public sealed class SageAttentionBackendCudaTests : SageAttentionBackendTests
         using var rope = RotaryTable.For(config, Device);
         using var prompt = EngineScenario.RandomQkv(config, 4 * 256, Device);
         using var token = EngineScenario.RandomQkv(config, 4, Device);
-        var lengths = new int[] { 256, 256, 256, 256 };
 
         void Step(RequestSlot[] requests, Tensor qkv)
         {
