@@ -47,14 +47,20 @@ public static class KvStatsKernel
         int h = Grid.IdxY, b = Grid.IdxZ;
         if (chunk >= p.Chunks)
             return;
-        bool isV = (slot & 1) != 0;
-        var input = isV ? p.V : p.K;
-        var stats = isV ? p.VStats : p.KStats;
-        bool vector = (p.VectorLoads & (isV ? 2 : 1)) != 0;
-        int c0 = lane * 8;
+        // Two call sites instead of one on a selected tensor: ILGPU proves the 16-byte alignment of the vector
+        // loads only for a view taken straight from the parameters (a selected view got four 4-byte loads).
+        if ((slot & 1) != 0)
+            Accumulate(p.V, p.VStats, p.ElementType, p.PaddedHeadDim, p.Chunks, (p.VectorLoads & 2) != 0, b, h, chunk, lane * 8);
+        else
+            Accumulate(p.K, p.KStats, p.ElementType, p.PaddedHeadDim, p.Chunks, (p.VectorLoads & 1) != 0, b, h, chunk, lane * 8);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Accumulate(in StridedTensor input, ArrayView<float> stats, int elementType, int paddedHeadDim, int chunks,
+        bool vector, int b, int h, int chunk, int c0)
+    {
         int first = chunk * SageConstants.StatsChunkTokens;
         int end = Math.Min(input.Tokens, first + SageConstants.StatsChunkTokens);
-
         var acc = ChannelAccumulator8.Empty;
         int n = first;
         for (; n + 4 <= end; n += 4)
@@ -64,19 +70,19 @@ public static class KvStatsKernel
             var r1 = Half8.Load(input, b, h, n + 1, c0, vector);
             var r2 = Half8.Load(input, b, h, n + 2, c0, vector);
             var r3 = Half8.Load(input, b, h, n + 3, c0, vector);
-            acc.Add(r0.Decode(p.ElementType));
-            acc.Add(r1.Decode(p.ElementType));
-            acc.Add(r2.Decode(p.ElementType));
-            acc.Add(r3.Decode(p.ElementType));
+            acc.Add(r0.Decode(elementType));
+            acc.Add(r1.Decode(elementType));
+            acc.Add(r2.Decode(elementType));
+            acc.Add(r3.Decode(elementType));
         }
         for (; n < end; n++)
-            acc.Add(Half8.Load(input, b, h, n, c0, vector).Decode(p.ElementType));
+            acc.Add(Half8.Load(input, b, h, n, c0, vector).Decode(elementType));
 
-        long row = ((long)(b * input.Heads + h) * p.Chunks + chunk) * ChannelStatsKernel.RowsPerChunk;
+        long row = ((long)(b * input.Heads + h) * chunks + chunk) * ChannelStatsKernel.RowsPerChunk;
         int valid = input.HeadDim - c0;
-        Write(stats, (row + ChannelStatsKernel.SumRow) * p.PaddedHeadDim + c0, acc.Sum, valid);
-        Write(stats, (row + ChannelStatsKernel.MinRow) * p.PaddedHeadDim + c0, acc.Min, valid);
-        Write(stats, (row + ChannelStatsKernel.MaxRow) * p.PaddedHeadDim + c0, acc.Max, valid);
+        Write(stats, (row + ChannelStatsKernel.SumRow) * paddedHeadDim + c0, acc.Sum, valid);
+        Write(stats, (row + ChannelStatsKernel.MinRow) * paddedHeadDim + c0, acc.Min, valid);
+        Write(stats, (row + ChannelStatsKernel.MaxRow) * paddedHeadDim + c0, acc.Max, valid);
     }
 
     /// <summary>Writes the first <paramref name="valid"/> of the eight values and zeros for padded channels (as the reference).</summary>
