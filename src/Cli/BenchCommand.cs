@@ -52,6 +52,7 @@ public static class BenchCommand
         int steps = options.HeadDims.Count * options.Lengths.Count * options.DTypes.Count * options.Causal.Count * perCausal;
         var progress = new ProgressBar(error, steps, interactive);
         output.WriteLine(BenchTable.Header);
+        Directory.CreateDirectory(options.OutputDirectory);
         foreach (var dtype in options.DTypes)
         foreach (int headDim in options.HeadDims)
         foreach (int n in options.Lengths)
@@ -61,18 +62,22 @@ public static class BenchCommand
                 results.Add(r);
                 progress.WriteAbove(output, BenchTable.Row(r));
             });
+            // Rewritten after every shape so a run cut short by a time limit still leaves its results.
+            Write(options.OutputDirectory, env, options, results);
         }
         progress.Finish();
-
-        Directory.CreateDirectory(options.OutputDirectory);
-        string csv = Path.Combine(options.OutputDirectory, "bench.csv");
-        string json = Path.Combine(options.OutputDirectory, "bench.json");
-        string png = Path.Combine(options.OutputDirectory, "bench_tops.png");
-        File.WriteAllText(csv, BenchReport.Csv(results));
-        File.WriteAllText(json, BenchReport.Json(env, options, results));
-        if (results.Count > 0)
-            File.WriteAllBytes(png, TopsChart.Render(results).ToPng());
-        output.WriteLine($"wrote {csv}, {json}{(results.Count > 0 ? ", " + png : string.Empty)}");
+        output.WriteLine($"wrote {string.Join(", ", Files.Select(f => Path.Combine(options.OutputDirectory, f)))}");
         return 0;
+    }
+
+    /// <summary>The files a run writes into its output folder.</summary>
+    public static readonly string[] Files = ["bench.csv", "bench.json", "bench_tops.png"];
+
+    private static void Write(string directory, BenchEnvironment env, BenchOptions options, IReadOnlyList<BenchResult> results)
+    {
+        File.WriteAllText(Path.Combine(directory, Files[0]), BenchReport.Csv(results));
+        File.WriteAllText(Path.Combine(directory, Files[1]), BenchReport.Json(env, options, results));
+        if (results.Count > 0)
+            File.WriteAllBytes(Path.Combine(directory, Files[2]), TopsChart.Render(results).ToPng());
     }
 }

@@ -95,12 +95,12 @@ public static class TopsChart
             canvas.Marker(x, y, dash > 0 ? 2 : 3, color);
     }
 
-    /// <summary>The smallest 1, 2 or 5 × 10^k at or above <paramref name="value"/> (at least 1).</summary>
+    /// <summary>The smallest "round" number (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 × 10^k) at or above <paramref name="value"/> (at least 1).</summary>
     public static double NiceCeiling(double value)
     {
         if (!(value > 1)) return 1;
         double magnitude = Math.Pow(10, Math.Floor(Math.Log10(value)));
-        foreach (double step in new[] { 1.0, 2.0, 5.0, 10.0 })
+        foreach (double step in new[] { 1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0 })
         {
             if (step * magnitude >= value)
                 return step * magnitude;

@@ -58,7 +58,9 @@ public sealed class PngEncoderTests
         // The second series' colour (blue) is on the image: the Sage lines were drawn.
         Assert.Contains(Enumerable.Range(0, width * height), i => rgb[3 * i] == 31 && rgb[3 * i + 1] == 119 && rgb[3 * i + 2] == 180);
         Assert.Equal(500, TopsChart.NiceCeiling(420));
-        Assert.Equal(1000, TopsChart.NiceCeiling(501));
+        Assert.Equal(600, TopsChart.NiceCeiling(501));
+        Assert.Equal(800, TopsChart.NiceCeiling(630));
+        Assert.Equal(1, TopsChart.NiceCeiling(0));
     }
 
     /// <summary>Checks the signature, every chunk's CRC, IHDR and IEND; returns the inflated, unfiltered pixels.</summary>
