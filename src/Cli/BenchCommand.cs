@@ -61,7 +61,7 @@ public static class BenchCommand
             {
                 results.Add(r);
                 progress.WriteAbove(output, BenchTable.Row(r));
-            });
+            }, error);
             // Rewritten after every shape so a run cut short by a time limit still leaves its results.
             Write(options.OutputDirectory, env, options, results);
         }

@@ -54,8 +54,10 @@ public sealed class GpuBench : IDisposable
     public IReadOnlyList<AttentionVariant> Skipped { get; }
 
     /// <summary>Measures every implementation on one (head dim, N, dtype) for each causal mode, reporting each result as it is made.</summary>
-    public void MeasureShape(int headDim, int n, BenchDType dtype, ProgressBar progress, Action<BenchResult> report)
+    /// <param name="notes">Where a variant that turns out not to run here is reported (it is then skipped, not fatal).</param>
+    public void MeasureShape(int headDim, int n, BenchDType dtype, ProgressBar progress, Action<BenchResult> report, TextWriter notes)
     {
+        ArgumentNullException.ThrowIfNull(notes);
         ArgumentNullException.ThrowIfNull(progress);
         ArgumentNullException.ThrowIfNull(report);
         int batch = BenchOptions.BatchFor(n), heads = BenchOptions.HeadsFor(headDim);
@@ -81,42 +83,58 @@ public sealed class GpuBench : IDisposable
                 double ms = Time(i => nn.functional.scaled_dot_product_attention(sets[i].Q, sets[i].K, sets[i].V, is_casual: causal).Dispose());
                 using var o = nn.functional.scaled_dot_product_attention(sets[0].Q, sets[0].K, sets[0].V, is_casual: causal);
                 using var oo = nn.functional.scaled_dot_product_attention(sets[0].Q, outlierK, sets[0].V, is_casual: causal);
-                report(Result("torch-sdpa", causal, ms, null, null, null, sample.Compare(o, reference), sample.Compare(oo, referenceOutlier)));
+                var (relL1, cosine) = sample.Compare(o, reference);
+                var (relL1Outlier, cosineOutlier) = sample.Compare(oo, referenceOutlier);
+                report(new BenchResult("torch-sdpa", headDim, n, batch, heads, dtype, causal, ms, null, null, null,
+                    relL1, cosine, relL1Outlier, cosineOutlier));
                 progress.Step();
             }
             foreach (var variant in Variants)
             {
                 progress.Begin($"{shape} {variant}");
-                using var variantScope = NewDisposeScope();
-                var settings = new SageAttentionSettings { Variant = variant };
-                var options = settings.Resolve(_capability);
-                double e2e = Time(i => SageAttention.sageattn(sets[i].Q, sets[i].K, sets[i].V, is_causal: causal, options: settings).Dispose());
-                using var o = SageAttention.sageattn(sets[0].Q, sets[0].K, sets[0].V, is_causal: causal, options: settings);
-                using var oo = SageAttention.sageattn(sets[0].Q, outlierK, sets[0].V, is_causal: causal, options: settings);
-                var accuracy = sample.Compare(o, reference);
-                var accuracyOutlier = sample.Compare(oo, referenceOutlier);
-
-                var shapeInfo = new AttentionShape(batch, heads, heads, n, n, headDim);
-                var layout = QuantizedLayout.For(shapeInfo, options);
-                var scratch = sets.Select(_ => AllocateScratch(layout)).ToArray();
-                var output = empty(batch, heads, n, headDim, dtype: scalar, device: CUDA);
-                var type = dtype == BenchDType.Float16 ? TensorElementType.Float16 : TensorElementType.BFloat16;
-                void Enqueue(CudaSageAttention pipeline, int i, PipelineStages stages) =>
-                    pipeline.Enqueue(Device, _stream, Describe(sets[i].Q), Describe(sets[i].K), Describe(sets[i].V), Describe(output), type,
-                        (float)smScale, causal, 0, options, scratch[i], default, default, stages);
-                double quant = Time(i => Enqueue(_fused, i, PipelineStages.Quantize));
-                double quantSeparate = Time(i => Enqueue(_separate, i, PipelineStages.Quantize));
-                for (int i = 0; i < sets.Length; i++)
-                    Enqueue(_fused, i, PipelineStages.Quantize);
-                double kernel = Time(i => Enqueue(_fused, i, PipelineStages.Attend));
-                report(Result(variant.ToString(), causal, e2e, kernel, quant, quantSeparate, accuracy, accuracyOutlier));
+                try
+                {
+                    report(MeasureVariant(variant, sets, outlierK, sample, reference, referenceOutlier, causal, dtype, smScale));
+                }
+                catch (NotSupportedException e)
+                {
+                    progress.WriteAbove(notes, $"skipped {variant} at {shape}: {e.Message}");
+                }
                 progress.Step();
             }
         }
+    }
 
-        BenchResult Result(string name, bool causal, double e2e, double? kernel, double? quant, double? quantSeparate,
-            (double RelL1, double Cosine) accuracy, (double RelL1, double Cosine) outlier) =>
-            new(name, headDim, n, batch, heads, dtype, causal, e2e, kernel, quant, quantSeparate, accuracy.RelL1, accuracy.Cosine, outlier.RelL1, outlier.Cosine);
+    private BenchResult MeasureVariant(AttentionVariant variant, InputSet[] sets, Tensor outlierK, AccuracySample sample,
+        double[] reference, double[] referenceOutlier, bool causal, BenchDType dtype, double smScale)
+    {
+        using var variantScope = NewDisposeScope();
+        var q0 = sets[0].Q;
+        int batch = (int)q0.shape[0], heads = (int)q0.shape[1], n = (int)q0.shape[2], headDim = (int)q0.shape[3];
+        var scalar = q0.dtype;
+        var settings = new SageAttentionSettings { Variant = variant };
+        var options = settings.Resolve(_capability);
+        double e2e = Time(i => SageAttention.sageattn(sets[i].Q, sets[i].K, sets[i].V, is_causal: causal, options: settings).Dispose());
+        using var o = SageAttention.sageattn(sets[0].Q, sets[0].K, sets[0].V, is_causal: causal, options: settings);
+        using var oo = SageAttention.sageattn(sets[0].Q, outlierK, sets[0].V, is_causal: causal, options: settings);
+        var accuracy = sample.Compare(o, reference);
+        var outlier = sample.Compare(oo, referenceOutlier);
+
+        var layout = QuantizedLayout.For(new AttentionShape(batch, heads, heads, n, n, headDim), options);
+        var scratch = sets.Select(_ => AllocateScratch(layout)).ToArray();
+        var output = empty(batch, heads, n, headDim, dtype: scalar, device: CUDA);
+        var type = dtype == BenchDType.Float16 ? TensorElementType.Float16 : TensorElementType.BFloat16;
+        void Enqueue(CudaSageAttention pipeline, int i, PipelineStages stages) =>
+            pipeline.Enqueue(Device, _stream, Describe(sets[i].Q), Describe(sets[i].K), Describe(sets[i].V), Describe(output), type,
+                (float)smScale, causal, 0, options, scratch[i], default, default, stages);
+        double quant = Time(i => Enqueue(_fused, i, PipelineStages.Quantize));
+        double quantSeparate = Time(i => Enqueue(_separate, i, PipelineStages.Quantize));
+        // Every set's scratch holds its fused quantization before the kernel alone is timed on it.
+        for (int i = 0; i < sets.Length; i++)
+            Enqueue(_fused, i, PipelineStages.Quantize);
+        double kernel = Time(i => Enqueue(_fused, i, PipelineStages.Attend));
+        return new BenchResult(variant.ToString(), headDim, n, batch, heads, dtype, causal, e2e, kernel, quant, quantSeparate,
+            accuracy.RelL1, accuracy.Cosine, outlier.RelL1, outlier.Cosine);
     }
 
     /// <summary>Median GPU milliseconds of <paramref name="call"/>(input set) after the warm-up calls.</summary>
