@@ -1,112 +1,83 @@
-using System.Diagnostics;
-using System.Globalization;
-using ILGPU;
-using ILGPU.Runtime;
-using SageAttn.Kernels.Attention;
-using SageAttn.Kernels.Host;
-using SageAttn.Quantization;
-using SageAttn.Quantization.Formats;
+using SageAttn.Backend;
+using SageAttn.Cli.Bench;
+using SageAttn.Kernels.Runtime;
+using TorchSharp;
 
 namespace SageAttn.Cli;
 
 /// <summary>
-/// Throughput of each variant on the CUDA accelerator: hd128, B = 16384 / N, H = 32 (the shapes of
-/// shared/notes/anchors.md), kernel only and end to end (quantization included), non-causal and causal.
-/// TOPS = 4·B·H·N²·D / time, halved for causal. Median of the repetitions after warm-up; each repetition
-/// is bracketed by device synchronization. torch's own SDPA (through TorchSharp) is measured first on the same
-/// shapes, in the same process and card, unless --no-torch.
+/// <c>sageattn bench</c>: TOPS and accuracy of torch SDPA and every Sage variant on the same CUDA tensors, in one
+/// process on one card — a table on the console (progress on stderr), and bench.csv, bench.json and bench_tops.png in
+/// the output folder. Options: <see cref="BenchOptions.Usage"/>; what is measured: <see cref="GpuBench"/>.
 /// </summary>
-internal static class BenchCommand
+public static class BenchCommand
 {
-    public static int Run(string[] args)
+    public static int Run(string[] args) => Run(args, Console.Out, Console.Error, interactive: !Console.IsErrorRedirected);
+
+    /// <summary>Runs the benchmark, writing the table to <paramref name="output"/> and progress and notes to <paramref name="error"/>.</summary>
+    /// <returns>0 on success, 1 when this machine has no CUDA device (nothing is written).</returns>
+    /// <exception cref="ArgumentException">A bad option (ParamName names it).</exception>
+    public static int Run(string[] args, TextWriter output, TextWriter error, bool interactive)
     {
-        var lengths = CliArgs.Ints(args, "--n", [1024, 4096, 16384]);
-        int reps = CliArgs.Ints(args, "--reps", [20])[0];
-        string? outDir = CliArgs.Value(args, "--out");
-        const int heads = 32, headDim = 128;
-        var baseline = CliArgs.Flag(args, "--no-torch") ? [] : TorchSdpaBaseline.Measure(lengths, heads, headDim, reps, Console.Out);
-        using var context = AcceleratorFactory.CreateContext(includeCuda: true);
-        using var accelerator = AcceleratorFactory.TryCreateCuda(context);
-        if (accelerator is null)
+        ArgumentNullException.ThrowIfNull(output);
+        ArgumentNullException.ThrowIfNull(error);
+        if (args.Contains("--help") || args.Contains("-h"))
         {
-            Console.Error.WriteLine("sageattn bench: no CUDA device; the benchmark measures GPU kernels only.");
+            output.WriteLine(BenchOptions.Usage);
+            return 0;
+        }
+        var options = BenchOptions.Parse(args);
+        var source = LibTorchLoader.EnsureLoaded();
+        if (!torch.cuda.is_available())
+        {
+            error.WriteLine($"sageattn bench: no CUDA device visible to libtorch ({source.Description}); the benchmark measures GPU kernels only. Nothing was written.");
             return 1;
         }
-        Console.WriteLine($"device: {accelerator.Name}; hd128 fp16, B=16384/N, H=32; median of {reps}");
-        var runner = new SageAttentionRunner(accelerator);
-        var rows = new List<string> { "variant,n,causal,kernel_ms,end_to_end_ms,kernel_tops,end_to_end_tops" };
-        Console.WriteLine($"{"variant",-24} {"N",6} {"causal",6} {"kernel ms",10} {"e2e ms",9} {"kernel TOPS",12} {"e2e TOPS",9}");
-        foreach (var (n, causal, ms) in baseline)
+        if (!CudaDriver.TryInitialize(out string reason))
         {
-            double tops = 4.0 * Math.Max(1, 16384 / n) * heads * (double)n * n * headDim * (causal ? 0.5 : 1.0) / (ms * 1e-3) / 1e12;
-            Console.WriteLine($"{"torch SDPA (TorchSharp)",-24} {n,6} {causal,6} {ms,10:F3} {ms,9:F3} {tops,12:F1} {tops,9:F1}");
-            rows.Add(string.Create(CultureInfo.InvariantCulture, $"torch-sdpa,{n},{causal},{ms:F4},{ms:F4},{tops:F2},{tops:F2}"));
+            error.WriteLine($"sageattn bench: the CUDA driver is unavailable ({reason}). Nothing was written.");
+            return 1;
         }
-        foreach (int n in lengths)
+
+        using var bench = new GpuBench(options);
+        var env = bench.Environment;
+        output.WriteLine($"device: {env.Device} ({env.ComputeCapability}, driver {env.Driver}); libtorch: {env.LibTorch}");
+        output.WriteLine($"B = 16384/N, H = 32 (hd128) / 64 (hd64); median of {options.Reps} calls after {options.Warmup} warm-ups, " +
+            $"CUDA events, {options.InputSets} rotating input sets; accuracy vs float64 on {options.AccuracyRows} rows of 2 heads");
+        foreach (var skipped in bench.Skipped)
+            error.WriteLine($"skipped {skipped}: {env.ComputeCapability} cannot run it");
+
+        var results = new List<BenchResult>();
+        int perCausal = (options.Torch ? 1 : 0) + bench.Variants.Count;
+        int steps = options.HeadDims.Count * options.Lengths.Count * options.DTypes.Count * options.Causal.Count * perCausal;
+        var progress = new ProgressBar(error, steps, interactive);
+        output.WriteLine(BenchTable.Header);
+        Directory.CreateDirectory(options.OutputDirectory);
+        foreach (var dtype in options.DTypes)
+        foreach (int headDim in options.HeadDims)
+        foreach (int n in options.Lengths)
         {
-            int batch = Math.Max(1, 16384 / n);
-            long elements = (long)batch * heads * n * headDim;
-            var random = new Random(n);
-            var host = new ushort[elements];
-            for (long i = 0; i < elements; i++) host[i] = HalfBits.FloatToFp16(Gaussian(random));
-            using var qb = accelerator.Allocate1D(host);
-            using var kb = accelerator.Allocate1D(host);
-            using var vb = accelerator.Allocate1D(host);
-            using var ob = accelerator.Allocate1D<ushort>(elements);
-            StridedTensor View(MemoryBuffer1D<ushort, Stride1D.Dense> b) =>
-                new(b.View, batch, heads, n, headDim, (long)heads * n * headDim, (long)n * headDim, headDim, aligned8: true);
-            var (q, k, v, o) = (View(qb), View(kb), View(vb), View(ob));
-            var shape = SageAttentionRunner.Validate(q, k, v);
-            float smScale = 1f / MathF.Sqrt(headDim);
-            foreach (var variant in Enum.GetValues<AttentionVariant>())
+            bench.MeasureShape(headDim, n, dtype, progress, r =>
             {
-                using var quantized = runner.AllocateQuantized(shape, new SageAttentionOptions { Variant = variant });
-                foreach (bool causal in new[] { false, true })
-                {
-                    double kernel = Median(accelerator, reps, () =>
-                        runner.Attend(quantized, q, o, TensorElementType.Float16, smScale, causal, 0, default),
-                        () => runner.QuantizeInto(quantized, q, k, v, TensorElementType.Float16, smScale));
-                    double endToEnd = Median(accelerator, reps, () =>
-                    {
-                        runner.QuantizeInto(quantized, q, k, v, TensorElementType.Float16, smScale);
-                        runner.Attend(quantized, q, o, TensorElementType.Float16, smScale, causal, 0, default);
-                    }, null);
-                    double flops = 4.0 * batch * heads * (double)n * n * headDim * (causal ? 0.5 : 1.0);
-                    double kTops = flops / (kernel * 1e-3) / 1e12, eTops = flops / (endToEnd * 1e-3) / 1e12;
-                    Console.WriteLine($"{variant,-24} {n,6} {causal,6} {kernel,10:F3} {endToEnd,9:F3} {kTops,12:F1} {eTops,9:F1}");
-                    rows.Add(string.Create(CultureInfo.InvariantCulture, $"{variant},{n},{causal},{kernel:F4},{endToEnd:F4},{kTops:F2},{eTops:F2}"));
-                }
-            }
+                results.Add(r);
+                progress.WriteAbove(output, BenchTable.Row(r));
+            }, error);
+            // Rewritten after every shape so a run cut short by a time limit still leaves its results.
+            Write(options.OutputDirectory, env, options, results);
         }
-        if (outDir is not null)
-        {
-            Directory.CreateDirectory(outDir);
-            File.WriteAllLines(Path.Combine(outDir, "bench_sage.csv"), rows);
-        }
+        progress.Finish();
+        output.WriteLine($"wrote {string.Join(", ", Files.Select(f => Path.Combine(options.OutputDirectory, f)))}");
         return 0;
     }
 
-    private static float Gaussian(Random random)
-    {
-        double u1 = 1.0 - random.NextDouble(), u2 = random.NextDouble();
-        return (float)(Math.Sqrt(-2.0 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2));
-    }
+    /// <summary>The files a run writes into its output folder.</summary>
+    public static readonly string[] Files = ["bench.csv", "bench.json", "bench_tops.png"];
 
-    /// <summary>Median milliseconds of <paramref name="action"/> over <paramref name="reps"/> runs after 3 warm-ups.</summary>
-    private static double Median(Accelerator accelerator, int reps, Action action, Action? prepare)
+    private static void Write(string directory, BenchEnvironment env, BenchOptions options, IReadOnlyList<BenchResult> results)
     {
-        prepare?.Invoke();
-        for (int i = 0; i < 3; i++) action();
-        accelerator.Synchronize();
-        var times = new double[reps];
-        for (int i = 0; i < reps; i++)
-        {
-            var watch = Stopwatch.StartNew();
-            action();
-            accelerator.Synchronize();
-            times[i] = watch.Elapsed.TotalMilliseconds;
-        }
-        Array.Sort(times);
-        return times[reps / 2];
+        File.WriteAllText(Path.Combine(directory, Files[0]), BenchReport.Csv(results));
+        File.WriteAllText(Path.Combine(directory, Files[1]), BenchReport.Json(env, options, results));
+        if (results.Count > 0)
+            File.WriteAllBytes(Path.Combine(directory, Files[2]), TopsChart.Render(results).ToPng());
     }
 }

@@ -28,8 +28,10 @@ static int Usage()
         sageattn — SageAttention (INT8 Q·Kᵀ, FP8/FP16 P·V) kernels for .NET
 
           sageattn demo [--cpu]                 small attention problem on the best accelerator: kernel, accuracy, time
-          sageattn bench [--out DIR] [--n 1024,4096,16384] [--reps 20] [--no-torch]
-                                                 TOPS of each variant on the GPU (kernel only and with quantization)
+          sageattn bench [--quick] [--hd 64,128] [--n 1024,...,32768] [--dtype fp16,bf16] [--causal both|on|off]
+                         [--variants all|NAME,...] [--no-torch] [--reps 20] [--warmup 3] [--inputs 3] [--out DIR]
+                                                 TOPS and accuracy of torch SDPA and each variant on the GPU
+                                                 (end to end, kernel only, quantization); CSV, JSON and PNG in DIR
           sageattn ptx --out DIR                 write the attention kernels' PTX (sm_90) for ptxas -v
           sageattn info                          libtorch source, CUDA devices and their variants, CPU accelerator
           sageattn run --in QKV.safetensors --out OUT.safetensors [--layout HND|NHD] [--causal] [--sm-scale X]

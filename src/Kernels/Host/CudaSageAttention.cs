@@ -36,6 +36,8 @@ public sealed class CudaSageAttention : IDisposable
     private static readonly MethodInfo QuantizeV = typeof(QuantizeVKernel).GetMethod(nameof(QuantizeVKernel.Run))!;
     private static readonly MethodInfo LseCorrection = typeof(LseCorrectionKernel).GetMethod(nameof(LseCorrectionKernel.Run))!;
     private static readonly MethodInfo Attention = typeof(AttentionKernel).GetMethod(nameof(AttentionKernel.Run))!;
+    private static readonly MethodInfo KvStats = typeof(KvStatsKernel).GetMethod(nameof(KvStatsKernel.Run))!;
+    private static readonly MethodInfo QuantizeQkv = typeof(QkvQuantizeKernel).GetMethod(nameof(QkvQuantizeKernel.Run))!;
 
     private readonly CudaKernelLauncher _launcher;
     private readonly ConcurrentDictionary<int, PtxTarget> _targets = new();
@@ -45,6 +47,9 @@ public sealed class CudaSageAttention : IDisposable
     {
         _launcher = new CudaKernelLauncher();
     }
+
+    /// <summary>Fused (two launches, the default) or separate quantization kernels; the results are identical. Set before use.</summary>
+    public QuantizationPath QuantizationPath { get; init; } = QuantizationPath.Fused;
 
     /// <summary>The highest architecture the kernels are generated for (sm_90: no wgmma path yet).</summary>
     public static CudaArchitecture MaxArchitecture => CudaArchitecture.SM_90;
@@ -85,8 +90,21 @@ public sealed class CudaSageAttention : IDisposable
     /// <exception cref="CudaException">A driver call failed (names the kernel and launch configuration).</exception>
     public void Enqueue(int device, IntPtr stream, in DeviceTensor q, in DeviceTensor k, in DeviceTensor v, in DeviceTensor output,
         TensorElementType elementType, float smScale, bool causal, int causalOffset, SageAttentionOptions options,
-        QuantizedScratch scratch, DeviceView lse, DeviceView lseCorrection)
+        QuantizedScratch scratch, DeviceView lse, DeviceView lseCorrection) =>
+        Enqueue(device, stream, q, k, v, output, elementType, smScale, causal, causalOffset, options, scratch, lse, lseCorrection, PipelineStages.All);
+
+    /// <summary>
+    /// <see cref="Enqueue(int, IntPtr, in DeviceTensor, in DeviceTensor, in DeviceTensor, in DeviceTensor, TensorElementType, float, bool, int, SageAttentionOptions, QuantizedScratch, DeviceView, DeviceView)"/>
+    /// limited to <paramref name="stages"/>: <see cref="PipelineStages.Attend"/> alone reads scratch that an earlier
+    /// call with the same inputs and options quantized (benchmarks time the attention kernel that way).
+    /// </summary>
+    /// <exception cref="ArgumentException">As the full call, or <paramref name="stages"/> is empty.</exception>
+    public void Enqueue(int device, IntPtr stream, in DeviceTensor q, in DeviceTensor k, in DeviceTensor v, in DeviceTensor output,
+        TensorElementType elementType, float smScale, bool causal, int causalOffset, SageAttentionOptions options,
+        QuantizedScratch scratch, DeviceView lse, DeviceView lseCorrection, PipelineStages stages)
     {
+        if ((stages & PipelineStages.All) == 0)
+            throw new ArgumentException("at least one pipeline stage must be enqueued.", nameof(stages));
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(scratch);
         var shape = Validate(q, k, v);
@@ -120,37 +138,15 @@ public sealed class CudaSageAttention : IDisposable
         var kernelBlock = AttentionKernel.Threads;
         using var args = new KernelArgs();
 
-        var statsDims = new LaunchDimensions(chunks, shape.HeadsKv, shape.Batch, dp, 1, 1);
-        Launch(target, ChannelStats, statsDims, stream, args.AddParameter(k.ToStrided(), Views(("Data", k)))
-            .AddView(scratch.KStats.Pointer, scratch.KStats.Length).Add(type).Add(dp));
-        Launch(target, ChannelStats, statsDims, stream, args.AddParameter(v.ToStrided(), Views(("Data", v)))
-            .AddView(scratch.VStats.Pointer, scratch.VStats.Length).Add(type).Add(dp));
-
-        var quantizeQ = new QuantizeInt8Params
+        if ((stages & PipelineStages.Quantize) != 0)
         {
-            Input = q.ToStrided(), StatsChunks = chunks, Smooth = 0, ElementType = type, PaddedHeadDim = dp,
-            PaddedTokens = shape.NqPad, Granularity = (int)options.Granularity, IsKey = 0, ScaleFold = smScale * SageConstants.Log2E,
-        };
-        Launch(target, QuantizeInt8, new LaunchDimensions(shape.QTiles, shape.HeadsQ, shape.Batch, kernelBlock, 1, 1), stream,
-            args.AddParameter(quantizeQ, Int8Views(q, scratch.Q, scratch.QScale, scratch.KStats)));
-        var quantizeK = new QuantizeInt8Params
-        {
-            Input = k.ToStrided(), StatsChunks = chunks, Smooth = options.SmoothK ? 1 : 0, ElementType = type, PaddedHeadDim = dp,
-            PaddedTokens = shape.NkPad, Granularity = (int)options.Granularity, IsKey = 1, ScaleFold = 1f,
-        };
-        Launch(target, QuantizeInt8, new LaunchDimensions(shape.KBlocks, shape.HeadsKv, shape.Batch, kernelBlock, 1, 1), stream,
-            args.AddParameter(quantizeK, Int8Views(k, scratch.K, scratch.KScale, scratch.KStats)));
-        var quantizeV = new QuantizeVParams
-        {
-            Input = v.ToStrided(), StatsChunks = chunks, Smooth = options.SmoothV ? 1 : 0, ElementType = type,
-            PaddedHeadDim = dp, PaddedTokens = shape.NkPad, Format = (int)options.VFormat,
-        };
-        Launch(target, QuantizeV, new LaunchDimensions(shape.KBlocks, shape.HeadsKv, shape.Batch, kernelBlock, 1, 1), stream,
-            args.AddParameter(quantizeV, new Dictionary<string, DeviceView>
-            {
-                ["Input.Data"] = new(v.Pointer, v.ElementCount), ["Output"] = scratch.V, ["Scales"] = scratch.VScale,
-                ["Means"] = scratch.VMean, ["Stats"] = scratch.VStats,
-            }));
+            if (QuantizationPath == QuantizationPath.Fused)
+                EnqueueFusedQuantization(target, stream, shape, q, k, v, elementType, smScale, options, scratch, args);
+            else
+                EnqueueSeparateQuantization(target, stream, shape, q, k, v, elementType, smScale, options, scratch, args);
+        }
+        if ((stages & PipelineStages.Attend) == 0)
+            return;
 
         if (corrected)
         {
@@ -182,6 +178,75 @@ public sealed class CudaSageAttention : IDisposable
         Launch(target, Attention, new LaunchDimensions(shape.QTiles, shape.HeadsQ, shape.Batch, kernelBlock, 1, 1), stream,
             args.AddParameter(attention, attentionViews).Add((int)options.Variant).Add(dp),
             (int)options.Variant, dp);
+    }
+
+    /// <summary>The first implementation: statistics of K, of V, then INT8 Q, INT8 K and V in five launches.</summary>
+    private void EnqueueSeparateQuantization(PtxTarget target, IntPtr stream, AttentionShape shape, in DeviceTensor q, in DeviceTensor k,
+        in DeviceTensor v, TensorElementType elementType, float smScale, SageAttentionOptions options, QuantizedScratch scratch, KernelArgs args)
+    {
+        int dp = shape.PaddedHeadDim, type = (int)elementType, chunks = shape.KStatsChunks;
+        var kernelBlock = AttentionKernel.Threads;
+        var statsDims = new LaunchDimensions(chunks, shape.HeadsKv, shape.Batch, dp, 1, 1);
+        Launch(target, ChannelStats, statsDims, stream, args.AddParameter(k.ToStrided(), Views(("Data", k)))
+            .AddView(scratch.KStats.Pointer, scratch.KStats.Length).Add(type).Add(dp));
+        Launch(target, ChannelStats, statsDims, stream, args.AddParameter(v.ToStrided(), Views(("Data", v)))
+            .AddView(scratch.VStats.Pointer, scratch.VStats.Length).Add(type).Add(dp));
+
+        var quantizeQ = new QuantizeInt8Params
+        {
+            Input = q.ToStrided(), StatsChunks = chunks, Smooth = 0, ElementType = type, PaddedHeadDim = dp,
+            PaddedTokens = shape.NqPad, Granularity = (int)options.Granularity, IsKey = 0, ScaleFold = smScale * SageConstants.Log2E,
+        };
+        Launch(target, QuantizeInt8, new LaunchDimensions(shape.QTiles, shape.HeadsQ, shape.Batch, kernelBlock, 1, 1), stream,
+            args.AddParameter(quantizeQ, Int8Views(q, scratch.Q, scratch.QScale, scratch.KStats)));
+        var quantizeK = new QuantizeInt8Params
+        {
+            Input = k.ToStrided(), StatsChunks = chunks, Smooth = options.SmoothK ? 1 : 0, ElementType = type, PaddedHeadDim = dp,
+            PaddedTokens = shape.NkPad, Granularity = (int)options.Granularity, IsKey = 1, ScaleFold = 1f,
+        };
+        Launch(target, QuantizeInt8, new LaunchDimensions(shape.KBlocks, shape.HeadsKv, shape.Batch, kernelBlock, 1, 1), stream,
+            args.AddParameter(quantizeK, Int8Views(k, scratch.K, scratch.KScale, scratch.KStats)));
+        var quantizeV = new QuantizeVParams
+        {
+            Input = v.ToStrided(), StatsChunks = chunks, Smooth = options.SmoothV ? 1 : 0, ElementType = type,
+            PaddedHeadDim = dp, PaddedTokens = shape.NkPad, Format = (int)options.VFormat,
+        };
+        Launch(target, QuantizeV, new LaunchDimensions(shape.KBlocks, shape.HeadsKv, shape.Batch, kernelBlock, 1, 1), stream,
+            args.AddParameter(quantizeV, new Dictionary<string, DeviceView>
+            {
+                ["Input.Data"] = new(v.Pointer, v.ElementCount), ["Output"] = scratch.V, ["Scales"] = scratch.VScale,
+                ["Means"] = scratch.VMean, ["Stats"] = scratch.VStats,
+            }));
+    }
+
+    /// <summary>Two launches: K and V statistics together, then Q, K and V tiles in one grid (<see cref="FusedQuantizationPlan"/>).</summary>
+    private void EnqueueFusedQuantization(PtxTarget target, IntPtr stream, AttentionShape shape, in DeviceTensor q, in DeviceTensor k,
+        in DeviceTensor v, TensorElementType elementType, float smScale, SageAttentionOptions options, QuantizedScratch scratch, KernelArgs args)
+    {
+        var plan = FusedQuantizationPlan.For(shape);
+        bool qVector = q.Pointer % 16 == 0, kVector = k.Pointer % 16 == 0, vVector = v.Pointer % 16 == 0;
+        var stats = plan.StatsParams(shape, elementType, (kVector ? 1 : 0) | (vVector ? 2 : 0));
+        stats.K = k.ToStrided();
+        stats.V = v.ToStrided();
+        Launch(target, KvStats, new LaunchDimensions(plan.StatsBlocksX, shape.HeadsKv, shape.Batch, KvStatsKernel.Threads, 1, 1), stream,
+            args.AddParameter(stats, new Dictionary<string, DeviceView>
+            {
+                ["K.Data"] = new(k.Pointer, k.ElementCount), ["V.Data"] = new(v.Pointer, v.ElementCount),
+                ["KStats"] = scratch.KStats, ["VStats"] = scratch.VStats,
+            }));
+
+        var p = plan.QuantizeParams(shape, options, elementType, smScale, (qVector ? 1 : 0) | (kVector ? 2 : 0) | (vVector ? 4 : 0));
+        p.Q = q.ToStrided();
+        p.K = k.ToStrided();
+        p.V = v.ToStrided();
+        Launch(target, QuantizeQkv, new LaunchDimensions((int)plan.QuantizeItems, 1, 1, TileSlices.Threads, 1, 1), stream,
+            args.AddParameter(p, new Dictionary<string, DeviceView>
+            {
+                ["Q.Data"] = new(q.Pointer, q.ElementCount), ["K.Data"] = new(k.Pointer, k.ElementCount),
+                ["V.Data"] = new(v.Pointer, v.ElementCount), ["QOut"] = scratch.Q, ["KOut"] = scratch.K,
+                ["QScales"] = scratch.QScale, ["KScales"] = scratch.KScale, ["VOut"] = scratch.V, ["VScales"] = scratch.VScale,
+                ["VMeans"] = scratch.VMean, ["KStats"] = scratch.KStats, ["VStats"] = scratch.VStats,
+            }));
     }
 
     /// <summary>Unloads the cached modules (only when no launch is in flight).</summary>

@@ -19,6 +19,8 @@ public sealed class SageAttentionRunner
     private readonly Action<KernelConfig, QuantizeVParams> _quantizeV;
     private readonly Action<KernelConfig, StridedTensor, ArrayView<float>, int, int, int, int, int, float, ArrayView<float>> _lseCorrection;
     private readonly Action<KernelConfig, AttentionParams, SpecializedValue<int>, SpecializedValue<int>> _attention;
+    private readonly Action<KernelConfig, KvStatsParams> _kvStats;
+    private readonly Action<KernelConfig, QkvQuantizeParams> _quantizeQkv;
 
     public SageAttentionRunner(Accelerator accelerator)
     {
@@ -28,9 +30,17 @@ public sealed class SageAttentionRunner
         _quantizeV = accelerator.LoadStreamKernel<QuantizeVParams>(QuantizeVKernel.Run);
         _lseCorrection = accelerator.LoadStreamKernel<StridedTensor, ArrayView<float>, int, int, int, int, int, float, ArrayView<float>>(LseCorrectionKernel.Run);
         _attention = accelerator.LoadStreamKernel<AttentionParams, SpecializedValue<int>, SpecializedValue<int>>(AttentionKernel.Run);
+        _kvStats = accelerator.LoadStreamKernel<KvStatsParams>(KvStatsKernel.Run);
+        _quantizeQkv = accelerator.LoadStreamKernel<QkvQuantizeParams>(QkvQuantizeKernel.Run);
     }
 
     public Accelerator Accelerator => _accelerator;
+
+    /// <summary>Fused (two launches, the default) or separate quantization kernels; the results are identical.</summary>
+    public QuantizationPath QuantizationPath { get; set; } = QuantizationPath.Fused;
+
+    /// <summary>K/V blocks per strip of the fused quantizer; null picks <see cref="QkvQuantizeKernel.DefaultStripTiles"/>.</summary>
+    public int? StripTiles { get; set; }
 
     /// <summary>Validates Q [B, Hq, Nq, D], K and V [B, Hkv, Nk, D] and returns their shape.</summary>
     /// <exception cref="ArgumentException">Mismatched or out-of-range sizes or strides, naming the tensor.</exception>
@@ -69,6 +79,11 @@ public sealed class SageAttentionRunner
             throw new ArgumentException($"the quantized buffers were made for {quantized.Shape}, the inputs are {shape}.", nameof(quantized));
         if (!(smScale > 0) || float.IsInfinity(smScale))
             throw new ArgumentException($"sm_scale must be positive and finite, got {smScale}.", nameof(smScale));
+        if (QuantizationPath == QuantizationPath.Fused)
+        {
+            QuantizeFused(quantized, q, k, v, elementType, smScale);
+            return;
+        }
         var options = quantized.Options;
         int dp = shape.PaddedHeadDim, type = (int)elementType, chunks = shape.KStatsChunks;
         var statsGrid = new KernelConfig(new Index3D(chunks, shape.HeadsKv, shape.Batch), new Index3D(dp, 1, 1));
@@ -97,6 +112,31 @@ public sealed class SageAttentionRunner
         };
         _quantizeV(new KernelConfig(new Index3D(shape.KBlocks, shape.HeadsKv, shape.Batch), new Index3D(AttentionKernel.Threads, 1, 1)), quantizeV);
     }
+
+    /// <summary>K and V statistics in one launch, then Q, K and V tiles in one launch (see <see cref="FusedQuantizationPlan"/>).</summary>
+    private void QuantizeFused(QuantizedAttentionInputs quantized, in StridedTensor q, in StridedTensor k, in StridedTensor v,
+        TensorElementType elementType, float smScale)
+    {
+        var shape = quantized.Shape;
+        var plan = FusedQuantizationPlan.For(shape, StripTiles);
+        bool qVector = Vector16(q), kVector = Vector16(k), vVector = Vector16(v);
+        var stats = plan.StatsParams(shape, elementType, (kVector ? 1 : 0) | (vVector ? 2 : 0));
+        stats.K = k;
+        stats.V = v;
+        stats.KStats = quantized.KStats.View;
+        stats.VStats = quantized.VStats.View;
+        _kvStats(new KernelConfig(new Index3D(plan.StatsBlocksX, shape.HeadsKv, shape.Batch), new Index3D(KvStatsKernel.Threads, 1, 1)), stats);
+
+        var p = plan.QuantizeParams(shape, quantized.Options, elementType, smScale, (qVector ? 1 : 0) | (kVector ? 2 : 0) | (vVector ? 4 : 0));
+        p.Q = q; p.K = k; p.V = v;
+        p.QOut = quantized.Q.View; p.KOut = quantized.K.View; p.QScales = quantized.QScale.View; p.KScales = quantized.KScale.View;
+        p.VOut = quantized.V.View; p.VScales = quantized.VScale.View; p.VMeans = quantized.VMean.View;
+        p.KStats = quantized.KStats.View; p.VStats = quantized.VStats.View;
+        _quantizeQkv(new KernelConfig(new Index3D((int)plan.QuantizeItems, 1, 1), new Index3D(TileSlices.Threads, 1, 1)), p);
+    }
+
+    /// <summary>16-byte loads need the first element 16-byte aligned: device allocations are, so a view is when its offset is.</summary>
+    private static bool Vector16(in StridedTensor t) => t.Aligned8 != 0 && ((IContiguousArrayView)t.Data).IndexInBytes % 16 == 0;
 
     /// <summary>
     /// Runs the attention kernel on quantized inputs, writing O [B, Hq, Nq, D] through its strides and,

@@ -1,0 +1,26 @@
+namespace SageAttn.Cli.Bench;
+
+/// <summary>One implementation on one shape: its times, throughput and accuracy (null where not measured).</summary>
+/// <param name="Implementation">"torch-sdpa" or an <c>AttentionVariant</c> name.</param>
+/// <param name="EndToEndMs">Median GPU time of one call through the public API (torch SDPA, or SageAttention.sageattn: quantization included).</param>
+/// <param name="KernelMs">Median of the attention kernel alone on already-quantized inputs (Sage only).</param>
+/// <param name="QuantMs">Median of the quantization alone (fused path; Sage only).</param>
+/// <param name="QuantSeparateMs">Median of the quantization through the five separate kernels (for comparison; Sage only).</param>
+/// <param name="RelL1">Relative L1 error against float64 on the sampled rows, randn inputs.</param>
+/// <param name="Cosine">Cosine similarity against float64, randn inputs.</param>
+/// <param name="RelL1OutlierK">Relative L1 with K carrying a per-channel offset of 8·randn.</param>
+/// <param name="CosineOutlierK">Cosine similarity with the outlier K.</param>
+public sealed record BenchResult(
+    string Implementation, int HeadDim, int N, int Batch, int Heads, BenchDType DType, bool Causal,
+    double EndToEndMs, double? KernelMs, double? QuantMs, double? QuantSeparateMs,
+    double? RelL1, double? Cosine, double? RelL1OutlierK, double? CosineOutlierK)
+{
+    /// <summary>Throughput of the end-to-end call (<see cref="BenchMath.Tops"/>).</summary>
+    public double EndToEndTops => BenchMath.Tops(Batch, Heads, N, HeadDim, Causal, EndToEndMs);
+
+    /// <summary>Throughput of the attention kernel alone, when measured.</summary>
+    public double? KernelTops => KernelMs is { } ms ? BenchMath.Tops(Batch, Heads, N, HeadDim, Causal, ms) : null;
+
+    /// <summary>"fp16" or "bf16".</summary>
+    public string DTypeName => DType == BenchDType.Float16 ? "fp16" : "bf16";
+}

@@ -1,0 +1,44 @@
+using SageAttn.Quantization;
+using SageAttn.Quantization.Kernels;
+
+namespace SageAttn.Kernels.Host;
+
+/// <summary>
+/// Grids and scalar parameters of the fused quantization (<see cref="KvStatsKernel"/> then <see cref="QkvQuantizeKernel"/>),
+/// defined once for the ILGPU runner and the driver path.
+/// </summary>
+public sealed record FusedQuantizationPlan(int StripTiles, int Strips, long QuantizeItems, int StatsBlocksX)
+{
+    /// <summary>The plan for <paramref name="shape"/>; <paramref name="stripTiles"/> overrides the K/V strip length (tests, tuning).</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="stripTiles"/> is not positive.</exception>
+    public static FusedQuantizationPlan For(AttentionShape shape, int? stripTiles = null)
+    {
+        ArgumentNullException.ThrowIfNull(shape);
+        if (stripTiles is <= 0)
+            throw new ArgumentOutOfRangeException(nameof(stripTiles), stripTiles, "strip length must be positive.");
+        int tiles = stripTiles ?? QkvQuantizeKernel.DefaultStripTiles(shape.KStatsChunks, shape.KBlocks);
+        int strips = (shape.KBlocks + tiles - 1) / tiles;
+        int chunksPerBlock = KvStatsKernel.ChunksPerBlock(shape.PaddedHeadDim);
+        long items = QkvQuantizeKernel.Items(shape.Batch, shape.HeadsQ, shape.HeadsKv, shape.QTiles, strips);
+        if (items > int.MaxValue)
+            throw new ArgumentException($"{items} quantization blocks exceed the grid limit.", nameof(shape));
+        return new FusedQuantizationPlan(tiles, strips, items, (shape.KStatsChunks + chunksPerBlock - 1) / chunksPerBlock);
+    }
+
+    /// <summary>The statistics kernel's scalar parameters (views and tensors are filled in by the launcher).</summary>
+    public KvStatsParams StatsParams(AttentionShape shape, TensorElementType elementType, int vectorLoads) => new()
+    {
+        ElementType = (int)elementType, PaddedHeadDim = shape.PaddedHeadDim, Chunks = shape.KStatsChunks, VectorLoads = vectorLoads,
+    };
+
+    /// <summary>The quantization kernel's scalar parameters (views and tensors are filled in by the launcher).</summary>
+    /// <param name="vectorLoads">Bits 0, 1, 2: Q, K, V start 16-byte aligned.</param>
+    public QkvQuantizeParams QuantizeParams(AttentionShape shape, SageAttentionOptions options, TensorElementType elementType,
+        float smScale, int vectorLoads) => new()
+    {
+        StatsChunks = shape.KStatsChunks, SmoothK = options.SmoothK ? 1 : 0, SmoothV = options.SmoothV ? 1 : 0,
+        ElementType = (int)elementType, PaddedHeadDim = shape.PaddedHeadDim, NqPad = shape.NqPad, NkPad = shape.NkPad,
+        Granularity = (int)options.Granularity, VFormat = (int)options.VFormat, QScaleFold = smScale * SageConstants.Log2E,
+        StripTiles = StripTiles, Strips = Strips, VectorLoads = vectorLoads,
+    };
+}

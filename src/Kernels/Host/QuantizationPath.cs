@@ -1,0 +1,10 @@
+namespace SageAttn.Kernels.Host;
+
+/// <summary>How the launchers quantize Q, K and V; both give bit-identical quantized tensors.</summary>
+public enum QuantizationPath
+{
+    /// <summary>Two launches: K and V channel statistics together, then Q, K and V tiles in one grid (the default).</summary>
+    Fused = 0,
+    /// <summary>Five launches: channel statistics of K, of V, INT8 Q, INT8 K, V (the first implementation; kept for comparison).</summary>
+    Separate = 1,
+}

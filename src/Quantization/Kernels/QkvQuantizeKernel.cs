@@ -1,0 +1,204 @@
+using System.Runtime.CompilerServices;
+using ILGPU;
+
+namespace SageAttn.Quantization.Kernels;
+
+/// <summary>Parameters of <see cref="QkvQuantizeKernel"/>: the three quantizers' outputs in their usual layouts.</summary>
+public struct QkvQuantizeParams
+{
+    /// <summary>Q [B, Hq, Nq, D], K and V [B, Hkv, Nk, D] in fp16/bf16.</summary>
+    public StridedTensor Q, K, V;
+    /// <summary>INT8 Q and K (see <see cref="QuantizeInt8Params.Output"/>).</summary>
+    public ArrayView<sbyte> QOut, KOut;
+    /// <summary>Per-thread scale slots of Q and K.</summary>
+    public ArrayView<float> QScales, KScales;
+    /// <summary>Transposed V words (see <see cref="QuantizeVParams.Output"/>).</summary>
+    public ArrayView<uint> VOut;
+    /// <summary>Per-channel V scales and means [B, Hkv, Dp].</summary>
+    public ArrayView<float> VScales, VMeans;
+    /// <summary>Partial channel statistics of K and V from <see cref="KvStatsKernel"/>.</summary>
+    public ArrayView<float> KStats, VStats;
+    public int StatsChunks;
+    public int SmoothK, SmoothV;
+    public int ElementType;
+    public int PaddedHeadDim;
+    public int NqPad, NkPad;
+    /// <summary>A <see cref="QuantGranularity"/> value.</summary>
+    public int Granularity;
+    /// <summary>A <see cref="VFormat"/> value.</summary>
+    public int VFormat;
+    /// <summary>sm_scale · log2 e, folded into the Q scales.</summary>
+    public float QScaleFold;
+    /// <summary>64-row K/V tiles per work item (a strip shares one channel-statistics combine).</summary>
+    public int StripTiles;
+    /// <summary>Strips per K/V head: ceil(NkPad / 64 / StripTiles).</summary>
+    public int Strips;
+    /// <summary>Bit 0, 1, 2: Q, K, V may be read with 16-byte loads (first element 16-byte aligned).</summary>
+    public int VectorLoads;
+}
+
+/// <summary>
+/// Quantizes Q, K and V in one launch: INT8 Q tiles, INT8 K blocks (K smoothing) and FP8/FP16 V blocks, bit for bit
+/// the outputs of <see cref="QuantizeInt8Kernel"/> (Q, K) and <see cref="QuantizeVKernel"/>.
+/// </summary>
+/// <remarks>
+/// <para>Grid: one dimension of work items, K strips first, then V strips, then Q tiles; 128 threads. A K or V item
+/// is a strip of <see cref="QkvQuantizeParams.StripTiles"/> consecutive 64-token blocks of one head: the channel
+/// means and V scales are combined from the chunk statistics once per strip, not once per block (that combine reads
+/// chunks × Dp floats and, with 256 blocks per head at 16K tokens, cost more L2 traffic than the tensors).
+/// The long strips start first so the short Q tiles fill the tail.</para>
+/// <para>Why one launch: the three passes overlap instead of draining between kernels, and every thread issues
+/// all its 16-byte loads for a tile before using any (<see cref="TileSlices"/>).</para>
+/// </remarks>
+public static class QkvQuantizeKernel
+{
+    private const int MaxHeadDim = 128;
+
+    /// <summary>Tiles per K/V strip: about one per 8 statistics chunks, so the combine (a chain of chunk loads)
+    /// stays a small part of a strip's work; 1 for short sequences, where there is little to combine.</summary>
+    public static int DefaultStripTiles(int statsChunks, int kBlocks) => Math.Clamp(statsChunks / 8, 1, Math.Max(1, kBlocks));
+
+    /// <summary>Work items (blocks) of a launch: K strips, V strips, Q tiles.</summary>
+    public static long Items(int batch, int headsQ, int headsKv, int qTiles, int strips) =>
+        2L * batch * headsKv * strips + (long)batch * headsQ * qTiles;
+
+    public static void Run(QkvQuantizeParams p)
+    {
+        var rowAbsMax = SharedMemory.Allocate<float>(SageConstants.QTileRows);
+        var rowInverse = SharedMemory.Allocate<float>(SageConstants.QTileRows);
+        var channelA = SharedMemory.Allocate<float>(MaxHeadDim);
+        var channelB = SharedMemory.Allocate<float>(MaxHeadDim);
+        var staged = SharedMemory.Allocate<float>(VTileQuantizer.StagedFloats);
+
+        int tid = Group.IdxX, dp = p.PaddedHeadDim;
+        var m = new TileSlices.Mapping(tid, dp);
+        int kvHeads = p.K.Batch * p.K.Heads;
+        long kvItems = (long)kvHeads * p.Strips;
+        long item = Grid.IdxX;
+        if (item < 2 * kvItems)
+        {
+            bool isV = item >= kvItems;
+            int index = (int)(isV ? item - kvItems : item);
+            int bh = index / p.Strips, b = bh / p.K.Heads, h = bh % p.K.Heads;
+            int firstTile = index % p.Strips * p.StripTiles;
+            int endTile = Math.Min(firstTile + p.StripTiles, p.NkPad / SageConstants.KBlockKeys);
+            if (isV)
+                QuantizeVStrip(p, b, h, firstTile, endTile, m, channelA, channelB, staged);
+            else
+                QuantizeKStrip(p, b, h, firstTile, endTile, m, channelA, rowAbsMax, rowInverse);
+        }
+        else
+        {
+            int qTiles = p.NqPad / SageConstants.QTileRows;
+            int index = (int)(item - 2 * kvItems);
+            int bh = index / qTiles;
+            Int8TileQuantizer.Run(p.Q, p.QOut, p.QScales, bh / p.Q.Heads, bh % p.Q.Heads, index % qTiles, p.NqPad, dp,
+                p.ElementType, p.Granularity, 0, p.QScaleFold, (p.VectorLoads & 1) != 0, default, m, rowAbsMax, rowInverse);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void QuantizeKStrip(in QkvQuantizeParams p, int b, int h, int firstTile, int endTile, in TileSlices.Mapping m,
+        ArrayView<float> means, ArrayView<float> rowAbsMax, ArrayView<float> rowInverse)
+    {
+        int tid = Group.IdxX, dp = p.PaddedHeadDim;
+        if (tid < dp)
+        {
+            means[tid] = p.SmoothK != 0 && tid < p.K.HeadDim
+                ? ChannelMean(p.KStats, (long)(b * p.K.Heads + h) * p.StatsChunks, p.StatsChunks, tid, dp, p.K.Tokens)
+                : 0f;
+        }
+        Group.Barrier();
+        var mean = Float8.Read(means, m.C0);
+        for (int tile = firstTile; tile < endTile; tile++)
+        {
+            Int8TileQuantizer.Run(p.K, p.KOut, p.KScales, b, h, tile, p.NkPad, dp, p.ElementType, p.Granularity, 1, 1f,
+                (p.VectorLoads & 2) != 0, mean, m, rowAbsMax, rowInverse);
+            // The next tile's phase 1 rewrites rowAbsMax, which this tile's phase 2 has finished reading (second barrier).
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void QuantizeVStrip(in QkvQuantizeParams p, int b, int h, int firstTile, int endTile, in TileSlices.Mapping m,
+        ArrayView<float> inverses, ArrayView<float> centers, ArrayView<float> staged)
+    {
+        int tid = Group.IdxX, dp = p.PaddedHeadDim;
+        if (tid < dp)
+        {
+            int c = tid;
+            long headChunk0 = (long)(b * p.V.Heads + h) * p.StatsChunks;
+            float center = p.SmoothV != 0 && c < p.V.HeadDim ? ChannelMean(p.VStats, headChunk0, p.StatsChunks, c, dp, p.V.Tokens) : 0f;
+            float amax = c < p.V.HeadDim ? AbsMaxAround(p.VStats, headChunk0, p.StatsChunks, c, dp, center) : 0f;
+            float scale = QuantizeVKernel.ChannelScale(amax, p.VFormat);
+            inverses[c] = 1f / scale;
+            centers[c] = center;
+            if (firstTile == 0)
+            {
+                long channel = (long)(b * p.V.Heads + h) * dp + c;
+                p.VScales[channel] = scale;
+                p.VMeans[channel] = center;
+            }
+        }
+        Group.Barrier();
+        var mean = Float8.Read(centers, m.C0);
+        var inverse = Float8.Read(inverses, m.C0);
+        for (int tile = firstTile; tile < endTile; tile++)
+        {
+            VTileQuantizer.Run(p.V, p.VOut, b, h, tile, p.NkPad, dp, p.ElementType, p.VFormat, (p.VectorLoads & 4) != 0,
+                mean, inverse, m, staged);
+        }
+    }
+
+    /// <summary>
+    /// <see cref="ChannelStatsKernel.Mean"/> with four chunk loads in flight: the same additions in chunk order
+    /// (bit-identical), a quarter of the dependent load latency.
+    /// </summary>
+    public static float ChannelMean(ArrayView<float> stats, long headChunk0, int chunks, int c, int dp, int tokens)
+    {
+        float sum = 0;
+        int k = 0;
+        for (; k + 4 <= chunks; k += 4)
+        {
+            float s0 = stats[SumIndex(headChunk0 + k, c, dp)];
+            float s1 = stats[SumIndex(headChunk0 + k + 1, c, dp)];
+            float s2 = stats[SumIndex(headChunk0 + k + 2, c, dp)];
+            float s3 = stats[SumIndex(headChunk0 + k + 3, c, dp)];
+            sum += s0;
+            sum += s1;
+            sum += s2;
+            sum += s3;
+        }
+        for (; k < chunks; k++)
+            sum += stats[SumIndex(headChunk0 + k, c, dp)];
+        return sum / tokens;
+    }
+
+    /// <summary><see cref="ChannelStatsKernel.AbsMaxAround"/> with four chunks per step (a maximum is order-free).</summary>
+    public static float AbsMaxAround(ArrayView<float> stats, long headChunk0, int chunks, int c, int dp, float center)
+    {
+        float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        int k = 0;
+        for (; k + 4 <= chunks; k += 4)
+        {
+            a0 = Math.Max(a0, ChunkAbsMax(stats, headChunk0 + k, c, dp, center));
+            a1 = Math.Max(a1, ChunkAbsMax(stats, headChunk0 + k + 1, c, dp, center));
+            a2 = Math.Max(a2, ChunkAbsMax(stats, headChunk0 + k + 2, c, dp, center));
+            a3 = Math.Max(a3, ChunkAbsMax(stats, headChunk0 + k + 3, c, dp, center));
+        }
+        for (; k < chunks; k++)
+            a0 = Math.Max(a0, ChunkAbsMax(stats, headChunk0 + k, c, dp, center));
+        return Math.Max(Math.Max(a0, a1), Math.Max(a2, a3));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float ChunkAbsMax(ArrayView<float> stats, long chunk, int c, int dp, float center)
+    {
+        long row = chunk * ChannelStatsKernel.RowsPerChunk;
+        float lo = stats[(row + ChannelStatsKernel.MinRow) * dp + c] - center;
+        float hi = stats[(row + ChannelStatsKernel.MaxRow) * dp + c] - center;
+        return Math.Max(Math.Abs(lo), Math.Abs(hi));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static long SumIndex(long chunk, int c, int dp) => (chunk * ChannelStatsKernel.RowsPerChunk + ChannelStatsKernel.SumRow) * dp + c;
+}

@@ -1,0 +1,136 @@
+using ILGPU;
+using ILGPU.Runtime;
+using SageAttn.Kernels.Attention;
+using SageAttn.Kernels.Host;
+using SageAttn.Quantization;
+using SageAttn.Quantization.Reference;
+using SageAttn.Tests.Support;
+
+namespace SageAttn.Tests.Quantization;
+
+/// <summary>
+/// The fused quantization path (K/V statistics in one launch, Q/K/V tiles in one grid) on the CPU accelerator:
+/// bit for bit the plain C# reference, across dtypes, smoothing, odd lengths, GQA, partial channel slices,
+/// the element-by-element read path and K/V strips of several blocks with a short last strip.
+/// </summary>
+public sealed class FusedQuantizationTests(CpuAcceleratorFixture fixture) : IClassFixture<CpuAcceleratorFixture>
+{
+    public static TheoryData<int, int, int, int, TensorElementType, bool, bool, int, bool, int> Cases => new()
+    {
+        // headsQ, headsKv, tokens, headDim, type, smoothK, smoothV, variant, nhd (element reads), strip tiles (0 = default)
+        { 2, 1, 130, 64, TensorElementType.Float16, true, false, 0, false, 2 },
+        { 2, 2, 77, 128, TensorElementType.BFloat16, false, true, 1, true, 1 },
+        { 1, 1, 300, 128, TensorElementType.Float16, true, true, 2, false, 3 },
+        { 4, 2, 65, 100, TensorElementType.BFloat16, true, true, 0, false, 0 },
+    };
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void FusedPathEqualsReferenceExactly(int headsQ, int headsKv, int tokens, int headDim, TensorElementType type,
+        bool smoothK, bool smoothV, int variant, bool nhd, int stripTiles)
+    {
+        var runner = fixture.Require();
+        var random = new Random(tokens * 17 + headDim + variant);
+        var q = TestData.Randn(random, 1, headsQ, tokens + 3, headDim, type, nhd);
+        var k = TestData.Randn(random, 1, headsKv, tokens, headDim, type, nhd, channelOffset: 8f);
+        var v = TestData.Randn(random, 1, headsKv, tokens, headDim, type, nhd, scale: 2f, channelOffset: 1f);
+        var options = new SageAttentionOptions
+        {
+            Variant = (AttentionVariant)variant, Granularity = QuantGranularity.PerThread, SmoothK = smoothK, SmoothV = smoothV,
+        };
+        float smScale = 1f / MathF.Sqrt(headDim);
+
+        var (qb, qv) = fixture.Upload(q, aligned8: !nhd);
+        var (kb, kv) = fixture.Upload(k, aligned8: !nhd);
+        var (vb, vv) = fixture.Upload(v, aligned8: !nhd);
+        runner.QuantizationPath = QuantizationPath.Fused;
+        runner.StripTiles = stripTiles == 0 ? null : stripTiles;
+        try
+        {
+            using (qb) using (kb) using (vb)
+            using (var quantized = runner.Quantize(qv, kv, vv, type, smScale, options))
+            {
+                fixture.Accelerator!.Synchronize();
+                int dp = SageConstants.PaddedHeadDim(headDim);
+                var kStats = QuantizationReference.ChannelStats(k, dp);
+                Assert.Equal(kStats, quantized.KStats.GetAsArray1D());
+                Assert.Equal(QuantizationReference.ChannelStats(v, dp), quantized.VStats.GetAsArray1D());
+
+                var (qValues, qScales) = QuantizationReference.QuantizeInt8(q, false, options.Granularity, null, smScale * SageConstants.Log2E);
+                Assert.Equal(qValues, quantized.Q.GetAsArray1D());
+                Assert.Equal(qScales, quantized.QScale.GetAsArray1D());
+
+                var kMeans = smoothK ? QuantizationReference.ChannelMeans(k, kStats, dp) : null;
+                var (kValues, kScales) = QuantizationReference.QuantizeInt8(k, true, options.Granularity, kMeans, 1f);
+                Assert.Equal(kValues, quantized.K.GetAsArray1D());
+                Assert.Equal(kScales, quantized.KScale.GetAsArray1D());
+
+                var (vWords, vScales, vMeans) = QuantizationReference.QuantizeV(v, options.VFormat, smoothV);
+                Assert.Equal(vWords, quantized.V.GetAsArray1D());
+                Assert.Equal(vScales, quantized.VScale.GetAsArray1D());
+                Assert.Equal(vMeans, quantized.VMean.GetAsArray1D());
+
+                // The comparison is not vacuous: the tiles hold full-range values, smoothing changed K where asked.
+                Assert.Contains(qValues, x => Math.Abs((int)x) == 127);
+                Assert.Contains(vWords, w => w != 0);
+                if (smoothK) Assert.Contains(kMeans!, m => Math.Abs(m) > 1f);
+            }
+        }
+        finally
+        {
+            runner.StripTiles = null;
+        }
+    }
+
+    [Fact]
+    public void FusedAndSeparatePathsWriteIdenticalBuffers()
+    {
+        var runner = fixture.Require();
+        var random = new Random(5);
+        var type = TensorElementType.Float16;
+        var q = TestData.Randn(random, 1, 2, 70, 64, type);
+        var k = TestData.Randn(random, 1, 1, 70, 64, type, channelOffset: 8f);
+        var v = TestData.Randn(random, 1, 1, 70, 64, type);
+        var options = new SageAttentionOptions { Variant = AttentionVariant.QkInt8PvFp8Fp16Accum, SmoothV = true, Granularity = QuantGranularity.PerWarp };
+        var (qb, qv) = fixture.Upload(q);
+        var (kb, kv) = fixture.Upload(k);
+        var (vb, vv) = fixture.Upload(v);
+        using (qb) using (kb) using (vb)
+        {
+            runner.QuantizationPath = QuantizationPath.Separate;
+            using var separate = runner.Quantize(qv, kv, vv, type, 0.125f, options);
+            runner.QuantizationPath = QuantizationPath.Fused;
+            using var fused = runner.Quantize(qv, kv, vv, type, 0.125f, options);
+            fixture.Accelerator!.Synchronize();
+            Assert.Equal(separate.Q.GetAsArray1D(), fused.Q.GetAsArray1D());
+            Assert.Equal(separate.QScale.GetAsArray1D(), fused.QScale.GetAsArray1D());
+            Assert.Equal(separate.K.GetAsArray1D(), fused.K.GetAsArray1D());
+            Assert.Equal(separate.KScale.GetAsArray1D(), fused.KScale.GetAsArray1D());
+            Assert.Equal(separate.V.GetAsArray1D(), fused.V.GetAsArray1D());
+            Assert.Equal(separate.VScale.GetAsArray1D(), fused.VScale.GetAsArray1D());
+            Assert.Equal(separate.VMean.GetAsArray1D(), fused.VMean.GetAsArray1D());
+            Assert.Equal(separate.KStats.GetAsArray1D(), fused.KStats.GetAsArray1D());
+            Assert.Equal(separate.VStats.GetAsArray1D(), fused.VStats.GetAsArray1D());
+        }
+    }
+
+    [Fact]
+    public void PlanGroupsLongSequencesIntoStripsAndCountsEveryTile()
+    {
+        // 32K tokens: 128 statistics chunks of 256 -> 16 blocks per strip, 512 blocks -> 32 strips per head;
+        // blocks = 2 (K, V) x 32 heads x 32 strips + 32 heads x 512 Q tiles = 2048 + 16384.
+        var longPlan = FusedQuantizationPlan.For(new AttentionShape(1, 32, 32, 32768, 32768, 128));
+        Assert.Equal(16, longPlan.StripTiles);
+        Assert.Equal(32, longPlan.Strips);
+        Assert.Equal(18432, longPlan.QuantizeItems);
+        // 4 chunks per statistics block at hd 128 (K and V of each): 128 chunks take 32 blocks along x.
+        Assert.Equal(32, longPlan.StatsBlocksX);
+
+        // 1K tokens: one block per strip; 130 tokens with 3-block strips: 3 blocks -> 1 strip.
+        Assert.Equal(1, FusedQuantizationPlan.For(new AttentionShape(16, 32, 32, 1024, 1024, 128)).StripTiles);
+        var shortPlan = FusedQuantizationPlan.For(new AttentionShape(1, 2, 1, 130, 130, 64), stripTiles: 2);
+        Assert.Equal(2, shortPlan.Strips);
+        Assert.Equal(2 * 1 * 2 + 2 * 3, shortPlan.QuantizeItems);
+        Assert.Throws<ArgumentOutOfRangeException>(() => FusedQuantizationPlan.For(new AttentionShape(1, 1, 1, 64, 64, 64), stripTiles: 0));
+    }
+}
