@@ -94,27 +94,9 @@ public sealed class CudaPagedDecode : IDisposable
 
         using var binding = PrimaryContextBinding.Bind(device);
         var target = Target(device);
-        bool writeLse = buffers.Lse.Length > 0;
-        var p = new PagedDecodeParams
-        {
-            QStrideBatch = buffers.QStrideBatch, QStrideHead = buffers.QStrideHead,
-            OStrideBatch = buffers.OutputStrideBatch, OStrideHead = buffers.OutputStrideHead,
-            Batch = shape.Batch, HeadsQ = shape.HeadsQ, HeadsKv = shape.HeadsKv, NumBlocks = shape.NumBlocks,
-            BlockSize = shape.BlockSize, BlockTableStride = shape.MaxBlocksPerSeq, MaxSeqLen = shape.MaxSeqLen,
-            KeysPerSplit = split.KeysPerSplit, Splits = split.Splits,
-            ScaleLog2 = smScale * SageConstants.Log2E, WriteLse = writeLse ? 1 : 0,
-        };
-        // Views the launch does not use still need a valid address: they point at seq_lens and are never touched.
-        var unused = buffers.SeqLens;
-        var views = new Dictionary<string, DeviceView>
-        {
-            ["Q"] = buffers.Q, ["KCache"] = buffers.KCache, ["VCache"] = buffers.VCache, ["BlockTables"] = buffers.BlockTables,
-            ["SeqLens"] = buffers.SeqLens, ["O"] = buffers.Output, ["Lse"] = writeLse ? buffers.Lse : unused,
-            ["PartialO"] = split.Splits > 1 ? partialOutput : unused, ["PartialLse"] = split.Splits > 1 ? partialLse : unused,
-        };
         using var args = new KernelArgs();
         Launch(target, Decode, new LaunchDimensions(split.Splits, shape.HeadsKv, shape.Batch, PagedDecodeKernel.Threads, 1, 1), stream,
-            args.AddParameter(p, views).Add(shape.HeadDim).Add((int)elementType), shape.HeadDim, (int)elementType);
+            AddDecodeArguments(args, buffers, shape, split, elementType, smScale, partialOutput, partialLse), shape.HeadDim, (int)elementType);
         if (split.Splits > 1)
         {
             var layout = AttentionStateLayout.Contiguous(split.Splits, shape.Batch, shape.HeadsQ, 1, shape.HeadDim) with
@@ -152,6 +134,46 @@ public sealed class CudaPagedDecode : IDisposable
     private void EnqueueMergeUnchecked(PtxTarget target, IntPtr stream, AttentionStateLayout layout, DeviceView partials,
         AttentionStateType partialType, DeviceView partialLse, DeviceView output, AttentionStateType outputType, DeviceView lse)
     {
+        using var args = new KernelArgs();
+        Launch(target, Merge, LaunchDimensions.Linear(layout.GridBlocks, AttentionStateMergeKernel.Threads), stream,
+            AddMergeArguments(args, layout, partials, partialType, partialLse, output, outputType, lse));
+    }
+
+    /// <summary>
+    /// Appends the decode kernel's launch parameters (its <see cref="PagedDecodeParams"/> image and both specialized slots) to
+    /// <paramref name="args"/>; no validation. Public so the serialization can be checked against the PTX without a GPU.
+    /// </summary>
+    public static KernelArgs AddDecodeArguments(KernelArgs args, in PagedDecodeDeviceBuffers buffers, PagedDecodeShape shape,
+        PagedDecodeSplit split, TensorElementType elementType, float smScale, DeviceView partialOutput, DeviceView partialLse)
+    {
+        ArgumentNullException.ThrowIfNull(args);
+        ArgumentNullException.ThrowIfNull(shape);
+        bool writeLse = buffers.Lse.Length > 0;
+        var p = new PagedDecodeParams
+        {
+            QStrideBatch = buffers.QStrideBatch, QStrideHead = buffers.QStrideHead,
+            OStrideBatch = buffers.OutputStrideBatch, OStrideHead = buffers.OutputStrideHead,
+            Batch = shape.Batch, HeadsQ = shape.HeadsQ, HeadsKv = shape.HeadsKv, NumBlocks = shape.NumBlocks,
+            BlockSize = shape.BlockSize, BlockTableStride = shape.MaxBlocksPerSeq, MaxSeqLen = shape.MaxSeqLen,
+            KeysPerSplit = split.KeysPerSplit, Splits = split.Splits,
+            ScaleLog2 = smScale * SageConstants.Log2E, WriteLse = writeLse ? 1 : 0,
+        };
+        // Views the launch does not use still need a valid address: they point at seq_lens and are never touched.
+        var unused = buffers.SeqLens;
+        var views = new Dictionary<string, DeviceView>
+        {
+            ["Q"] = buffers.Q, ["KCache"] = buffers.KCache, ["VCache"] = buffers.VCache, ["BlockTables"] = buffers.BlockTables,
+            ["SeqLens"] = buffers.SeqLens, ["O"] = buffers.Output, ["Lse"] = writeLse ? buffers.Lse : unused,
+            ["PartialO"] = split.Splits > 1 ? partialOutput : unused, ["PartialLse"] = split.Splits > 1 ? partialLse : unused,
+        };
+        return args.AddParameter(p, views).Add(shape.HeadDim).Add((int)elementType);
+    }
+
+    /// <summary>Appends the merge kernel's launch parameter to <paramref name="args"/>; no validation (see <see cref="AddDecodeArguments"/>).</summary>
+    public static KernelArgs AddMergeArguments(KernelArgs args, AttentionStateLayout layout, DeviceView partials, AttentionStateType partialType,
+        DeviceView partialLse, DeviceView output, AttentionStateType outputType, DeviceView lse)
+    {
+        ArgumentNullException.ThrowIfNull(args);
         bool writeLse = lse.Length > 0;
         // Only the view of the element type in use is touched; the other carries the same address.
         var views = new Dictionary<string, DeviceView>
@@ -159,9 +181,7 @@ public sealed class CudaPagedDecode : IDisposable
             ["PartialF32"] = partials, ["Partial16"] = partials, ["PartialLse"] = partialLse,
             ["OutF32"] = output, ["Out16"] = output, ["Lse"] = writeLse ? lse : partialLse,
         };
-        using var args = new KernelArgs();
-        Launch(target, Merge, LaunchDimensions.Linear(layout.GridBlocks, AttentionStateMergeKernel.Threads), stream,
-            args.AddParameter(layout.ToParams(partialType, outputType, writeLse), views));
+        return args.AddParameter(layout.ToParams(partialType, outputType, writeLse), views);
     }
 
     private (PtxTarget Target, int Multiprocessors) DeviceFacts(int device) => _devices.GetOrAdd(device, d =>

@@ -1,5 +1,6 @@
 using System.Text.RegularExpressions;
 using SageAttn.Kernels.Attention;
+using SageAttn.Kernels.Host;
 using SageAttn.Kernels.Runtime;
 using SageAttn.Quantization;
 
@@ -38,6 +39,53 @@ public sealed class PagedDecodePtxTests : IDisposable
         var ptx = _compiler.Compile(kernel, PtxTarget.Hopper).Ptx;
         Assert.Contains("ex2.approx.ftz.f32", ptx);
         AssertNoArraysInLocalMemory(ptx);
+    }
+
+    /// <summary>
+    /// The driver path's launch parameters: every view field is named (a renamed field would throw), and each parameter's
+    /// byte size equals ILGPU's <c>.param</c> declaration.
+    /// </summary>
+    [Fact]
+    public void DriverArgumentsMatchThePtxParameters()
+    {
+        var shape = PagedDecodeShape.Of(2, 8, 1, 128, 10, 64, 4, 200);
+        var split = PagedDecodeSplit.Choose(shape, 132, forcedSplits: 2);
+        DeviceView View(long address, long length) => new(new IntPtr(address), length);
+        var buffers = new PagedDecodeDeviceBuffers(View(0x1000, 2048), 1024, 128, View(0x100000, shape.CacheElements),
+            View(0x200000, shape.CacheElements), View(0x3000, 8), View(0x4000, 2), View(0x5000, 2048), 1024, 128, default);
+        using var decodeArgs = CudaPagedDecode.AddDecodeArguments(new KernelArgs(), buffers, shape, split, TensorElementType.BFloat16, 0.1f,
+            View(0x6000, 4096), View(0x7000, 32));
+        var decode = _compiler.Compile(typeof(PagedDecodeKernel).GetMethod(nameof(PagedDecodeKernel.Run))!, PtxTarget.Hopper, [128, 1]);
+        var decodeSizes = ParamSizes(decode.Ptx, decode.EntryName);
+        Assert.Equal(decodeSizes.Length, decodeArgs.Count);
+        for (int i = 0; i < decodeSizes.Length; i++)
+            Assert.Equal(decodeSizes[i], decodeArgs.GetBytes(i).Length);
+
+        var layout = AttentionStateLayout.Contiguous(2, 2, 8, 1, 128);
+        using var mergeArgs = CudaPagedDecode.AddMergeArguments(new KernelArgs(), layout, View(0x6000, 4096), AttentionStateType.Float32,
+            View(0x7000, 32), View(0x5000, 2048), AttentionStateType.BFloat16, default);
+        var merge = _compiler.Compile(typeof(AttentionStateMergeKernel).GetMethod(nameof(AttentionStateMergeKernel.Run))!, PtxTarget.Hopper);
+        var mergeSizes = ParamSizes(merge.Ptx, merge.EntryName);
+        Assert.Equal(mergeSizes.Length, mergeArgs.Count);
+        Assert.Equal(mergeSizes[0], mergeArgs.GetBytes(0).Length);
+    }
+
+    /// <summary>Byte size of each <c>.param</c> of an entry.</summary>
+    private static int[] ParamSizes(string ptx, string entry)
+    {
+        int start = ptx.IndexOf(".entry " + entry + "(", StringComparison.Ordinal);
+        Assert.True(start >= 0, "entry not found");
+        int end = ptx.IndexOf(')', start);
+        return ptx[start..end].Split('\n').Select(l => l.Trim()).Where(l => l.StartsWith(".param", StringComparison.Ordinal))
+            .Select(l =>
+            {
+                var array = Regex.Match(l, @"^\.param \.align \d+ \.b8 \S+\[(\d+)\]");
+                if (array.Success)
+                    return int.Parse(array.Groups[1].Value);
+                var scalar = Regex.Match(l, @"^\.param \.[bfsu](\d+) ");
+                Assert.True(scalar.Success, $"unparsed parameter line: {l}");
+                return int.Parse(scalar.Groups[1].Value) / 8;
+            }).ToArray();
     }
 
     /// <summary>
