@@ -33,28 +33,30 @@ public static class PagedAttention
     /// <param name="max_seq_len">The largest seq_len of the batch, known on the host (picks the key split).</param>
     /// <param name="sm_scale">Softmax scale; default 1/√D.</param>
     /// <param name="num_splits">Null picks the key split from the batch, max_seq_len and the SM count; a value forces it (tests).</param>
-    /// <returns>[B, Hq, D] contiguous, q's dtype and device.</returns>
+    /// <param name="output">Optional [B, Hq, D] tensor of q's dtype and device (any batch/head strides, channels contiguous) to
+    /// write into, e.g. rows of an engine's output buffer; it is returned itself.</param>
+    /// <returns>[B, Hq, D] in q's dtype and device: <paramref name="output"/> when given, else a new contiguous tensor.</returns>
     /// <exception cref="ArgumentNullException">A tensor is null.</exception>
     /// <exception cref="ArgumentException">Rank, shape, stride, dtype mismatch, device mismatch, scale or max_seq_len is invalid (ParamName names the argument).</exception>
     /// <exception cref="NotSupportedException">q's dtype is not Float16/BFloat16, the device is neither CPU nor CUDA, or the GPU is older than sm_80.</exception>
     public static Tensor decode(Tensor q, Tensor k_cache, Tensor v_cache, Tensor block_tables, Tensor seq_lens, int max_seq_len,
-        double? sm_scale = null, int? num_splits = null) =>
-        Run(q, k_cache, v_cache, block_tables, seq_lens, max_seq_len, sm_scale, num_splits, returnLse: false).Output;
+        double? sm_scale = null, int? num_splits = null, Tensor? output = null) =>
+        Run(q, k_cache, v_cache, block_tables, seq_lens, max_seq_len, sm_scale, num_splits, output, returnLse: false).Output;
 
     /// <summary><see cref="decode"/> that also returns each row's log-sum-exp of the scaled logits: Float32 [B, Hq], natural log.</summary>
     /// <inheritdoc cref="decode" path="/param"/>
     /// <inheritdoc cref="decode" path="/exception"/>
     public static (Tensor Output, Tensor Lse) decode_with_lse(Tensor q, Tensor k_cache, Tensor v_cache, Tensor block_tables,
-        Tensor seq_lens, int max_seq_len, double? sm_scale = null, int? num_splits = null)
+        Tensor seq_lens, int max_seq_len, double? sm_scale = null, int? num_splits = null, Tensor? output = null)
     {
-        var (output, lse) = Run(q, k_cache, v_cache, block_tables, seq_lens, max_seq_len, sm_scale, num_splits, returnLse: true);
-        return (output, lse!);
+        var (result, lse) = Run(q, k_cache, v_cache, block_tables, seq_lens, max_seq_len, sm_scale, num_splits, output, returnLse: true);
+        return (result, lse!);
     }
 
     private static (Tensor Output, Tensor? Lse) Run(Tensor q, Tensor kCache, Tensor vCache, Tensor blockTables, Tensor seqLens,
-        int maxSeqLen, double? smScale, int? numSplits, bool returnLse)
+        int maxSeqLen, double? smScale, int? numSplits, Tensor? output, bool returnLse)
     {
-        var request = PagedDecodeRequest.Create(q, kCache, vCache, blockTables, seqLens, maxSeqLen, smScale, numSplits);
+        var request = PagedDecodeRequest.Create(q, kCache, vCache, blockTables, seqLens, maxSeqLen, smScale, numSplits, output);
         return request.Q.device_type == DeviceType.CUDA
             ? PagedDecodeExecutor.RunCuda(request, returnLse)
             : PagedDecodeExecutor.RunCpu(request, returnLse);
@@ -64,10 +66,10 @@ public static class PagedAttention
 /// <summary>A validated <see cref="PagedAttention.decode"/> call.</summary>
 internal sealed record PagedDecodeRequest(
     Tensor Q, Tensor KCache, Tensor VCache, Tensor BlockTables, Tensor SeqLens, PagedDecodeShape Shape,
-    TensorElementType ElementType, ScalarType DType, float SmScale, int? Splits)
+    TensorElementType ElementType, ScalarType DType, float SmScale, int? Splits, Tensor? Output)
 {
     public static PagedDecodeRequest Create(Tensor q, Tensor kCache, Tensor vCache, Tensor blockTables, Tensor seqLens,
-        int maxSeqLen, double? smScale, int? numSplits)
+        int maxSeqLen, double? smScale, int? numSplits, Tensor? output)
     {
         ArgumentNullException.ThrowIfNull(q);
         ArgumentNullException.ThrowIfNull(kCache, "k_cache");
@@ -106,7 +108,17 @@ internal sealed record PagedDecodeRequest(
         double scale = smScale ?? 1.0 / Math.Sqrt(shape.HeadDim);
         if (!(scale > 0) || double.IsInfinity(scale) || !float.IsFinite((float)scale))
             throw new ArgumentException($"sm_scale must be positive and finite, got {scale}.", "sm_scale");
-        return new PagedDecodeRequest(q, kCache, vCache, blockTables, seqLens, shape, elementType, q.dtype, (float)scale, numSplits);
+        if (output is not null)
+        {
+            if (output.dim() != 3 || output.shape[0] != q.shape[0] || output.shape[1] != q.shape[1] || output.shape[2] != q.shape[2])
+                throw new ArgumentException($"output must be [{string.Join(", ", q.shape)}] like q, got [{string.Join(", ", output.shape)}].", nameof(output));
+            if (output.dtype != q.dtype)
+                throw new ArgumentException($"output has dtype {output.dtype} but q has {q.dtype}.", nameof(output));
+            CheckDevice(output, nameof(output), q);
+            if (output.stride(2) != 1 || output.stride(0) < 0 || output.stride(1) < 0)
+                throw new ArgumentException($"output needs contiguous channels and non-negative strides, got [{string.Join(", ", output.stride())}].", nameof(output));
+        }
+        return new PagedDecodeRequest(q, kCache, vCache, blockTables, seqLens, shape, elementType, q.dtype, (float)scale, numSplits, output);
     }
 
     private static void CheckCache(Tensor t, string name, Tensor q)

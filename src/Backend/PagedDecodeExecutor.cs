@@ -39,14 +39,13 @@ internal static unsafe class PagedDecodeExecutor
         var (partialFloats, lseFloats) = CudaPagedDecode.ScratchFloats(shape, split);
         using var partialO = partialFloats > 0 ? torch.empty([partialFloats], ScalarType.Float32, device) : null;
         using var partialLse = lseFloats > 0 ? torch.empty([lseFloats], ScalarType.Float32, device) : null;
-        var output = torch.empty([shape.Batch, shape.HeadsQ, shape.HeadDim], request.DType, device);
+        var output = request.Output ?? torch.empty([shape.Batch, shape.HeadsQ, shape.HeadDim], request.DType, device);
         var lse = returnLse ? torch.empty([shape.Batch, shape.HeadsQ], ScalarType.Float32, device) : null;
         var q = request.Q;
-        long qExtent = (shape.Batch - 1) * q.stride(0) + (shape.HeadsQ - 1) * q.stride(1) + shape.HeadDim;
         var buffers = new PagedDecodeDeviceBuffers(
-            new DeviceView(TorchInterop.DataPointer(q), qExtent), q.stride(0), q.stride(1),
+            RowsView(q, shape), q.stride(0), q.stride(1),
             View(request.KCache), View(request.VCache), View(request.BlockTables), View(request.SeqLens),
-            View(output), (long)shape.HeadsQ * shape.HeadDim, shape.HeadDim, lse is null ? default : View(lse));
+            RowsView(output, shape), output.stride(0), output.stride(1), lse is null ? default : View(lse));
         pipeline.Enqueue(ordinal, TorchInterop.CurrentCudaStream(ordinal), buffers, shape, split, request.ElementType, request.SmScale,
             partialO is null ? default : View(partialO), partialLse is null ? default : View(partialLse));
         GC.KeepAlive(request);
@@ -75,6 +74,12 @@ internal static unsafe class PagedDecodeExecutor
 
             var output = torch.empty([shape.Batch, shape.HeadsQ, shape.HeadDim], request.DType);
             Download<ushort>(o.View, output);
+            if (request.Output is not null)
+            {
+                request.Output.copy_(output);
+                output.Dispose();
+                output = request.Output;
+            }
             Tensor? lseTensor = null;
             if (returnLse)
             {
@@ -129,6 +134,10 @@ internal static unsafe class PagedDecodeExecutor
         ScalarType.Float32 => Kernels.Attention.AttentionStateType.Float32,
         _ => throw new NotSupportedException($"attention states must be Float16, BFloat16 or Float32, got {t.dtype}."),
     };
+
+    /// <summary>A [B, H, D] tensor's view: elements from [0, 0, 0] to the last one its batch and head strides reach.</summary>
+    private static DeviceView RowsView(Tensor t, PagedDecodeShape shape) =>
+        new(TorchInterop.DataPointer(t), (shape.Batch - 1) * t.stride(0) + (shape.HeadsQ - 1) * t.stride(1) + shape.HeadDim);
 
     /// <summary>A contiguous tensor's device view in elements.</summary>
     private static DeviceView View(Tensor t) => new(TorchInterop.DataPointer(t), t.numel());

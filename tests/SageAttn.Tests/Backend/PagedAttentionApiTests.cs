@@ -36,6 +36,24 @@ public abstract class PagedAttentionApiTests(ITestOutputHelper log)
         return (q, k, v, tables, lens);
     }
 
+    /// <summary>Decoding into rows of a wider buffer (an engine's [tokens, H·D] output) writes exactly those elements.</summary>
+    protected void CheckWritesIntoStridedOutput()
+    {
+        Require();
+        var problem = PagedDecodeProblem.Create(new Random(19), [40, 130], 4, 2, 64, 16, TensorElementType.Float16);
+        var (q, k, v, tables, lens) = Tensors(problem);
+        using var _q = q; using var _k = k; using var _v = v; using var _t = tables; using var _l = lens;
+        using var buffer = torch.full([2, 3 * 4 * 64], 7f, ScalarType.Float16, Device);
+        using var rows = buffer.narrow(1, 64, 4 * 64).view(2, 4, 64);
+        var returned = PagedAttention.decode(q, k, v, tables, lens, problem.MaxSeqLen, num_splits: 2, output: rows);
+        Assert.Same(rows, returned);
+        using var plain = PagedAttention.decode(q, k, v, tables, lens, problem.MaxSeqLen, num_splits: 2);
+        Assert.True(rows.allclose(plain, rtol: 0, atol: 0));
+        using var before = buffer.narrow(1, 0, 64);
+        using var after = buffer.narrow(1, 5 * 64, 3 * 4 * 64 - 5 * 64);
+        Assert.True(before.eq(7f).all().item<bool>() && after.eq(7f).all().item<bool>(), "elements outside the rows were written");
+    }
+
     protected void Check(int[] seqLens, int headsQ, int headsKv, int headDim, int blockSize, TensorElementType type, int? splits, int seed)
     {
         Require();
@@ -71,6 +89,9 @@ public sealed class PagedAttentionApiCpuTests(ITestOutputHelper log) : PagedAtte
 
     [Fact]
     public void DecodeMatchesFloat64Gqa2Fp16() => Check([64, 100], 4, 2, 128, 64, TensorElementType.Float16, splits: null, seed: 6);
+
+    [Fact]
+    public void DecodeWritesIntoStridedOutput() => CheckWritesIntoStridedOutput();
 
     [Fact]
     public void DecodeReadsStridedQueriesInPlace()
@@ -110,6 +131,9 @@ public sealed class PagedAttentionApiCudaTests(ITestOutputHelper log) : PagedAtt
     [Fact]
     public void LongContext32KBf16Gqa8NoSplitMatchesFloat64() =>
         Check([32768, 100], 16, 2, 128, 64, TensorElementType.BFloat16, splits: 1, seed: 33);
+
+    [Fact]
+    public void DecodeWritesIntoStridedOutput() => CheckWritesIntoStridedOutput();
 
     [Fact]
     public void OutputIsReadByTorchWithoutSynchronize()

@@ -77,6 +77,14 @@ public sealed class PagedAttentionValidationTests
     public void SplitsMustBePositive() => Throws("num_splits", () => PagedAttention.decode(Q(), Cache(), Cache(), Tables(), Lens(), 1, num_splits: 0));
 
     [Fact]
+    public void OutputShapeMustMatchQ() =>
+        Throws("output", () => PagedAttention.decode(Q(), Cache(), Cache(), Tables(), Lens(), 1, output: torch.zeros([2, 4, 32], ScalarType.Float16)));
+
+    [Fact]
+    public void OutputDtypeMustMatchQ() =>
+        Throws("output", () => PagedAttention.decode(Q(), Cache(), Cache(), Tables(), Lens(), 1, output: torch.zeros([2, 4, 64], ScalarType.BFloat16)));
+
+    [Fact]
     public void NullTensorNamesTheArgument()
     {
         var e = Assert.Throws<ArgumentNullException>(() => PagedAttention.decode(Q(), Cache(), Cache(), null!, Lens(), 1));

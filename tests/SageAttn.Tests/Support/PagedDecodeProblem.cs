@@ -72,31 +72,34 @@ public sealed class PagedDecodeProblem
         int group = HeadsQ / HeadsKv;
         var output = new double[Batch * HeadsQ * HeadDim];
         var lse = new double[Batch * HeadsQ];
-        for (int b = 0; b < Batch; b++)
-            for (int h = 0; h < HeadsQ; h++)
+        // Rows in parallel: the long-context GPU cases reach 10⁹ multiply-adds.
+        Parallel.For(0, Batch * HeadsQ, bh =>
+        {
+            int b = bh / HeadsQ, h = bh % HeadsQ;
+            int n = SeqLens[b], kvh = h / group;
+            var q = Enumerable.Range(0, HeadDim).Select(c => ToDouble(Q[bh * HeadDim + c])).ToArray();
+            var logits = new double[n];
+            double max = double.NegativeInfinity;
+            for (int j = 0; j < n; j++)
             {
-                int n = SeqLens[b], kvh = h / group;
-                var logits = new double[n];
-                double max = double.NegativeInfinity;
-                for (int j = 0; j < n; j++)
-                {
-                    long row = KeyRow(b, kvh, j);
-                    double dot = 0;
-                    for (int c = 0; c < HeadDim; c++)
-                        dot += ToDouble(Q[(b * HeadsQ + h) * HeadDim + c]) * ToDouble(KCache[row + c]);
-                    logits[j] = dot * smScale;
-                    max = Math.Max(max, logits[j]);
-                }
-                double sum = 0;
-                for (int j = 0; j < n; j++) { logits[j] = Math.Exp(logits[j] - max); sum += logits[j]; }
-                for (int j = 0; j < n; j++)
-                {
-                    long row = KeyRow(b, kvh, j);
-                    for (int c = 0; c < HeadDim; c++)
-                        output[(b * HeadsQ + h) * HeadDim + c] += logits[j] / sum * ToDouble(VCache[row + c]);
-                }
-                lse[b * HeadsQ + h] = n == 0 ? double.NegativeInfinity : max + Math.Log(sum);
+                long row = KeyRow(b, kvh, j);
+                double dot = 0;
+                for (int c = 0; c < HeadDim; c++)
+                    dot += q[c] * ToDouble(KCache[row + c]);
+                logits[j] = dot * smScale;
+                max = Math.Max(max, logits[j]);
             }
+            double sum = 0;
+            for (int j = 0; j < n; j++) { logits[j] = Math.Exp(logits[j] - max); sum += logits[j]; }
+            for (int j = 0; j < n; j++)
+            {
+                long row = KeyRow(b, kvh, j);
+                double p = logits[j] / sum;
+                for (int c = 0; c < HeadDim; c++)
+                    output[bh * HeadDim + c] += p * ToDouble(VCache[row + c]);
+            }
+            lse[bh] = n == 0 ? double.NegativeInfinity : max + Math.Log(sum);
+        });
         return (output, lse);
     }
 
