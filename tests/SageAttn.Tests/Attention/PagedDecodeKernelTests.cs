@@ -35,30 +35,35 @@ public abstract class PagedDecodeKernelTests(AcceleratorFixture fixture, ITestOu
         return _runner ??= new PagedDecodeRunner(fixture.Accelerator!);
     }
 
-    protected void RunCase(Case c, int seed)
+    /// <summary>Runs the kernel on the problem's cache with the given tables and lengths; returns O as doubles, the LSE and the split.</summary>
+    protected (double[] Output, float[] Lse, PagedDecodeSplit Split) Decode(PagedDecodeProblem problem, int[] blockTables, int[] seqLens,
+        int maxSeqLen, int? splits)
     {
         var runner = Runner();
         var accelerator = fixture.Accelerator!;
-        var problem = PagedDecodeProblem.Create(new Random(seed), c.SeqLens, c.HeadsQ, c.HeadsKv, c.HeadDim, c.BlockSize, c.Type, c.KOffset);
-        var shape = PagedDecodeShape.Of(problem.Batch, c.HeadsQ, c.HeadsKv, c.HeadDim, problem.NumBlocks, c.BlockSize,
-            problem.MaxBlocksPerSeq, problem.MaxSeqLen);
-        float smScale = 1f / MathF.Sqrt(c.HeadDim);
-        int rows = problem.Batch * c.HeadsQ;
-
+        var shape = PagedDecodeShape.Of(problem.Batch, problem.HeadsQ, problem.HeadsKv, problem.HeadDim, problem.NumBlocks, problem.BlockSize,
+            problem.MaxBlocksPerSeq, maxSeqLen);
+        int rows = problem.Batch * problem.HeadsQ;
         using var q = accelerator.Allocate1D(problem.Q);
         using var k = accelerator.Allocate1D(problem.KCache);
         using var v = accelerator.Allocate1D(problem.VCache);
-        using var tables = accelerator.Allocate1D(problem.BlockTables);
-        using var lens = accelerator.Allocate1D(problem.SeqLens);
-        using var o = accelerator.Allocate1D(TestData.Poisoned(rows * c.HeadDim));
+        using var tables = accelerator.Allocate1D(blockTables);
+        using var lens = accelerator.Allocate1D(seqLens);
+        using var o = accelerator.Allocate1D(TestData.Poisoned(rows * problem.HeadDim));
         using var lse = accelerator.Allocate1D(Enumerable.Repeat(float.NaN, rows).ToArray());
-        var buffers = new PagedDecodeBuffers(q.View, (long)c.HeadsQ * c.HeadDim, c.HeadDim, k.View, v.View, tables.View, lens.View,
-            o.View, (long)c.HeadsQ * c.HeadDim, c.HeadDim, lse.View);
-        var split = runner.Decode(buffers, shape, c.Type, smScale, c.Splits);
+        long rowStride = (long)problem.HeadsQ * problem.HeadDim;
+        var buffers = new PagedDecodeBuffers(q.View, rowStride, problem.HeadDim, k.View, v.View, tables.View, lens.View,
+            o.View, rowStride, problem.HeadDim, lse.View);
+        var split = runner.Decode(buffers, shape, problem.Type, 1f / MathF.Sqrt(problem.HeadDim), splits);
+        return (o.GetAsArray1D().Select(bits => (double)HalfBits.ToFloat(bits, problem.Type)).ToArray(), lse.GetAsArray1D(), split);
+    }
 
-        var actual = o.GetAsArray1D().Select(bits => (double)HalfBits.ToFloat(bits, c.Type)).ToArray();
-        var actualLse = lse.GetAsArray1D();
-        var (expected, expectedLse) = problem.Reference(smScale);
+    protected void RunCase(Case c, int seed)
+    {
+        var problem = PagedDecodeProblem.Create(new Random(seed), c.SeqLens, c.HeadsQ, c.HeadsKv, c.HeadDim, c.BlockSize, c.Type, c.KOffset);
+        int rows = problem.Batch * c.HeadsQ;
+        var (actual, actualLse, split) = Decode(problem, problem.BlockTables, problem.SeqLens, problem.MaxSeqLen, c.Splits);
+        var (expected, expectedLse) = problem.Reference(1.0 / MathF.Sqrt(c.HeadDim));
         // A forced split must really take the split path (the cases force more splits than one 64-key step).
         if (c.Splits is int forced)
             Assert.Equal(forced > 1, split.Splits > 1);
@@ -88,6 +93,42 @@ public abstract class PagedDecodeKernelTests(AcceleratorFixture fixture, ITestOu
         Assert.True(e.Cosine >= cosine, $"{c.Name}: cosine {e.Cosine:F6} < {cosine}");
     }
 
+    /// <summary>
+    /// Out-of-range block-table entries are clamped into the cache (read block NumBlocks − 1 or 0, never outside), and seq_lens
+    /// above max_seq_len are clamped to it: the result equals the reference on the clamped indices.
+    /// </summary>
+    protected void RunOutOfRangeIndices(int? splits)
+    {
+        var random = new Random(77);
+        var problem = PagedDecodeProblem.Create(random, [70, 40], 4, 2, 64, 16, TensorElementType.Float16);
+        // Give the first and last physical blocks finite contents everywhere, so a clamped read is well defined.
+        int blockElements = problem.HeadsKv * problem.BlockSize * problem.HeadDim;
+        foreach (int block in new[] { 0, problem.NumBlocks - 1 })
+            for (int i = 0; i < blockElements; i++)
+            {
+                problem.KCache[block * blockElements + i] = HalfBits.FromFloat(TestData.Gaussian(random), problem.Type);
+                problem.VCache[block * blockElements + i] = HalfBits.FromFloat(TestData.Gaussian(random), problem.Type);
+            }
+        var kernelTables = (int[])problem.BlockTables.Clone();
+        kernelTables[problem.MaxBlocksPerSeq + 1] = int.MaxValue;
+        kernelTables[problem.MaxBlocksPerSeq + 2] = -5;
+        var clampedTables = (int[])problem.BlockTables.Clone();
+        clampedTables[problem.MaxBlocksPerSeq + 1] = problem.NumBlocks - 1;
+        clampedTables[problem.MaxBlocksPerSeq + 2] = 0;
+        var clamped = new PagedDecodeProblem
+        {
+            Batch = problem.Batch, HeadsQ = problem.HeadsQ, HeadsKv = problem.HeadsKv, HeadDim = problem.HeadDim, BlockSize = problem.BlockSize,
+            NumBlocks = problem.NumBlocks, MaxBlocksPerSeq = problem.MaxBlocksPerSeq, Type = problem.Type, SeqLens = problem.SeqLens,
+            BlockTables = clampedTables, Q = problem.Q, KCache = problem.KCache, VCache = problem.VCache,
+        };
+
+        // Request 0 claims 9 more tokens than max_seq_len allows (its extra keys would hit the NaN rows of its last block).
+        var (actual, _, _) = Decode(problem, kernelTables, [79, 40], maxSeqLen: 70, splits);
+        var (expected, _) = clamped.Reference(1.0 / 8);
+        var e = TestData.Compare(actual, expected);
+        Assert.True(e.RelL1 <= 1e-3, $"relL1 {e.RelL1:E3}");
+    }
+
     /// <summary>Small cases covering the matrix of the issue (CPU accelerator in CI).</summary>
     public static TheoryData<Case> SmallCases => new()
     {
@@ -108,6 +149,11 @@ public sealed class CpuPagedDecodeKernelTests(CpuAcceleratorFixture fixture, ITe
     [Theory]
     [MemberData(nameof(SmallCases))]
     public void MatchesFloat64Reference(Case c) => RunCase(c, seed: c.Name.Length * 131 + c.HeadDim);
+
+    [Theory]
+    [InlineData(null)]
+    [InlineData(2)]
+    public void OutOfRangeIndicesAreClamped(int? splits) => RunOutOfRangeIndices(splits);
 }
 
 /// <summary>The decode kernel through ILGPU's CUDA accelerator (mma.sync on the GPU); skipped where no GPU exists.</summary>
@@ -118,6 +164,11 @@ public sealed class CudaPagedDecodeKernelTests(CudaAcceleratorFixture fixture, I
     [Theory]
     [MemberData(nameof(SmallCases))]
     public void MatchesFloat64Reference(Case c) => RunCase(c, seed: c.Name.Length * 137 + c.HeadDim);
+
+    [Theory]
+    [InlineData(null)]
+    [InlineData(2)]
+    public void OutOfRangeIndicesAreClamped(int? splits) => RunOutOfRangeIndices(splits);
 
     public static TheoryData<Case> LongCases => new()
     {
