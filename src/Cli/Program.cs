@@ -9,6 +9,7 @@ try
     {
         "demo" => DemoCommand.Run(rest),
         "bench" => BenchCommand.Run(rest),
+        "bench-decode" => DecodeBenchCommand.Run(rest),
         "ptx" => PtxCommand.Run(rest),
         "info" => InfoCommand.Run(rest),
         "run" => RunCommand.Run(rest),
@@ -32,6 +33,9 @@ static int Usage()
                          [--variants all|NAME,...] [--no-torch] [--reps 20] [--warmup 3] [--inputs 3] [--out DIR]
                                                  TOPS and accuracy of torch SDPA and each variant on the GPU
                                                  (end to end, kernel only, quantization); CSV, JSON and PNG in DIR
+          sageattn bench-decode [--batch 1,16,64] [--ctx 1024,8192,32768] [--heads 32] [--kv-heads 8] [--dim 128]
+                       [--block 64] [--splits S] [--reps 50] [--out DIR]
+                                                 paged decode on CUDA tensors: time per call and cache bandwidth
           sageattn ptx --out DIR                 write the attention kernels' PTX (sm_90) for ptxas -v
           sageattn info                          libtorch source, CUDA devices and their variants, CPU accelerator
           sageattn run --in QKV.safetensors --out OUT.safetensors [--layout HND|NHD] [--causal] [--sm-scale X]

@@ -17,7 +17,8 @@ namespace SageAttn.Kernels.Intrinsics;
 /// Fragment layouts are those verified on the H100 (see <see cref="AFrag"/>, <see cref="BFrag"/>).</para>
 /// <para>Emulated accumulation: 8-bit products are exact in double and the 32 of a row-column pair sum
 /// exactly in double, so each output is rounded once, like an exact fused dot product. FP16 accumulation
-/// rounds the sum (C + A·B) to fp16 once.</para>
+/// rounds the sum (C + A·B) to fp16 once. FP16 and BF16 products are exact in double as well; their sum is
+/// rounded by double only when the products span more than 53 bits of magnitude.</para>
 /// <para>Every call must be made by all 32 lanes of a warp with uniform control flow, as on the GPU.</para>
 /// </remarks>
 public static class TensorCore
@@ -161,6 +162,38 @@ public static class TensorCore
         return d;
     }
 
+    /// <summary>D = A·B + D for BF16 inputs with FP32 accumulation: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 (same fragment layout as <see cref="MmaF16"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void MmaBf16(ref Float4Frag d, in AFrag a, in BFrag b)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            Ref<float> c0 = d.C0, c1 = d.C1, c2 = d.C2, c3 = d.C3;
+            Input<uint> a0 = a.R0, a1 = a.R1, a2 = a.R2, a3 = a.R3, b0 = b.R0, b1 = b.R1;
+            CudaAsm.EmitRef(
+                "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};",
+                ref c0, ref c1, ref c2, ref c3, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
+            d.C0 = c0.Value; d.C1 = c1.Value; d.C2 = c2.Value; d.C3 = c3.Value;
+            return;
+        }
+        d = EmulateMmaBf16(d, a, b);
+    }
+
+    /// <summary>The CPU emulation of <see cref="MmaBf16"/>; kept out of line (operands by value, so no address escapes into device code) so device code carries one copy.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static Float4Frag EmulateMmaBf16(Float4Frag d, AFrag a, BFrag b)
+    {
+        var staged = Stage(a, b);
+        int lane = Warp.LaneIdx;
+        int g = lane >> 2, t = lane & 3;
+        d.C0 = (float)(d.C0 + DotBf16(staged, g, 2 * t, false));
+        d.C1 = (float)(d.C1 + DotBf16(staged, g, 2 * t + 1, false));
+        d.C2 = (float)(d.C2 + DotBf16(staged, g, 2 * t, true));
+        d.C3 = (float)(d.C3 + DotBf16(staged, g, 2 * t + 1, true));
+        Warp.Barrier();
+        return d;
+    }
+
     /// <summary>Writes this lane's operands to the warp's staging area and waits for the whole warp.</summary>
     private static ArrayView<uint> Stage(in AFrag a, in BFrag b)
     {
@@ -229,6 +262,19 @@ public static class TensorCore
             uint aw = AWord(staged, g, upperRows, kp), bw = BWord(staged, n, kp);
             sum += (double)DeviceConvert.Fp16ToFloatEmulated((ushort)aw) * DeviceConvert.Fp16ToFloatEmulated((ushort)bw);
             sum += (double)DeviceConvert.Fp16ToFloatEmulated((ushort)(aw >> 16)) * DeviceConvert.Fp16ToFloatEmulated((ushort)(bw >> 16));
+        }
+        return sum;
+    }
+
+    /// <summary>bf16 k16 product, same pairing as <see cref="DotF16"/>: each bf16 product (16 significant bits) is exact in double.</summary>
+    private static double DotBf16(ArrayView<uint> staged, int g, int n, bool upperRows)
+    {
+        double sum = 0;
+        for (int kp = 0; kp < 8; kp++)
+        {
+            uint aw = AWord(staged, g, upperRows, kp), bw = BWord(staged, n, kp);
+            sum += (double)DeviceConvert.Bf16ToFloat((ushort)aw) * DeviceConvert.Bf16ToFloat((ushort)bw);
+            sum += (double)DeviceConvert.Bf16ToFloat((ushort)(aw >> 16)) * DeviceConvert.Bf16ToFloat((ushort)(bw >> 16));
         }
         return sum;
     }
