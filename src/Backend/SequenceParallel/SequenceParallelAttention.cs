@@ -98,7 +98,7 @@ public static class SequenceParallelAttention
                     queries[c] = ChunkOn(q, tokenDim, plan, c, devices[p]);
                     keys[c] = ChunkOn(k, tokenDim, plan, c, devices[p]);
                     values[c] = ChunkOn(v, tokenDim, plan, c, devices[p]);
-                    accumulators[c] = new AttentionStateAccumulator(nhd);
+                    accumulators[c] = new AttentionStateAccumulator(tensor_layout);
                 }
                 held[p] = [.. plan.OwnedChunks(p)];
             }
