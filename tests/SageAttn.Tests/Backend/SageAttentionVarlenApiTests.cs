@@ -100,6 +100,30 @@ public abstract class SageAttentionVarlenApiTests
     public void NonCausalGqa7Bf16MatchesReferenceAndDense() =>
         RunBatch([5, 30], [50, 30], hq: 7, hkv: 1, d: 128, ScalarType.BFloat16, causal: false, AttentionVariant.QkInt8PvFp16);
 
+    /// <summary>An engine's packed qkv [T, (Hq + 2 Hkv)·D] sliced into strided q, k, v views is read in place, same result as contiguous copies.</summary>
+    [Fact]
+    public void StridedViewsOfPackedQkvAreReadInPlace()
+    {
+        RequireDevice();
+        torch.manual_seed(21);
+        const int hq = 2, hkv = 1, d = 64;
+        int[] lengths = [3, 20];
+        int t = lengths.Sum();
+        using var qkv = TorchReference.Randn([t, (hq + 2 * hkv) * d], ScalarType.Float16, Device);
+        using var q = qkv.narrow(1, 0, hq * d).view(t, hq, d);
+        using var k = qkv.narrow(1, hq * d, hkv * d).view(t, hkv, d);
+        using var v = qkv.narrow(1, (hq + hkv) * d, hkv * d).view(t, hkv, d);
+        using var cu = torch.tensor(Offsets(lengths), ScalarType.Int32, Device);
+        Assert.False(q.is_contiguous());
+
+        using var strided = SageAttention.sageattn_varlen(q, k, v, cu, cu, 20, 20, is_causal: true);
+        using Tensor qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();
+        using var copied = SageAttention.sageattn_varlen(qc, kc, vc, cu, cu, 20, 20, is_causal: true);
+
+        using var equal = strided.eq(copied).all();
+        Assert.True(equal.item<bool>(), "strided views and contiguous copies gave different outputs");
+    }
+
     [Fact]
     public void EmptyQueryBatchReturnsEmptyOutput()
     {
