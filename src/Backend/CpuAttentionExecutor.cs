@@ -17,7 +17,7 @@ namespace SageAttn.Backend;
 /// output back into a new torch tensor (the CPU accelerator owns its memory; the copies are small next to
 /// the simulated kernels). Strided inputs keep their strides, so NHD is read in place.
 /// </remarks>
-internal static unsafe class CpuAttentionExecutor
+internal static unsafe partial class CpuAttentionExecutor
 {
     private static readonly Lazy<(Context Context, Accelerator Accelerator, SageAttentionRunner Runner)> Shared = new(() =>
     {

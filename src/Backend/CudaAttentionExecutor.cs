@@ -16,7 +16,7 @@ namespace SageAttn.Backend;
 /// PyTorch itself relies on). The inputs are held until the same point by the caller's references and
 /// <see cref="GC.KeepAlive"/>.
 /// </remarks>
-internal static class CudaAttentionExecutor
+internal static partial class CudaAttentionExecutor
 {
     private static readonly Lazy<CudaSageAttention> Pipeline = new(() => new CudaSageAttention(), LazyThreadSafetyMode.ExecutionAndPublication);
 

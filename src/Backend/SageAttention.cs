@@ -22,7 +22,7 @@ namespace SageAttn.Backend;
 /// <para>Call <see cref="LibTorchLoader.EnsureLoaded()"/> before any other TorchSharp use when libtorch comes from
 /// <c>SAGEATTN_LIBTORCH_DIR</c>.</para>
 /// </remarks>
-public static class SageAttention
+public static partial class SageAttention
 {
     /// <summary>Sage attention: softmax(Q Kᵀ · sm_scale) V with quantized Q, K, P and V.</summary>
     /// <param name="q">Queries, [B, Hq, Nq, D] (HND) or [B, Nq, Hq, D] (NHD).</param>

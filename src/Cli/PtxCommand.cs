@@ -12,13 +12,13 @@ internal static class PtxCommand
         string dir = CliArgs.Value(args, "--out") ?? throw new ArgumentException("--out DIR is required.", "--out");
         Directory.CreateDirectory(dir);
         using var compiler = new PtxCompiler();
-        var method = typeof(AttentionKernel).GetMethod(nameof(AttentionKernel.Run))!;
         var target = new PtxTarget(CudaArchitecture.SM_90, CudaInstructionSet.ISA_88);
+        foreach (var (prefix, kernel) in new[] { ("attention", typeof(AttentionKernel)), ("varlen_attention", typeof(VarlenAttentionKernel)) })
         foreach (var variant in Enum.GetValues<AttentionVariant>())
         foreach (int dp in new[] { 64, 128 })
         {
-            var ptx = compiler.Compile(method, target, [(int)variant, dp]);
-            string path = Path.Combine(dir, $"attention_{variant}_d{dp}.ptx");
+            var ptx = compiler.Compile(kernel.GetMethod("Run")!, target, [(int)variant, dp]);
+            string path = Path.Combine(dir, $"{prefix}_{variant}_d{dp}.ptx");
             File.WriteAllText(path, ptx.Ptx);
             Console.WriteLine($"{path}: entry {ptx.EntryName}, {ptx.Ptx.Length} chars");
         }

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using ILGPU;
 using ILGPU.Runtime;
 using SageAttn.Kernels.Intrinsics;
@@ -19,6 +20,9 @@ namespace SageAttn.Kernels.Attention;
 /// <para>Per 64-key block: S = Q·Kᵀ, dequantized with one multiply (q scale of row g × k scale of column
 /// group t), masked only where the block crosses Nk or the causal diagonal, online softmax in exp2, P packed
 /// from the score registers straight into the A operand of P·V, then P·V by the variant.</para>
+/// <para>One body serves dense inputs (<see cref="Run"/>) and packed sequences (<see cref="VarlenAttentionKernel"/>):
+/// each block resolves its sequence's spans first (<see cref="PackedSequences"/>), then the tile algebra is the same.
+/// The mode is a compile-time constant of each entry point, so the dense kernel keeps its registers.</para>
 /// </remarks>
 public static class AttentionKernel
 {
@@ -37,18 +41,32 @@ public static class AttentionKernel
     /// <param name="p">Tensors and sizes.</param>
     /// <param name="variant">An <see cref="AttentionVariant"/> value, fixed at compile time.</param>
     /// <param name="paddedHeadDim">64 or 128, fixed at compile time.</param>
-    public static void Run(AttentionParams p, SpecializedValue<int> variant, SpecializedValue<int> paddedHeadDim)
+    public static void Run(AttentionParams p, SpecializedValue<int> variant, SpecializedValue<int> paddedHeadDim) =>
+        Attend(p, variant, paddedHeadDim, packed: false);
+
+    /// <summary>The kernel body; <paramref name="packed"/> is a constant of each entry point.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void Attend(in AttentionParams p, int variant, int paddedHeadDim, bool packed)
     {
         int dp = paddedHeadDim;
         bool wide = dp == MaxHeadDim;
-        bool fp16Pv = variant.Value == (int)AttentionVariant.QkInt8PvFp16;
-        bool fp16Accum = variant.Value == (int)AttentionVariant.QkInt8PvFp8Fp16Accum;
+        bool fp16Pv = variant == (int)AttentionVariant.QkInt8PvFp16;
+        bool fp16Accum = variant == (int)AttentionVariant.QkInt8PvFp8Fp16Accum;
+        int qTile = Grid.IdxX, h = Grid.IdxY, b = Grid.IdxZ;
+        // Dense: the whole [b] slice. Packed: this sequence's tokens; tiles past its end exit (the grid is
+        // sized by the longest sequence). Causal alignment is per sequence: bottom-right, Lk − Lq.
+        var querySpan = packed ? p.QSequences.Resolve(b, p.Nq) : default;
+        var keySpan = packed ? p.KSequences.Resolve(b, p.Nk) : default;
+        int nq = packed ? querySpan.Length : p.Nq;
+        int nk = packed ? keySpan.Length : p.Nk;
+        int causalOffset = packed ? nk - nq : p.CausalOffset;
+        if (packed && qTile * SageConstants.QTileRows >= nq)
+            return;
         var kTile = SharedMemory.Allocate<uint>(KeysPerBlock * KStrideMaxWords);
         var vTile = SharedMemory.Allocate<uint>(MaxHeadDim * VStrideMaxWords);
 
         int tid = Group.IdxX, warp = tid / 32, lane = Warp.LaneIdx;
         int g = lane >> 2, t = lane & 3;
-        int qTile = Grid.IdxX, h = Grid.IdxY, b = Grid.IdxZ;
         int kvHead = h / (p.HeadsQ / p.HeadsKv);
         int warpFirstRow = qTile * SageConstants.QTileRows + warp * SageConstants.WarpRows;
         int rowLo = warpFirstRow + g, rowHi = rowLo + 8;
@@ -57,15 +75,19 @@ public static class AttentionKernel
         int vRowWords = fp16Pv ? KeysPerBlock / 2 : KeysPerBlock / 4;
         int vStride = vRowWords + PadWords;
         int vGlobalWordsPerRow = fp16Pv ? p.NkPad / 2 : p.NkPad / 4;
-        long kvHeadIndex = (long)b * p.HeadsKv + kvHead;
-        int kBlocks = p.NkPad / KeysPerBlock;
+        // Quantized tensors: [layout batch, head, padded rows]; a packed sequence starts at its padded row.
+        int qBatch = packed ? querySpan.Batch : b, kBatch = packed ? keySpan.Batch : b;
+        int qFirstRow = packed ? querySpan.PaddedStart : 0, kFirstRow = packed ? keySpan.PaddedStart : 0;
+        long kvHeadIndex = (long)kBatch * p.HeadsKv + kvHead;
+        int kBlocks = packed ? (nk + KeysPerBlock - 1) / KeysPerBlock : p.NkPad / KeysPerBlock;
         bool causal = p.Causal != 0;
 
-        long qHeadRow = ((long)b * p.HeadsQ + h) * p.NqPad;
+        long qHeadRow = ((long)qBatch * p.HeadsQ + h) * p.NqPad + qFirstRow;
         var q = default(QFragments);
         Tile.LoadQ(ref q, p.Q, (qHeadRow + rowLo) * qkWordsPerRow, (qHeadRow + rowHi) * qkWordsPerRow, t, wide);
-        float qScale = p.QScale[((long)b * p.HeadsQ + h) * (p.NqPad / SageConstants.QTileRows * SageConstants.QScaleSlotsPerTile)
-            + qTile * SageConstants.QScaleSlotsPerTile + warp * 8 + g];
+        float qScale = p.QScale[((long)qBatch * p.HeadsQ + h) * (p.NqPad / SageConstants.QTileRows * SageConstants.QScaleSlotsPerTile)
+            + (qFirstRow / SageConstants.QTileRows + qTile) * SageConstants.QScaleSlotsPerTile + warp * 8 + g];
+        long kScaleBase = (kvHeadIndex * (p.NkPad / KeysPerBlock) + kFirstRow / KeysPerBlock) * SageConstants.KScaleSlotsPerBlock + t;
 
         var output = default(OutputTile);
         var scores = default(ScoreTile);
@@ -74,18 +96,23 @@ public static class AttentionKernel
         float rowSumLo = 0, rowSumHi = 0;
         float shift = fp16Pv ? 0f : SageConstants.Fp8Shift;
 
-        // Causal: blocks past the tile's last visible key are skipped entirely.
+        // Causal: blocks past the tile's last visible key are skipped entirely (all of them when a packed
+        // sequence has fewer keys than queries and the tile sees none).
         int visitBlocks = kBlocks;
         if (causal)
-            visitBlocks = Math.Min(kBlocks, (qTile * SageConstants.QTileRows + SageConstants.QTileRows - 1 + p.CausalOffset) / KeysPerBlock + 1);
+        {
+            int lastVisible = qTile * SageConstants.QTileRows + SageConstants.QTileRows - 1 + causalOffset;
+            visitBlocks = lastVisible < 0 ? 0 : Math.Min(kBlocks, lastVisible / KeysPerBlock + 1);
+        }
 
         int kChunksPerRow = qkWordsPerRow / 4, vChunksPerRow = vRowWords / 4;
         var layout = new TilePrefetch.Layout
         {
             KGlobal = p.K.Cast<Vec4>(), VGlobal = p.V.Cast<Vec4>(),
             KShared = kTile.Cast<Vec4>(), VShared = vTile.Cast<Vec4>(),
-            KHeadChunk = kvHeadIndex * p.NkPad * kChunksPerRow,
-            VHeadChunk = kvHeadIndex * dp * (vGlobalWordsPerRow / 4),
+            KHeadChunk = (kvHeadIndex * p.NkPad + kFirstRow) * kChunksPerRow,
+            // V is transposed: the sequence's first key is a column offset in every channel row.
+            VHeadChunk = kvHeadIndex * dp * (vGlobalWordsPerRow / 4) + kFirstRow / (fp16Pv ? 8 : 16),
             KChunksPerRow = kChunksPerRow, VChunksPerRow = vChunksPerRow,
             KStrideChunks = kStride / 4, VStrideChunks = vStride / 4, VGlobalChunksPerRow = vGlobalWordsPerRow / 4,
             KChunks = KeysPerBlock * kChunksPerRow / Threads, VChunks = dp * vChunksPerRow / Threads,
@@ -102,11 +129,11 @@ public static class AttentionKernel
             if (kb + 1 < visitBlocks)
                 prefetch.Load(layout, kb + 1, tid);
 
-            float kScale = p.KScale[kvHeadIndex * kBlocks * SageConstants.KScaleSlotsPerBlock + kb * SageConstants.KScaleSlotsPerBlock + t];
+            float kScale = p.KScale[kScaleBase + kb * SageConstants.KScaleSlotsPerBlock];
             Tile.Scores(ref scores, q, kTile, g * kStride + t, kStride, qScale * kScale, wide);
             int lastKey = kb * KeysPerBlock + KeysPerBlock - 1;
-            if (lastKey >= p.Nk || (causal && lastKey > warpFirstRow + p.CausalOffset))
-                Tile.Mask(ref scores, kb * KeysPerBlock + 2 * t, rowLo, rowHi, p.Nk, causal, p.CausalOffset);
+            if (lastKey >= nk || (causal && lastKey > warpFirstRow + causalOffset))
+                Tile.Mask(ref scores, kb * KeysPerBlock + 2 * t, rowLo, rowHi, nk, causal, causalOffset);
 
             // Online softmax: new maxima, the factor that rescales what was accumulated so far, P.
             Tile.RowMax(scores, out float blockMaxLo, out float blockMaxHi);
@@ -141,15 +168,25 @@ public static class AttentionKernel
         rowSumLo += Warp.ShuffleXor(rowSumLo, 2);
         rowSumHi += Warp.ShuffleXor(rowSumHi, 1);
         rowSumHi += Warp.ShuffleXor(rowSumHi, 2);
-        long channelBase = kvHeadIndex * dp;
-        if (rowLo < p.Nq)
-            Tile.WriteRow(p, output, false, b * p.OStrideBatch + h * p.OStrideHead + rowLo * p.OStrideToken, channelBase, t, 1f / rowSumLo, wide);
-        if (rowHi < p.Nq)
-            Tile.WriteRow(p, output, true, b * p.OStrideBatch + h * p.OStrideHead + rowHi * p.OStrideToken, channelBase, t, 1f / rowSumHi, wide);
+        // A row that sees no key (possible only for packed sequences whose cu_seqlens give fewer keys than
+        // queries) gets output 0 and LSE −inf instead of an average over masked keys.
+        bool emptyLo = nk <= 0 || (causal && rowLo + causalOffset < 0);
+        bool emptyHi = nk <= 0 || (causal && rowHi + causalOffset < 0);
+        // V scales and means are per (sequence, kv head); the output and LSE rows follow the input's tokens.
+        long channelBase = ((long)b * p.HeadsKv + kvHead) * dp;
+        int firstToken = packed ? querySpan.TokenStart : 0;
+        long outputBase = qBatch * p.OStrideBatch + h * p.OStrideHead + (long)firstToken * p.OStrideToken;
+        if (rowLo < nq)
+            Tile.WriteRow(p, output, false, outputBase + rowLo * p.OStrideToken, channelBase, t, emptyLo ? 0f : 1f / rowSumLo, wide);
+        if (rowHi < nq)
+            Tile.WriteRow(p, output, true, outputBase + rowHi * p.OStrideToken, channelBase, t, emptyHi ? 0f : 1f / rowSumHi, wide);
         if (p.WriteLse != 0 && t == 0)
         {
-            WriteLse(p, b, h, rowLo, rowSumLo, rowMaxLo - shift);
-            WriteLse(p, b, h, rowHi, rowSumHi, rowMaxHi - shift);
+            long lseBase = ((long)qBatch * p.HeadsQ + h) * p.Nq + firstToken;
+            if (rowLo < nq)
+                WriteLse(p, lseBase + rowLo, emptyLo, rowSumLo, rowMaxLo - shift);
+            if (rowHi < nq)
+                WriteLse(p, lseBase + rowHi, emptyHi, rowSumHi, rowMaxHi - shift);
         }
     }
 
@@ -161,15 +198,12 @@ public static class AttentionKernel
     }
 
     /// <summary>Natural-log LSE: l · 2^(m − shift) = Σ 2^logit, plus the K-smoothing term.</summary>
-    private static void WriteLse(in AttentionParams p, int b, int h, int row, float rowSum, float rowMaxUnshifted)
+    private static void WriteLse(in AttentionParams p, long index, bool empty, float rowSum, float rowMaxUnshifted)
     {
-        if (row >= p.Nq)
-            return;
-        long index = ((long)b * p.HeadsQ + h) * p.Nq + row;
         float lse = (FastMath.Log2(rowSum) + rowMaxUnshifted) * SageConstants.Ln2;
         if (p.HasLseCorrection != 0)
             lse += p.LseCorrection[index];
-        p.Lse[index] = lse;
+        p.Lse[index] = empty ? float.NegativeInfinity : lse;
     }
 }
 

@@ -1,4 +1,5 @@
 using ILGPU;
+using SageAttn.Quantization;
 
 namespace SageAttn.Kernels.Attention;
 
@@ -26,6 +27,13 @@ public struct AttentionParams
     public ArrayView<float> Lse;
     /// <summary>q·mean(K)·sm_scale per row [B, Hq, Nq], added to the LSE (K smoothing); used when WriteLse is 1.</summary>
     public ArrayView<float> LseCorrection;
+    /// <summary>
+    /// Packed (varlen) batches only (<see cref="VarlenAttentionKernel"/>): the query and key sequences. Then every
+    /// tensor above has batch 1 (one packed tensor), Nq and Nk are the total token counts Tq and Tk, NqPad and
+    /// NkPad the padded rows (<see cref="PackedSequences.PaddedRows"/>), V scales and means stay [B, Hkv, Dp],
+    /// the LSE is [Hq, Tq] and the causal offset is Lk − Lq of each sequence. Ignored by the dense kernel.
+    /// </summary>
+    public PackedSequences QSequences, KSequences;
     public long OStrideBatch, OStrideHead, OStrideToken;
     public int HeadsQ, HeadsKv, Nq, Nk, HeadDim, NqPad, NkPad;
     /// <summary>1: key j is visible to query i only when j ≤ i + CausalOffset.</summary>

@@ -28,8 +28,9 @@ namespace SageAttn.Kernels.Host;
 /// Launch configurations mirror <see cref="SageAttentionRunner"/> exactly.
 /// </para>
 /// <para>Thread safety: concurrent calls are allowed; each builds its own launch arguments.</para>
+/// <para>Packed (varlen) batches: CudaSageAttention.Varlen.cs.</para>
 /// </remarks>
-public sealed class CudaSageAttention : IDisposable
+public sealed partial class CudaSageAttention : IDisposable
 {
     private static readonly MethodInfo ChannelStats = typeof(ChannelStatsKernel).GetMethod(nameof(ChannelStatsKernel.Run))!;
     private static readonly MethodInfo QuantizeInt8 = typeof(QuantizeInt8Kernel).GetMethod(nameof(QuantizeInt8Kernel.Run))!;
@@ -38,6 +39,7 @@ public sealed class CudaSageAttention : IDisposable
     private static readonly MethodInfo Attention = typeof(AttentionKernel).GetMethod(nameof(AttentionKernel.Run))!;
     private static readonly MethodInfo KvStats = typeof(KvStatsKernel).GetMethod(nameof(KvStatsKernel.Run))!;
     private static readonly MethodInfo QuantizeQkv = typeof(QkvQuantizeKernel).GetMethod(nameof(QkvQuantizeKernel.Run))!;
+    private static readonly MethodInfo VarlenAttention = typeof(VarlenAttentionKernel).GetMethod(nameof(VarlenAttentionKernel.Run))!;
 
     private readonly CudaKernelLauncher _launcher;
     private readonly ConcurrentDictionary<int, PtxTarget> _targets = new();
@@ -137,6 +139,8 @@ public sealed class CudaSageAttention : IDisposable
         int dp = shape.PaddedHeadDim, type = (int)elementType, chunks = shape.KStatsChunks;
         var kernelBlock = AttentionKernel.Threads;
         using var args = new KernelArgs();
+        // Dense launches still pass a valid (unread) cu_seqlens view.
+        var noSequences = scratch.VMean with { Length = 0 };
 
         if ((stages & PipelineStages.Quantize) != 0)
         {
@@ -153,7 +157,8 @@ public sealed class CudaSageAttention : IDisposable
             Launch(target, LseCorrection, new LaunchDimensions((shape.Nq + 127) / 128, shape.HeadsQ, shape.Batch, 128, 1, 1), stream,
                 args.AddParameter(q.ToStrided(), Views(("Data", q)))
                     .AddView(scratch.KStats.Pointer, scratch.KStats.Length).Add(chunks).Add(shape.HeadsKv).Add(shape.Nk)
-                    .Add(dp).Add(type).Add(smScale).AddView(lseCorrection.Pointer, lseCorrection.Length));
+                    .Add(dp).Add(type).Add(smScale).AddView(lseCorrection.Pointer, lseCorrection.Length)
+                    .AddSequences(default, noSequences).AddSequences(default, noSequences));
         }
 
         var attention = new AttentionParams
@@ -174,6 +179,7 @@ public sealed class CudaSageAttention : IDisposable
             // Unused views still need a valid address; the runner passes VMean the same way.
             ["Lse"] = writeLse ? lse : scratch.VMean,
             ["LseCorrection"] = corrected ? lseCorrection : scratch.VMean,
+            ["QSequences.CuSeqlens"] = noSequences, ["KSequences.CuSeqlens"] = noSequences,
         };
         Launch(target, Attention, new LaunchDimensions(shape.QTiles, shape.HeadsQ, shape.Batch, kernelBlock, 1, 1), stream,
             args.AddParameter(attention, attentionViews).Add((int)options.Variant).Add(dp),
@@ -186,11 +192,13 @@ public sealed class CudaSageAttention : IDisposable
     {
         int dp = shape.PaddedHeadDim, type = (int)elementType, chunks = shape.KStatsChunks;
         var kernelBlock = AttentionKernel.Threads;
+        // Dense launches still pass a valid (unread) cu_seqlens view.
+        var noSequences = scratch.VMean with { Length = 0 };
         var statsDims = new LaunchDimensions(chunks, shape.HeadsKv, shape.Batch, dp, 1, 1);
         Launch(target, ChannelStats, statsDims, stream, args.AddParameter(k.ToStrided(), Views(("Data", k)))
-            .AddView(scratch.KStats.Pointer, scratch.KStats.Length).Add(type).Add(dp));
+            .AddView(scratch.KStats.Pointer, scratch.KStats.Length).Add(type).Add(dp).AddSequences(default, noSequences));
         Launch(target, ChannelStats, statsDims, stream, args.AddParameter(v.ToStrided(), Views(("Data", v)))
-            .AddView(scratch.VStats.Pointer, scratch.VStats.Length).Add(type).Add(dp));
+            .AddView(scratch.VStats.Pointer, scratch.VStats.Length).Add(type).Add(dp).AddSequences(default, noSequences));
 
         var quantizeQ = new QuantizeInt8Params
         {
@@ -198,14 +206,14 @@ public sealed class CudaSageAttention : IDisposable
             PaddedTokens = shape.NqPad, Granularity = (int)options.Granularity, IsKey = 0, ScaleFold = smScale * SageConstants.Log2E,
         };
         Launch(target, QuantizeInt8, new LaunchDimensions(shape.QTiles, shape.HeadsQ, shape.Batch, kernelBlock, 1, 1), stream,
-            args.AddParameter(quantizeQ, Int8Views(q, scratch.Q, scratch.QScale, scratch.KStats)));
+            args.AddParameter(quantizeQ, Int8Views(q, scratch.Q, scratch.QScale, scratch.KStats, noSequences)));
         var quantizeK = new QuantizeInt8Params
         {
             Input = k.ToStrided(), StatsChunks = chunks, Smooth = options.SmoothK ? 1 : 0, ElementType = type, PaddedHeadDim = dp,
             PaddedTokens = shape.NkPad, Granularity = (int)options.Granularity, IsKey = 1, ScaleFold = 1f,
         };
         Launch(target, QuantizeInt8, new LaunchDimensions(shape.KBlocks, shape.HeadsKv, shape.Batch, kernelBlock, 1, 1), stream,
-            args.AddParameter(quantizeK, Int8Views(k, scratch.K, scratch.KScale, scratch.KStats)));
+            args.AddParameter(quantizeK, Int8Views(k, scratch.K, scratch.KScale, scratch.KStats, noSequences)));
         var quantizeV = new QuantizeVParams
         {
             Input = v.ToStrided(), StatsChunks = chunks, Smooth = options.SmoothV ? 1 : 0, ElementType = type,
@@ -215,7 +223,7 @@ public sealed class CudaSageAttention : IDisposable
             args.AddParameter(quantizeV, new Dictionary<string, DeviceView>
             {
                 ["Input.Data"] = new(v.Pointer, v.ElementCount), ["Output"] = scratch.V, ["Scales"] = scratch.VScale,
-                ["Means"] = scratch.VMean, ["Stats"] = scratch.VStats,
+                ["Means"] = scratch.VMean, ["Stats"] = scratch.VStats, ["Sequences.CuSeqlens"] = noSequences,
             }));
     }
 
@@ -263,8 +271,10 @@ public sealed class CudaSageAttention : IDisposable
     private static Dictionary<string, DeviceView> Views(params (string Path, DeviceTensor Tensor)[] tensors) =>
         tensors.ToDictionary(t => t.Path, t => new DeviceView(t.Tensor.Pointer, t.Tensor.ElementCount));
 
-    private static Dictionary<string, DeviceView> Int8Views(in DeviceTensor input, DeviceView output, DeviceView scales, DeviceView stats) => new()
+    private static Dictionary<string, DeviceView> Int8Views(in DeviceTensor input, DeviceView output, DeviceView scales, DeviceView stats,
+        DeviceView cuSeqlens) => new()
     {
         ["Input.Data"] = new(input.Pointer, input.ElementCount), ["Output"] = output, ["Scales"] = scales, ["Stats"] = stats,
+        ["Sequences.CuSeqlens"] = cuSeqlens,
     };
 }

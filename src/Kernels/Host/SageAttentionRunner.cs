@@ -10,28 +10,33 @@ namespace SageAttn.Kernels.Host;
 /// Runs Sage attention on an ILGPU accelerator (the CPU accelerator, or ILGPU's CUDA accelerator):
 /// validates, quantizes Q/K/V, launches the attention kernel. Kernels are compiled once per runner.
 /// </summary>
-/// <remarks>Not thread-safe: one runner per accelerator stream.</remarks>
-public sealed class SageAttentionRunner
+/// <remarks>Not thread-safe: one runner per accelerator stream. Packed (varlen) batches: SageAttentionRunner.Varlen.cs.</remarks>
+public sealed partial class SageAttentionRunner
 {
     private readonly Accelerator _accelerator;
-    private readonly Action<KernelConfig, StridedTensor, ArrayView<float>, int, int> _channelStats;
+    private readonly Action<KernelConfig, StridedTensor, ArrayView<float>, int, int, PackedSequences> _channelStats;
     private readonly Action<KernelConfig, QuantizeInt8Params> _quantizeInt8;
     private readonly Action<KernelConfig, QuantizeVParams> _quantizeV;
-    private readonly Action<KernelConfig, StridedTensor, ArrayView<float>, int, int, int, int, int, float, ArrayView<float>> _lseCorrection;
+    private readonly Action<KernelConfig, StridedTensor, ArrayView<float>, int, int, int, int, int, float, ArrayView<float>, PackedSequences, PackedSequences> _lseCorrection;
     private readonly Action<KernelConfig, AttentionParams, SpecializedValue<int>, SpecializedValue<int>> _attention;
     private readonly Action<KernelConfig, KvStatsParams> _kvStats;
     private readonly Action<KernelConfig, QkvQuantizeParams> _quantizeQkv;
+    private readonly Action<KernelConfig, AttentionParams, SpecializedValue<int>, SpecializedValue<int>> _varlenAttention;
+    /// <summary>Dense launches still pass a valid (unread) cu_seqlens view.</summary>
+    private readonly MemoryBuffer1D<int, Stride1D.Dense> _noSequences;
 
     public SageAttentionRunner(Accelerator accelerator)
     {
         _accelerator = accelerator ?? throw new ArgumentNullException(nameof(accelerator));
-        _channelStats = accelerator.LoadStreamKernel<StridedTensor, ArrayView<float>, int, int>(ChannelStatsKernel.Run);
+        _channelStats = accelerator.LoadStreamKernel<StridedTensor, ArrayView<float>, int, int, PackedSequences>(ChannelStatsKernel.Run);
         _quantizeInt8 = accelerator.LoadStreamKernel<QuantizeInt8Params>(QuantizeInt8Kernel.Run);
         _quantizeV = accelerator.LoadStreamKernel<QuantizeVParams>(QuantizeVKernel.Run);
-        _lseCorrection = accelerator.LoadStreamKernel<StridedTensor, ArrayView<float>, int, int, int, int, int, float, ArrayView<float>>(LseCorrectionKernel.Run);
+        _lseCorrection = accelerator.LoadStreamKernel<StridedTensor, ArrayView<float>, int, int, int, int, int, float, ArrayView<float>, PackedSequences, PackedSequences>(LseCorrectionKernel.Run);
         _attention = accelerator.LoadStreamKernel<AttentionParams, SpecializedValue<int>, SpecializedValue<int>>(AttentionKernel.Run);
         _kvStats = accelerator.LoadStreamKernel<KvStatsParams>(KvStatsKernel.Run);
         _quantizeQkv = accelerator.LoadStreamKernel<QkvQuantizeParams>(QkvQuantizeKernel.Run);
+        _varlenAttention = accelerator.LoadStreamKernel<AttentionParams, SpecializedValue<int>, SpecializedValue<int>>(VarlenAttentionKernel.Run);
+        _noSequences = accelerator.Allocate1D<int>(1);
     }
 
     public Accelerator Accelerator => _accelerator;
@@ -87,26 +92,27 @@ public sealed class SageAttentionRunner
         var options = quantized.Options;
         int dp = shape.PaddedHeadDim, type = (int)elementType, chunks = shape.KStatsChunks;
         var statsGrid = new KernelConfig(new Index3D(chunks, shape.HeadsKv, shape.Batch), new Index3D(dp, 1, 1));
-        _channelStats(statsGrid, k, quantized.KStats.View, type, dp);
-        _channelStats(statsGrid, v, quantized.VStats.View, type, dp);
+        var dense = PackedSequences.Dense(_noSequences.View);
+        _channelStats(statsGrid, k, quantized.KStats.View, type, dp, dense);
+        _channelStats(statsGrid, v, quantized.VStats.View, type, dp, dense);
 
         var quantizeQ = new QuantizeInt8Params
         {
-            Input = q, Output = quantized.Q.View, Scales = quantized.QScale.View, Stats = quantized.KStats.View,
+            Input = q, Sequences = dense, Output = quantized.Q.View, Scales = quantized.QScale.View, Stats = quantized.KStats.View,
             StatsChunks = chunks, Smooth = 0, ElementType = type, PaddedHeadDim = dp, PaddedTokens = shape.NqPad,
             Granularity = (int)options.Granularity, IsKey = 0, ScaleFold = smScale * SageConstants.Log2E,
         };
         _quantizeInt8(new KernelConfig(new Index3D(shape.QTiles, shape.HeadsQ, shape.Batch), new Index3D(AttentionKernel.Threads, 1, 1)), quantizeQ);
         var quantizeK = new QuantizeInt8Params
         {
-            Input = k, Output = quantized.K.View, Scales = quantized.KScale.View, Stats = quantized.KStats.View,
+            Input = k, Sequences = dense, Output = quantized.K.View, Scales = quantized.KScale.View, Stats = quantized.KStats.View,
             StatsChunks = chunks, Smooth = options.SmoothK ? 1 : 0, ElementType = type, PaddedHeadDim = dp,
             PaddedTokens = shape.NkPad, Granularity = (int)options.Granularity, IsKey = 1, ScaleFold = 1f,
         };
         _quantizeInt8(new KernelConfig(new Index3D(shape.KBlocks, shape.HeadsKv, shape.Batch), new Index3D(AttentionKernel.Threads, 1, 1)), quantizeK);
         var quantizeV = new QuantizeVParams
         {
-            Input = v, Output = quantized.V.View, Scales = quantized.VScale.View, Means = quantized.VMean.View,
+            Input = v, Sequences = dense, Output = quantized.V.View, Scales = quantized.VScale.View, Means = quantized.VMean.View,
             Stats = quantized.VStats.View, StatsChunks = chunks, Smooth = options.SmoothV ? 1 : 0, ElementType = type,
             PaddedHeadDim = dp, PaddedTokens = shape.NkPad, Format = (int)options.VFormat,
         };
@@ -167,7 +173,8 @@ public sealed class SageAttentionRunner
             {
                 correction = _accelerator.Allocate1D<float>(rows);
                 _lseCorrection(new KernelConfig(new Index3D((shape.Nq + 127) / 128, shape.HeadsQ, shape.Batch), new Index3D(128, 1, 1)),
-                    q, quantized.KStats.View, shape.KStatsChunks, shape.HeadsKv, shape.Nk, shape.PaddedHeadDim, (int)elementType, smScale, correction.View);
+                    q, quantized.KStats.View, shape.KStatsChunks, shape.HeadsKv, shape.Nk, shape.PaddedHeadDim, (int)elementType, smScale, correction.View,
+                    PackedSequences.Dense(_noSequences.View), PackedSequences.Dense(_noSequences.View));
             }
             var p = new AttentionParams
             {
@@ -180,6 +187,7 @@ public sealed class SageAttentionRunner
                 NqPad = shape.NqPad, NkPad = shape.NkPad, Causal = causal ? 1 : 0, CausalOffset = causalOffset,
                 OutputType = (int)elementType, WriteLse = writeLse ? 1 : 0, SmoothV = quantized.Options.SmoothV ? 1 : 0,
                 HasLseCorrection = corrected ? 1 : 0,
+                QSequences = PackedSequences.Dense(_noSequences.View), KSequences = PackedSequences.Dense(_noSequences.View),
             };
             _attention(new KernelConfig(new Index3D(shape.QTiles, shape.HeadsQ, shape.Batch), new Index3D(AttentionKernel.Threads, 1, 1), EmulationSharedMemory()),
                 p, SpecializedValue.New((int)quantized.Options.Variant), SpecializedValue.New(shape.PaddedHeadDim));

@@ -11,28 +11,30 @@ namespace SageAttn.Quantization.Kernels;
 /// Output layout: stats[((b · H + h) · chunks + chunk) · 3 + {0: sum, 1: min, 2: max}) · Dp + c], padded
 /// channels (c ≥ headDim) hold zeros. Partials are combined later in chunk order, so the result is
 /// deterministic (no atomics). Grid (chunks, H, B); one thread per padded channel, consecutive threads on
-/// consecutive channels so every token row is one coalesced read.
+/// consecutive channels so every token row is one coalesced read. Packed (varlen) inputs: b is the
+/// sequence and the chunks cover its own tokens (<see cref="PackedSequences"/>); chunks past its end hold zeros.
 /// </remarks>
 public static class ChannelStatsKernel
 {
     public const int SumRow = 0, MinRow = 1, MaxRow = 2, RowsPerChunk = 3;
 
-    public static void Run(StridedTensor input, ArrayView<float> stats, int elementType, int paddedHeadDim)
+    public static void Run(StridedTensor input, ArrayView<float> stats, int elementType, int paddedHeadDim, PackedSequences sequences)
     {
         int c = Group.IdxX;
         int chunk = Grid.IdxX, h = Grid.IdxY, b = Grid.IdxZ;
         int chunks = Grid.DimX;
+        var sequence = sequences.Resolve(b, input.Tokens);
         int first = chunk * SageConstants.StatsChunkTokens;
-        int end = Math.Min(input.Tokens, first + SageConstants.StatsChunkTokens);
+        int end = Math.Min(sequence.Length, first + SageConstants.StatsChunkTokens);
 
         float sum = 0, min = 0, max = 0;
-        if (c < input.HeadDim)
+        if (c < input.HeadDim && first < end)
         {
             min = float.MaxValue;
             max = float.MinValue;
             for (int n = first; n < end; n++)
             {
-                float v = DeviceConvert.ToFloat(input.Data[input.RowOffset(b, h, n) + c], elementType);
+                float v = DeviceConvert.ToFloat(input.Data[input.RowOffset(sequence.Batch, h, sequence.TokenStart + n) + c], elementType);
                 sum += v;
                 if (v < min) min = v;
                 if (v > max) max = v;
@@ -44,23 +46,25 @@ public static class ChannelStatsKernel
         stats[(row + MaxRow) * paddedHeadDim + c] = max;
     }
 
-    /// <summary>Mean of channel c over all tokens: chunk sums added in chunk order, divided by the token count.</summary>
+    /// <summary>Mean of channel c over all tokens: chunk sums added in chunk order, divided by the token count (0 for no tokens).</summary>
     public static float Mean(ArrayView<float> stats, int b, int h, int heads, int chunks, int c, int paddedHeadDim, int tokens)
     {
         float sum = 0;
         long baseRow = (long)(b * heads + h) * chunks;
-        for (int chunk = 0; chunk < chunks; chunk++)
+        int used = UsedChunks(chunks, tokens);
+        for (int chunk = 0; chunk < used; chunk++)
             sum += stats[((baseRow + chunk) * RowsPerChunk + SumRow) * paddedHeadDim + c];
-        return sum / tokens;
+        return tokens > 0 ? sum / tokens : 0f;
     }
 
     /// <summary>Largest |x - center| of channel c over all tokens, from the chunk minima and maxima.</summary>
     /// <remarks>Float subtraction is monotonic, so the extreme of |x - center| is reached at the minimum or the maximum.</remarks>
-    public static float AbsMaxAround(ArrayView<float> stats, int b, int h, int heads, int chunks, int c, int paddedHeadDim, float center)
+    public static float AbsMaxAround(ArrayView<float> stats, int b, int h, int heads, int chunks, int c, int paddedHeadDim, int tokens, float center)
     {
         float amax = 0;
         long baseRow = (long)(b * heads + h) * chunks;
-        for (int chunk = 0; chunk < chunks; chunk++)
+        int used = UsedChunks(chunks, tokens);
+        for (int chunk = 0; chunk < used; chunk++)
         {
             float lo = stats[((baseRow + chunk) * RowsPerChunk + MinRow) * paddedHeadDim + c] - center;
             float hi = stats[((baseRow + chunk) * RowsPerChunk + MaxRow) * paddedHeadDim + c] - center;
@@ -68,4 +72,8 @@ public static class ChannelStatsKernel
         }
         return amax;
     }
+
+    /// <summary>The chunks that hold tokens: a packed sequence shorter than the longest one uses only its first chunks.</summary>
+    private static int UsedChunks(int chunks, int tokens) =>
+        Math.Min(chunks, (Math.Max(tokens, 0) + SageConstants.StatsChunkTokens - 1) / SageConstants.StatsChunkTokens);
 }

@@ -6,11 +6,13 @@ namespace SageAttn.Quantization.Kernels;
 /// <summary>Parameters of <see cref="QuantizeInt8Kernel"/>.</summary>
 public struct QuantizeInt8Params
 {
-    /// <summary>Q or K in fp16/bf16.</summary>
+    /// <summary>Q or K in fp16/bf16 (packed: one [1, H, T, D] tensor).</summary>
     public StridedTensor Input;
-    /// <summary>INT8 output [B, H, paddedTokens, Dp], zero in padded rows and channels.</summary>
+    /// <summary>Dense mode, or the packed sequences of <see cref="Input"/>.</summary>
+    public PackedSequences Sequences;
+    /// <summary>INT8 output [B, H, paddedTokens, Dp] (packed: [1, H, paddedTokens, Dp]), zero in padded rows and channels.</summary>
     public ArrayView<sbyte> Output;
-    /// <summary>Scales in the per-thread layout: Q [B, H, tiles · 32], K [B, H, blocks · 4].</summary>
+    /// <summary>Scales in the per-thread layout: Q [B, H, paddedTokens / 64 · 32], K [B, H, paddedTokens / 64 · 4].</summary>
     public ArrayView<float> Scales;
     /// <summary>Channel statistics of this tensor (for smoothing); unused when Smooth is 0.</summary>
     public ArrayView<float> Stats;
@@ -19,6 +21,7 @@ public struct QuantizeInt8Params
     public int Smooth;
     public int ElementType;
     public int PaddedHeadDim;
+    /// <summary>Rows per head of the output: N padded to 64, or <see cref="PackedSequences.PaddedRows"/> when packed.</summary>
     public int PaddedTokens;
     /// <summary>A <see cref="QuantGranularity"/> value.</summary>
     public int Granularity;
@@ -37,6 +40,7 @@ public struct QuantizeInt8Params
 /// then the maximum over the row's scale group (which depends on the granularity), keeping 127 / amax per
 /// row and writing the scale slots; (3) the staged rows are quantized with round-to-nearest-even. The input
 /// is read once (staged as floats in shared memory between the phases).</para>
+/// <para>Grid (tiles, H, B): packed inputs take b as the sequence; tiles past its end exit at once.</para>
 /// <para>Every granularity writes the per-thread slot layout (coarser ones repeat a value), so the
 /// attention kernel has one scale-loading path.</para>
 /// </remarks>
@@ -57,7 +61,10 @@ public static class QuantizeInt8Kernel
 
         int tid = Group.IdxX, warp = tid / Lanes, lane = tid % Lanes;
         int tile = Grid.IdxX, h = Grid.IdxY, b = Grid.IdxZ;
-        int tiles = Grid.DimX;
+        var sequence = p.Sequences.Resolve(b, p.Input.Tokens);
+        if (tile * Tile >= sequence.Length)
+            return;
+        int tilesPerHead = p.PaddedTokens / Tile;
         int channelsPerLane = p.PaddedHeadDim / Lanes;
         int firstChannel = lane * channelsPerLane;
 
@@ -65,7 +72,7 @@ public static class QuantizeInt8Kernel
         if (tid < p.PaddedHeadDim)
         {
             channelMean[tid] = p.Smooth != 0 && tid < p.Input.HeadDim
-                ? ChannelStatsKernel.Mean(p.Stats, b, h, p.Input.Heads, p.StatsChunks, tid, p.PaddedHeadDim, p.Input.Tokens)
+                ? ChannelStatsKernel.Mean(p.Stats, b, h, p.Input.Heads, p.StatsChunks, tid, p.PaddedHeadDim, sequence.Length)
                 : 0f;
         }
         Group.Barrier();
@@ -75,7 +82,7 @@ public static class QuantizeInt8Kernel
         {
             int localRow = warp * SageConstants.WarpRows + r;
             int row = tile * Tile + localRow;
-            float amax = StageRow(p, channelMean, staged, b, h, row, localRow * p.PaddedHeadDim, firstChannel, channelsPerLane);
+            float amax = StageRow(p, channelMean, staged, sequence, h, row, localRow * p.PaddedHeadDim, firstChannel, channelsPerLane);
             partialMax[localRow * Lanes + lane] = amax;
         }
         Group.Barrier();
@@ -96,7 +103,7 @@ public static class QuantizeInt8Kernel
             float groupMax = Math.Max(GroupAbsMax(rowAbsMax, tid, p.Granularity, p.IsKey), SageConstants.ScaleEpsilon);
             rowInverse[tid] = SageConstants.Int8Max / groupMax;
             float scale = groupMax / SageConstants.Int8Max * p.ScaleFold;
-            long headBase = (long)(b * p.Input.Heads + h) * tiles;
+            long headBase = (long)(sequence.Batch * p.Input.Heads + h) * tilesPerHead + sequence.PaddedStart / Tile;
             if (p.IsKey != 0)
             {
                 // Slot t holds keys 8j + 2t, 8j + 2t + 1: rows 0, 2, 4, 6 represent slots 0..3.
@@ -120,7 +127,7 @@ public static class QuantizeInt8Kernel
             int localRow = warp * SageConstants.WarpRows + r;
             int row = tile * Tile + localRow;
             float inverse = rowInverse[localRow];
-            long outBase = ((long)(b * p.Input.Heads + h) * p.PaddedTokens + row) * p.PaddedHeadDim + firstChannel;
+            long outBase = ((long)(sequence.Batch * p.Input.Heads + h) * p.PaddedTokens + sequence.PaddedStart + row) * p.PaddedHeadDim + firstChannel;
             int s = localRow * p.PaddedHeadDim + firstChannel;
             uint packed = Quantize(staged[s], inverse) | (Quantize(staged[s + 1], inverse) << 8);
             if (channelsPerLane == 4)
@@ -146,12 +153,12 @@ public static class QuantizeInt8Kernel
     /// element loads.
     /// </summary>
     private static float StageRow(in QuantizeInt8Params p, ArrayView<float> channelMean, ArrayView<float> staged,
-        int b, int h, int row, int stagedRow, int firstChannel, int channelsPerLane)
+        in SequenceSpan sequence, int h, int row, int stagedRow, int firstChannel, int channelsPerLane)
     {
         float x0 = 0, x1 = 0, x2 = 0, x3 = 0;
-        if (row < p.Input.Tokens)
+        if (row < sequence.Length)
         {
-            long offset = p.Input.RowOffset(b, h, row) + firstChannel;
+            long offset = p.Input.RowOffset(sequence.Batch, h, sequence.TokenStart + row) + firstChannel;
             bool full = firstChannel + channelsPerLane <= p.Input.HeadDim;
             if (p.Input.Aligned8 != 0 && full && channelsPerLane == 4 && (offset & 3) == 0)
             {

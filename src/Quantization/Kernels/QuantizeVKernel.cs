@@ -6,14 +6,16 @@ namespace SageAttn.Quantization.Kernels;
 /// <summary>Parameters of <see cref="QuantizeVKernel"/>.</summary>
 public struct QuantizeVParams
 {
-    /// <summary>V in fp16/bf16.</summary>
+    /// <summary>V in fp16/bf16 (packed: one [1, H, T, D] tensor).</summary>
     public StridedTensor Input;
+    /// <summary>Dense mode, or the packed sequences of <see cref="Input"/>.</summary>
+    public PackedSequences Sequences;
     /// <summary>
-    /// Transposed V as 32-bit words, [B, H, Dp, paddedTokens] elements: e4m3 bytes with tokens permuted
+    /// Transposed V as 32-bit words, [B, H, Dp, paddedTokens] elements (packed: [1, H, Dp, paddedTokens]): e4m3 bytes with tokens permuted
     /// inside each group of 16 (FP8 formats), or fp16 in token order (<see cref="VFormat.Fp16"/>).
     /// </summary>
     public ArrayView<uint> Output;
-    /// <summary>Per-channel dequantization factor [B, H, Dp]: O[:, c] is multiplied by it.</summary>
+    /// <summary>Per-channel dequantization factor [B, H, Dp] (per sequence when packed): O[:, c] is multiplied by it.</summary>
     public ArrayView<float> Scales;
     /// <summary>Per-channel mean [B, H, Dp] added back to O when smoothing (zeros otherwise).</summary>
     public ArrayView<float> Means;
@@ -22,6 +24,7 @@ public struct QuantizeVParams
     public int Smooth;
     public int ElementType;
     public int PaddedHeadDim;
+    /// <summary>Tokens per channel row of the output: N padded to 64, or <see cref="PackedSequences.PaddedRows"/> when packed.</summary>
     public int PaddedTokens;
     /// <summary>A <see cref="VFormat"/> value.</summary>
     public int Format;
@@ -36,6 +39,8 @@ public struct QuantizeVParams
 /// The token permutation [0,1,8,9, 2,3,10,11, 4,5,12,13, 6,7,14,15] inside each 16 makes the FP8 P·V
 /// A operand come straight from the Q·Kᵀ accumulator registers: lane t holds keys 2t, 2t+1, 8+2t, 9+2t of
 /// each 16, which the m16n8k32 A fragment wants at k = 4t..4t+3.
+/// Grid (blocks, H, B): packed inputs take b as the sequence; its block 0 writes the scales (even for an empty
+/// sequence, so the attention epilogue never reads unwritten scales) and blocks past its end exit.
 /// </remarks>
 public static class QuantizeVKernel
 {
@@ -52,15 +57,19 @@ public static class QuantizeVKernel
         int block = Grid.IdxX, h = Grid.IdxY, b = Grid.IdxZ;
         int dp = p.PaddedHeadDim;
         long channelBase = (long)(b * p.Input.Heads + h) * dp;
+        var sequence = p.Sequences.Resolve(b, p.Input.Tokens);
+        if (block > 0 && block * Tile >= sequence.Length)
+            return;
+        long outputChannelBase = (long)(sequence.Batch * p.Input.Heads + h) * dp;
 
         if (tid < dp)
         {
             int c = tid;
             float center = p.Smooth != 0 && c < p.Input.HeadDim
-                ? ChannelStatsKernel.Mean(p.Stats, b, h, p.Input.Heads, p.StatsChunks, c, dp, p.Input.Tokens)
+                ? ChannelStatsKernel.Mean(p.Stats, b, h, p.Input.Heads, p.StatsChunks, c, dp, sequence.Length)
                 : 0f;
             float amax = c < p.Input.HeadDim
-                ? ChannelStatsKernel.AbsMaxAround(p.Stats, b, h, p.Input.Heads, p.StatsChunks, c, dp, center)
+                ? ChannelStatsKernel.AbsMaxAround(p.Stats, b, h, p.Input.Heads, p.StatsChunks, c, dp, sequence.Length, center)
                 : 0f;
             float scale = ChannelScale(amax, p.Format);
             inverse[c] = 1f / scale;
@@ -72,14 +81,16 @@ public static class QuantizeVKernel
             }
         }
         Group.Barrier();
+        if (block * Tile >= sequence.Length)
+            return;
 
         for (int i = tid; i < Tile * dp; i += threads)
         {
             int token = i / dp, c = i % dp;
             int n = block * Tile + token;
             float v = 0;
-            if (n < p.Input.Tokens && c < p.Input.HeadDim)
-                v = (DeviceConvert.ToFloat(p.Input.Data[p.Input.RowOffset(b, h, n) + c], p.ElementType) - mean[c]) * inverse[c];
+            if (n < sequence.Length && c < p.Input.HeadDim)
+                v = (DeviceConvert.ToFloat(p.Input.Data[p.Input.RowOffset(sequence.Batch, h, sequence.TokenStart + n) + c], p.ElementType) - mean[c]) * inverse[c];
             staged[token * MaxHeadDim + c] = v;
         }
         Group.Barrier();
@@ -87,22 +98,22 @@ public static class QuantizeVKernel
         if (p.Format == (int)VFormat.Fp16)
         {
             // 2 tokens per word, 32 words per channel row of this block.
-            int wordsPerRow = p.PaddedTokens / 2;
+            int wordsPerRow = p.PaddedTokens / 2, firstWord = sequence.PaddedStart / 2;
             for (int w = tid; w < dp * 32; w += threads)
             {
                 int c = w / 32, first = w % 32 * 2;
-                p.Output[(channelBase + c) * wordsPerRow + block * 32 + w % 32] =
+                p.Output[(outputChannelBase + c) * wordsPerRow + firstWord + block * 32 + w % 32] =
                     DeviceConvert.PackFp16x2(staged[first * MaxHeadDim + c], staged[(first + 1) * MaxHeadDim + c]);
             }
         }
         else
         {
             // 4 tokens per word, 16 words per channel row of this block; word position p holds token Permuted(p).
-            int wordsPerRow = p.PaddedTokens / 4;
+            int wordsPerRow = p.PaddedTokens / 4, firstWord = sequence.PaddedStart / 4;
             for (int w = tid; w < dp * 16; w += threads)
             {
                 int c = w / 16, first = w % 16 * 4;
-                p.Output[(channelBase + c) * wordsPerRow + block * 16 + w % 16] = DeviceConvert.PackE4M3x4(
+                p.Output[(outputChannelBase + c) * wordsPerRow + firstWord + block * 16 + w % 16] = DeviceConvert.PackE4M3x4(
                     staged[PermutedToken(first) * MaxHeadDim + c],
                     staged[PermutedToken(first + 1) * MaxHeadDim + c],
                     staged[PermutedToken(first + 2) * MaxHeadDim + c],
