@@ -1,3 +1,5 @@
+using SageAttn.Kernels.Attention;
+using SageAttn.Kernels.Host;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -10,10 +12,10 @@ namespace SageAttn.Backend.Engine;
 /// tokens' rows.
 /// </summary>
 /// <remarks>
-/// <para>The attention calls are isolated in <see cref="PrefillAttention"/> and <see cref="DecodeAttention"/>. Today
-/// both run dense <see cref="SageAttention.sageattn"/> per request on keys gathered from the cache; the metadata
-/// already carries what the varlen prefill kernel (cu_seqlens, max lengths) and the paged decode kernel
-/// (block tables, sequence lengths) take, so switching is a change inside those two methods.</para>
+/// <para>Prefill: one <see cref="SageAttention.sageattn_varlen"/> launch over the packed requests (keys gathered from
+/// the cache). Decode: <see cref="PagedAttention.decode"/> straight from the paged cache (GQA group rows share every
+/// K/V load, split along the keys for long contexts). The metadata built once per step carries cu_seqlens, max
+/// lengths, block tables and sequence lengths.</para>
 /// <para>No host synchronization: every length used to split tensors is host-known from <see cref="ForwardMeta"/>.</para>
 /// </remarks>
 public sealed class SageAttentionBackend : AttentionBackend
@@ -26,7 +28,12 @@ public sealed class SageAttentionBackend : AttentionBackend
     /// <exception cref="ArgumentException">The config is invalid.</exception>
     public SageAttentionBackend(AttentionBackendConfig config) : base(config)
     {
+        _pagedDecode = PagedDecodeShape.SupportedHeadDims.Contains(config.HeadDim)
+            && config.NumHeads / config.KvHeads <= PagedDecodeKernel.MaxGroup
+            && config.BlockSize % PagedDecodeKernel.TileKeys == 0;
     }
+
+    private readonly bool _pagedDecode;
 
     /// <inheritdoc/>
     public override string Name => BackendName;
@@ -66,31 +73,16 @@ public sealed class SageAttentionBackend : AttentionBackend
     }
 
     /// <summary>
-    /// Attention of the prefill requests' new tokens, packed as q [Tp, H, D] (rotated), to their cached and new
-    /// keys (already in the cache), causal bottom-right per request. Returns [Tp, H, D] in q's dtype.
+    /// Attention of the prefill requests' new tokens, q [Tp, H, D] (rotated), to their cached prefix plus new keys:
+    /// one varlen Sage launch for the whole batch, causal bottom-right per request. Returns [Tp, H, D] in q's dtype.
     /// </summary>
-    /// <remarks>
-    /// Interim: one dense <c>sageattn</c> per request (its causal mask is bottom-right when Nq &lt; Nk). With the
-    /// varlen kernel the loop becomes
-    /// <c>SageAttention.sageattn_varlen(q, keys, values, m.PrefillCuSeqLensQ!, m.PrefillCuSeqLensK!, m.PrefillMaxSeqLenQ, m.PrefillMaxSeqLenK, is_causal: true, Config.Scale, Config.Sage)</c>.
-    /// </remarks>
     private Tensor PrefillAttention(Tensor q, PagedKvCache cache, Tensor keyCache, Tensor valueCache, SageAttentionMetadata m)
     {
+        // The varlen kernel reads packed keys: gather each request's prefix and new keys from the paged cache (one copy).
         var keys = cache.Gather(keyCache, m.PrefillKeyRows!);
         var values = cache.Gather(valueCache, m.PrefillKeyRows!);
-        var outputs = new Tensor[m.PrefillBatch.Length];
-        for (int i = 0; i < outputs.Length; i++)
-        {
-            int nq = m.PrefillQueryStarts[i + 1] - m.PrefillQueryStarts[i];
-            int nk = m.PrefillKeyStarts[i + 1] - m.PrefillKeyStarts[i];
-            outputs[i] = SageAttention.sageattn(
-                q.narrow(0, m.PrefillQueryStarts[i], nq).unsqueeze(0),
-                keys.narrow(0, m.PrefillKeyStarts[i], nk).unsqueeze(0),
-                values.narrow(0, m.PrefillKeyStarts[i], nk).unsqueeze(0),
-                "NHD", is_causal: true, sm_scale: Config.Scale, options: Config.Sage).squeeze(0);
-        }
-
-        return outputs.Length == 1 ? outputs[0] : torch.cat(outputs, 0);
+        return SageAttention.sageattn_varlen(q, keys, values, m.PrefillCuSeqLensQ!, m.PrefillCuSeqLensK!,
+            m.PrefillMaxSeqLenQ, m.PrefillMaxSeqLenK, is_causal: true, sm_scale: Config.Scale, options: Config.Sage);
     }
 
     /// <summary>
@@ -98,13 +90,15 @@ public sealed class SageAttentionBackend : AttentionBackend
     /// cache. Returns [Bd, H, D] in q's dtype.
     /// </summary>
     /// <remarks>
-    /// Interim: gather each request's keys and run dense <c>sageattn</c> with Nq = 1 (bottom-right causal = every key).
-    /// With the paged decode kernel the body becomes
-    /// <c>PagedAttention.decode(q, keyCache, valueCache, m.DecodeBlockTables!, m.DecodeSeqLens!, m.DecodeMaxSeqLen, Config.Scale)</c>
-    /// (and <see cref="SageAttentionMetadata.DecodeKeyRows"/> is no longer needed).
+    /// The paged decode kernel reads the cache through the block tables (no gather). Shapes it does not cover
+    /// (head_dim other than 64/128, GQA groups above 16, block sizes not a multiple of 16) fall back to dense Sage
+    /// attention per request on gathered keys, with Nq = 1 (bottom-right causal = every key).
     /// </remarks>
     private Tensor DecodeAttention(Tensor q, PagedKvCache cache, Tensor keyCache, Tensor valueCache, SageAttentionMetadata m)
     {
+        if (_pagedDecode)
+            return PagedAttention.decode(q, keyCache, valueCache, m.DecodeBlockTables!, m.DecodeSeqLens!, m.DecodeMaxSeqLen, Config.Scale);
+
         var keys = cache.Gather(keyCache, m.DecodeKeyRows!);
         var values = cache.Gather(valueCache, m.DecodeKeyRows!);
         var outputs = new Tensor[m.DecodeBatch.Length];
