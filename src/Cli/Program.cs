@@ -12,6 +12,7 @@ try
         "ptx" => PtxCommand.Run(rest),
         "info" => InfoCommand.Run(rest),
         "run" => RunCommand.Run(rest),
+        "e2e" => E2eCommand.Run(rest),
         _ => Usage(),
     };
 }
@@ -35,6 +36,11 @@ static int Usage()
                        [--lse] [--variant QkInt8PvFp8|QkInt8PvFp8Fp16Accum|QkInt8PvFp16]
                        [--granularity PerBlock|PerWarp|PerThread] [--smooth-k on|off] [--smooth-v] [--cpu]
                                                  attention on tensors q, k, v; writes out (and lse)
+          sageattn e2e --model qwen3-8b|qwen3-0.6b|qwen2.5-7b|qwen2.5-0.5b|ernie-4.5-0.3b|tiny-qwen3|… [--weights DIR]
+                       [--backend sage|sdpa|both] [--prompt N[,N2…]] [--batch B] [--decode T] [--layers L]
+                       [--dtype bf16|fp16] [--seed S] [--cpu]
+                                                 decoder model through the engine loop: prefill ms, attention share,
+                                                 decode tok/s, memory, SAGE-vs-SDPA agreement (random weights unless --weights)
         """);
     return 0;
 }
