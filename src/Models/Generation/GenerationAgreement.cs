@@ -1,60 +1,53 @@
 namespace SageAttn.Models.Generation;
 
 /// <summary>
-/// How closely two runs of the same batch (e.g. SAGE vs SDPA attention) agree: cosine similarity of their logits
-/// and whether they chose the same greedy tokens.
+/// How closely a test run (e.g. SAGE attention) follows a reference run (SDPA) of the same prompts, step by step on
+/// the same history: the test run's decode is teacher-forced with the reference's tokens
+/// (<see cref="ReferenceInputs"/>), so every step's logits are comparable even after a near-tie went the other way.
 /// </summary>
 /// <param name="PrefillCosine">Lowest cosine over requests of the prefill's last-token logits.</param>
-/// <param name="DecodeCosine">Lowest cosine over the decode steps both runs reached with the same history (NaN if none kept).</param>
-/// <param name="IdenticalSteps">Per request, decode steps before the first differing token (all steps when none differs).</param>
-/// <param name="Steps">Decode steps per request.</param>
-public sealed record GenerationAgreement(double PrefillCosine, double DecodeCosine, int[] IdenticalSteps, int Steps)
+/// <param name="DecodeCosine">Lowest cosine over steps and requests of the decode logits (NaN when the decode kept none).</param>
+/// <param name="Decisions">Greedy choices compared: per request, the prefill's and every decode step's.</param>
+/// <param name="SameDecisions">Of those, the ones where both runs chose the same token.</param>
+public sealed record GenerationAgreement(double PrefillCosine, double DecodeCosine, int Decisions, int SameDecisions)
 {
-    /// <summary>True when every request chose the same token at every step (and after the prompt).</summary>
-    public bool TokensIdentical => IdenticalSteps.All(s => s == Steps);
+    /// <summary>True when every greedy choice agreed.</summary>
+    public bool TokensIdentical => SameDecisions == Decisions;
 
-    /// <summary>Compares run <paramref name="a"/> with run <paramref name="b"/> of the same prompts.</summary>
-    /// <exception cref="ArgumentException">The runs have different batch sizes or step counts, or the prefill logits were not kept.</exception>
-    public static GenerationAgreement Compare(PrefillResult prefillA, DecodeResult a, PrefillResult prefillB, DecodeResult b)
+    /// <summary>
+    /// The decode inputs that replay the reference's history: per request, the prefill's choice then every decode
+    /// choice but the last (pass as <see cref="GenerationEngine.Decode"/>'s forcedInputs).
+    /// </summary>
+    public static int[][] ReferenceInputs(PrefillResult prefill, DecodeResult decode)
     {
-        ArgumentNullException.ThrowIfNull(prefillA);
-        ArgumentNullException.ThrowIfNull(a);
-        ArgumentNullException.ThrowIfNull(prefillB);
-        ArgumentNullException.ThrowIfNull(b);
-        if (prefillA.Logits is null || prefillB.Logits is null)
-            throw new ArgumentException("both prefills must keep their logits.", nameof(prefillA));
-        if (a.Tokens.Length != b.Tokens.Length || a.Steps != b.Steps || prefillA.Logits.Length != prefillB.Logits.Length)
-            throw new ArgumentException($"the runs differ in shape: {a.Tokens.Length} vs {b.Tokens.Length} requests, {a.Steps} vs {b.Steps} steps.", nameof(b));
-        int batch = a.Tokens.Length;
-        double prefill = Enumerable.Range(0, batch).Min(r => Cosine(prefillA.Logits[r], prefillB.Logits[r]));
-        var identical = new int[batch];
-        double decode = double.NaN;
-        for (int r = 0; r < batch; r++)
-        {
-            // Step s's logits are comparable while both runs fed the same tokens before it: the prefill's choice, then steps < s.
-            bool sameHistory = prefillA.NextTokens[r] == prefillB.NextTokens[r];
-            int s = 0;
-            for (; s < a.Steps; s++)
-            {
-                if (!sameHistory)
-                    break;
-                if (a.Logits is not null && b.Logits is not null)
-                {
-                    double c = Cosine(a.Logits[s][r], b.Logits[s][r]);
-                    decode = double.IsNaN(decode) ? c : Math.Min(decode, c);
-                }
+        ArgumentNullException.ThrowIfNull(prefill);
+        ArgumentNullException.ThrowIfNull(decode);
+        return prefill.NextTokens.Select((first, r) => (int[])[first, .. decode.Tokens[r].Take(decode.Steps - 1)]).ToArray();
+    }
 
-                if (a.Tokens[r][s] != b.Tokens[r][s])
-                    break;
-            }
-
-            identical[r] = sameHistory ? s : 0;
-        }
-
-        return new GenerationAgreement(prefill, decode, identical, a.Steps);
+    /// <summary>Compares a teacher-forced <paramref name="test"/> run with the <paramref name="reference"/> run it replayed.</summary>
+    /// <exception cref="ArgumentException">The runs differ in batch size or steps, or a prefill did not keep its logits.</exception>
+    public static GenerationAgreement Compare(PrefillResult referencePrefill, DecodeResult reference, PrefillResult testPrefill, DecodeResult test)
+    {
+        ArgumentNullException.ThrowIfNull(referencePrefill);
+        ArgumentNullException.ThrowIfNull(reference);
+        ArgumentNullException.ThrowIfNull(testPrefill);
+        ArgumentNullException.ThrowIfNull(test);
+        if (referencePrefill.Logits is null || testPrefill.Logits is null)
+            throw new ArgumentException("both prefills must keep their logits.", nameof(testPrefill));
+        int batch = reference.Tokens.Length;
+        if (test.Tokens.Length != batch || test.Steps != reference.Steps || testPrefill.Logits.Length != batch || referencePrefill.Logits.Length != batch)
+            throw new ArgumentException($"the runs differ in shape: {batch} vs {test.Tokens.Length} requests, {reference.Steps} vs {test.Steps} steps.", nameof(test));
+        double prefill = Enumerable.Range(0, batch).Min(r => Cosine(referencePrefill.Logits[r], testPrefill.Logits[r]));
+        double decode = reference.Logits is null || test.Logits is null ? double.NaN
+            : Enumerable.Range(0, reference.Steps).SelectMany(s => Enumerable.Range(0, batch).Select(r => Cosine(reference.Logits[s][r], test.Logits[s][r]))).Min();
+        int same = Enumerable.Range(0, batch).Sum(r =>
+            (referencePrefill.NextTokens[r] == testPrefill.NextTokens[r] ? 1 : 0) + reference.Tokens[r].Zip(test.Tokens[r]).Count(t => t.First == t.Second));
+        return new GenerationAgreement(prefill, decode, batch * (reference.Steps + 1), same);
     }
 
     /// <summary>Cosine similarity of two vectors, accumulated in double.</summary>
+    /// <exception cref="ArgumentException">The lengths differ.</exception>
     public static double Cosine(ReadOnlySpan<float> x, ReadOnlySpan<float> y)
     {
         if (x.Length != y.Length)

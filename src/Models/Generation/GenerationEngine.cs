@@ -127,9 +127,14 @@ public sealed class GenerationEngine : IDisposable
     /// </summary>
     /// <param name="steps">Tokens to generate per request (≥ 1).</param>
     /// <param name="keepLogits">Copy every step's logits to the host ([step][request][vocab] floats).</param>
+    /// <param name="forcedInputs">
+    /// Teacher forcing: per request, the token to feed at each step (at least <paramref name="steps"/> ids) instead of
+    /// the previous greedy choice (step 0 normally feeds the prefill's choice). The result still reports each step's
+    /// greedy choice. Used to compare two backends step by step on the same history.
+    /// </param>
     /// <exception cref="InvalidOperationException">No batch was prefilled.</exception>
-    /// <exception cref="ArgumentException"><paramref name="steps"/> is not positive or would pass <see cref="MaxSequenceLength"/>.</exception>
-    public DecodeResult Decode(int steps, bool keepLogits = false)
+    /// <exception cref="ArgumentException"><paramref name="steps"/> is not positive or would pass <see cref="MaxSequenceLength"/>, or <paramref name="forcedInputs"/> does not give every request <paramref name="steps"/> ids of the vocabulary.</exception>
+    public DecodeResult Decode(int steps, bool keepLogits = false, IReadOnlyList<int[]>? forcedInputs = null)
     {
         if (_nextTokens is null)
             throw new InvalidOperationException("call Prefill before Decode.");
@@ -137,8 +142,14 @@ public sealed class GenerationEngine : IDisposable
         if (steps <= 0 || (long)longest + steps > MaxSequenceLength)
             throw new ArgumentException($"steps must be in 1..{MaxSequenceLength - longest} (the longest request holds {longest} of {MaxSequenceLength} tokens), got {steps}.", nameof(steps));
         int batch = _lengths.Length;
+        if (forcedInputs is not null)
+            ValidateForced(forcedInputs, batch, steps);
         _timed.Reset();
         using var tokens = torch.empty([steps, batch], ScalarType.Int64, Device);
+        // [steps, batch] on the device, uploaded once: the loop never waits for a host copy.
+        using var forcedHost = forcedInputs is null ? null
+            : torch.tensor(Enumerable.Range(0, steps).SelectMany(s => forcedInputs.Select(f => (long)f[s])).ToArray(), [steps, batch], ScalarType.Int64);
+        using var forced = forcedHost?.to(Device);
         var kept = new List<Tensor>();
         try
         {
@@ -148,7 +159,7 @@ public sealed class GenerationEngine : IDisposable
             {
                 using var scope = torch.NewDisposeScope();
                 var slots = _lengths.Select((length, i) => new RequestSlot(i, length, 1)).ToArray();
-                var (next, logits) = Step(slots, _nextTokens, lastRowsOnly: false);
+                var (next, logits) = Step(slots, forced is null ? _nextTokens : forced[s], lastRowsOnly: false);
                 tokens[s].copy_(next);
                 if (keepLogits)
                     kept.Add(logits.DetachFromDisposeScope());
@@ -224,6 +235,18 @@ public sealed class GenerationEngine : IDisposable
             int bad = Array.FindIndex(prompt, t => t < 0 || t >= vocab);
             if (bad >= 0)
                 throw new ArgumentException($"prompt {i} has token id {prompt[bad]} at {bad}, outside the vocabulary 0..{vocab - 1}.", nameof(prompts));
+        }
+    }
+
+    private void ValidateForced(IReadOnlyList<int[]> forcedInputs, int batch, int steps)
+    {
+        if (forcedInputs.Count != batch)
+            throw new ArgumentException($"forcedInputs must give {batch} requests their tokens, got {forcedInputs.Count}.", nameof(forcedInputs));
+        int vocab = Model.Config.VocabSize;
+        for (int i = 0; i < batch; i++)
+        {
+            if (forcedInputs[i] is not { } f || f.Length < steps || f.Take(steps).Any(t => t < 0 || t >= vocab))
+                throw new ArgumentException($"forcedInputs[{i}] must hold at least {steps} token ids in 0..{vocab - 1}.", nameof(forcedInputs));
         }
     }
 

@@ -24,14 +24,19 @@ public sealed class E2eCommandTests
         }
 
         var agreement = Assert.Single(lines, l => l.StartsWith("agreement SAGE_ATTN vs SDPA", StringComparison.Ordinal));
-        Assert.Contains("greedy tokens identical: yes", agreement);
-        double prefillCosine = double.Parse(agreement.Split("prefill logits cosine ")[1].Split(' ')[0], CultureInfo.InvariantCulture);
-        Assert.True(prefillCosine >= 0.999, agreement);
+        // The CPU default variant (FP8 P·V) on a random tiny model: close, not the acceptance bar (SageVsSdpaModelTests has that).
+        foreach (var kind in new[] { "prefill", "decode" })
+        {
+            double cosine = double.Parse(agreement.Split($"{kind} logits cosine ")[1].Split(' ')[0], CultureInfo.InvariantCulture);
+            Assert.True(cosine >= 0.99, agreement);
+        }
+
+        Assert.Contains("of 10 choices)", agreement); // 2 requests x (prefill + 4 decode steps)
         Assert.Contains("prompt 40 tokens x batch 2 = 80 prefill tokens", writer.ToString());
     }
 
     [Theory]
-    [InlineData(new[] { "--backend", "flash" }, "--backend")]
+    [InlineData(new[] { "--model", "tiny-qwen3", "--backend", "flash" }, "--backend")]
     [InlineData(new[] { "--model", "gpt-2" }, "--model")]
     [InlineData(new[] { "--model", "tiny-qwen3", "--prompt", "0" }, "--prompt")]
     [InlineData(new[] { "--model", "tiny-qwen3", "--batch", "x" }, "--batch")]

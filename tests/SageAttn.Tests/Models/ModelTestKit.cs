@@ -1,3 +1,4 @@
+using SageAttn.Backend;
 using SageAttn.Backend.Engine;
 using SageAttn.Models;
 using SageAttn.Models.Generation;
@@ -92,15 +93,55 @@ internal static class ModelTestKit
         return lengths.Select(n => Enumerable.Range(0, n).Select(_ => random.Next(vocab)).ToArray()).ToArray();
     }
 
-    /// <summary>Prefill then decode <paramref name="steps"/> tokens with backend <paramref name="backendName"/>, keeping all logits.</summary>
-    public static (PrefillResult Prefill, DecodeResult Decode) Generate(DecoderModel model, string backendName, int[][] prompts, int steps)
+    /// <summary>
+    /// Prefill then decode <paramref name="steps"/> tokens with backend <paramref name="backendName"/>, keeping all
+    /// logits; optionally teacher-forced with <paramref name="forcedInputs"/>.
+    /// </summary>
+    public static (PrefillResult Prefill, DecodeResult Decode) Generate(DecoderModel model, string backendName, int[][] prompts, int steps,
+        SageAttentionSettings? sage = null, int[][]? forcedInputs = null)
     {
         int maxLength = prompts.Max(p => p.Length) + steps;
-        var backend = AttentionBackendRegistry.Create(backendName, model.BackendConfig(maxPositions: model.Config.MaxPositionEmbeddings));
+        var backend = AttentionBackendRegistry.Create(backendName, model.BackendConfig(maxPositions: model.Config.MaxPositionEmbeddings, sage: sage));
         using var engine = new GenerationEngine(model, backend, prompts.Length, maxLength);
         var prefill = engine.Prefill(prompts);
-        var decode = engine.Decode(steps, keepLogits: true);
+        var decode = engine.Decode(steps, keepLogits: true, forcedInputs);
         return (prefill, decode);
+    }
+
+    /// <summary>
+    /// Checks a teacher-forced <paramref name="test"/> run against the <paramref name="reference"/> run it replayed:
+    /// every logits vector within <paramref name="minCosine"/>, and the same greedy token wherever the reference's
+    /// top-2 gap exceeds <paramref name="decisiveGap"/> standard deviations of its logits. Returns how many choices
+    /// were decisive, and how many agreed in all.
+    /// </summary>
+    public static (int Decisive, int Same, int Total) AssertFollows(PrefillResult referencePrefill, DecodeResult reference,
+        PrefillResult testPrefill, DecodeResult test, double minCosine, double decisiveGap, string label)
+    {
+        int decisive = 0, same = 0, total = 0;
+        void Check(float[] expected, float[] actual, int expectedToken, int actualToken, string where)
+        {
+            double cosine = Cosine(actual, expected);
+            Assert.True(cosine >= minCosine, $"{label} {where}: logits cosine {cosine:F6}");
+            var sorted = expected.OrderDescending().ToArray();
+            double mean = expected.Average(), std = Math.Sqrt(expected.Select(x => (x - mean) * (x - mean)).Average());
+            double gap = (sorted[0] - sorted[1]) / std;
+            total++;
+            same += expectedToken == actualToken ? 1 : 0;
+            if (gap > decisiveGap)
+            {
+                decisive++;
+                Assert.True(expectedToken == actualToken, $"{label} {where}: token {actualToken} instead of {expectedToken} although the reference's top-2 gap is {gap:F3} std");
+            }
+        }
+
+        for (int r = 0; r < reference.Tokens.Length; r++)
+        {
+            Check(referencePrefill.Logits![r], testPrefill.Logits![r], referencePrefill.NextTokens[r], testPrefill.NextTokens[r], $"request {r} prefill");
+            for (int s = 0; s < reference.Steps; s++)
+                Check(reference.Logits![s][r], test.Logits![s][r], reference.Tokens[r][s], test.Tokens[r][s], $"request {r} step {s}");
+        }
+
+        return (decisive, same, total);
     }
 
     /// <summary>Cosine similarity of two float vectors, accumulated in double.</summary>

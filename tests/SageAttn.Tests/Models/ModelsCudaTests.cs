@@ -1,5 +1,6 @@
 using SageAttn.Backend.Engine;
 using SageAttn.Models;
+using SageAttn.Models.Generation;
 using SageAttn.Models.Weights;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -8,7 +9,8 @@ namespace SageAttn.Tests.Models;
 
 /// <summary>
 /// Real-shaped models cut to two layers on CUDA (random weights): SAGE_ATTN vs SDPA through the engine loop, the
-/// acceptance bar of the tiny CPU tests (cosine ≥ 0.999, 16 identical greedy steps) at head_dim 64/128 and GQA 2/7/8.
+/// acceptance bar of the tiny CPU tests (cosine ≥ 0.999 on every step of a 16-step teacher-forced decode, decisive
+/// greedy choices identical) at head_dim 64/128 and GQA 2/7/8, with the variant the device picks.
 /// </summary>
 [Trait("gpu", "true")]
 public sealed class ModelsCudaTests
@@ -28,19 +30,11 @@ public sealed class ModelsCudaTests
         const int steps = 16;
 
         var (sdpaPrefill, sdpaDecode) = ModelTestKit.Generate(model, SdpaAttentionBackend.BackendName, prompts, steps);
-        var (sagePrefill, sageDecode) = ModelTestKit.Generate(model, SageAttentionBackend.BackendName, prompts, steps);
+        var (sagePrefill, sageDecode) = ModelTestKit.Generate(model, SageAttentionBackend.BackendName, prompts, steps,
+            forcedInputs: GenerationAgreement.ReferenceInputs(sdpaPrefill, sdpaDecode));
 
-        for (int r = 0; r < prompts.Length; r++)
-        {
-            double prefill = ModelTestKit.Cosine(sagePrefill.Logits![r], sdpaPrefill.Logits![r]);
-            Assert.True(prefill >= 0.999, $"{preset} request {r}: prefill logits cosine {prefill:F6}");
-            Assert.Equal(sdpaPrefill.NextTokens[r], sagePrefill.NextTokens[r]);
-            Assert.Equal(sdpaDecode.Tokens[r], sageDecode.Tokens[r]);
-            for (int s = 0; s < steps; s++)
-            {
-                double decode = ModelTestKit.Cosine(sageDecode.Logits![s][r], sdpaDecode.Logits![s][r]);
-                Assert.True(decode >= 0.999, $"{preset} request {r} step {s}: decode logits cosine {decode:F6}");
-            }
-        }
+        // Same rule as the CPU acceptance test (SageVsSdpaModelTests): cosine on every step, tokens where decisive.
+        var (decisive, _, total) = ModelTestKit.AssertFollows(sdpaPrefill, sdpaDecode, sagePrefill, sageDecode, minCosine: 0.999, decisiveGap: 0.2, preset);
+        Assert.True(decisive * 2 >= total, $"{preset}: only {decisive} of {total} greedy choices were decisive");
     }
 }
