@@ -42,16 +42,19 @@ public sealed class PagedKvCache : IDisposable
             throw new ArgumentException($"dtype must be Float16 or BFloat16, got {dtype}.", nameof(dtype));
         Shape = shape;
         NumLayers = numLayers;
-        Device = device;
         DType = dtype;
         Allocator = new BlockAllocator(shape.MaxNumBlocks, shape.BlockSize);
         _keys = new Tensor[numLayers];
         _values = new Tensor[numLayers];
         for (int layer = 0; layer < numLayers; layer++)
         {
-            _keys[layer] = torch.zeros(shape.KeyShape, dtype, device);
-            _values[layer] = torch.zeros(shape.ValueShape, dtype, device);
+            // Detached: the cache outlives any dispose scope the engine happens to build it in.
+            _keys[layer] = torch.zeros(shape.KeyShape, dtype, device).DetachFromDisposeScope();
+            _values[layer] = torch.zeros(shape.ValueShape, dtype, device).DetachFromDisposeScope();
         }
+
+        // The tensors' own device: "cuda" as asked becomes "cuda:0", so comparisons with other tensors' devices are exact.
+        Device = _keys[0].device;
     }
 
     /// <summary>Each layer's cache shape.</summary>
@@ -60,7 +63,7 @@ public sealed class PagedKvCache : IDisposable
     /// <summary>Layers (key/value tensor pairs).</summary>
     public int NumLayers { get; }
 
-    /// <summary>Device of every cache tensor.</summary>
+    /// <summary>Device of every cache tensor (with its index, e.g. cuda:0).</summary>
     public Device Device { get; }
 
     /// <summary>dtype of every cache tensor.</summary>

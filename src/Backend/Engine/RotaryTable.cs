@@ -27,7 +27,6 @@ public sealed class RotaryTable : IDisposable
         HeadDim = headDim;
         MaxPositions = maxPositions;
         Theta = theta;
-        Device = device ?? torch.CPU;
         int half = headDim / 2;
         var cos = new float[(long)maxPositions * half];
         var sin = new float[cos.Length];
@@ -44,8 +43,10 @@ public sealed class RotaryTable : IDisposable
 
         using var cosHost = torch.tensor(cos, [maxPositions, half]);
         using var sinHost = torch.tensor(sin, [maxPositions, half]);
-        Cos = cosHost.to(Device);
-        Sin = sinHost.to(Device);
+        // Detached: the tables outlive any dispose scope they are built in.
+        Cos = cosHost.to(device ?? torch.CPU).DetachFromDisposeScope();
+        Sin = sinHost.to(device ?? torch.CPU).DetachFromDisposeScope();
+        Device = Cos.device;
     }
 
     /// <summary>Tables for a backend config's head dim, positions and θ.</summary>
@@ -64,7 +65,7 @@ public sealed class RotaryTable : IDisposable
     /// <summary>Base θ.</summary>
     public double Theta { get; }
 
-    /// <summary>Device of the tables.</summary>
+    /// <summary>Device of the tables (with its index, e.g. cuda:0).</summary>
     public Device Device { get; }
 
     /// <summary>cos(position · θ^(−2i/D)), Float32 [MaxPositions, D/2].</summary>
@@ -98,10 +99,11 @@ public sealed class RotaryTable : IDisposable
         else
         {
             // Pairs (2i, 2i + 1): view the last dim as [D/2, 2] and rotate each (even, odd) pair.
-            var pairs = x32.unflatten(-1, [half, 2]);
+            long last = x32.dim() - 1;
+            var pairs = x32.unflatten(last, [half, 2]);
             var even = pairs.select(-1, 0);
             var odd = pairs.select(-1, 1);
-            rotated = torch.stack([even * c - odd * s, odd * c + even * s], -1).flatten(-2);
+            rotated = torch.stack([even * c - odd * s, odd * c + even * s], -1).flatten(last);
         }
 
         return scope.MoveToOuter(rotated.to(x.dtype));

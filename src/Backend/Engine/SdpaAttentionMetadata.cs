@@ -21,9 +21,10 @@ public sealed class SdpaAttentionMetadata : PagedAttentionMetadata
             // prefill chunk needs its own mask (key j visible to query i iff j ≤ i + cached). A decode sees everything.
             if (r.CachedTokens > 0 && r.NewTokens > 1)
             {
-                using var i = torch.arange(r.NewTokens, ScalarType.Int64, meta.Cache.Device).unsqueeze(1);
-                using var j = torch.arange(r.TotalTokens, ScalarType.Int64, meta.Cache.Device).unsqueeze(0);
-                masks[b] = j <= (i + r.CachedTokens);
+                using var scope = torch.NewDisposeScope();
+                var i = torch.arange(r.NewTokens, ScalarType.Int64, meta.Cache.Device).unsqueeze(1);
+                var j = torch.arange(r.TotalTokens, ScalarType.Int64, meta.Cache.Device).unsqueeze(0);
+                masks[b] = (j <= (i + r.CachedTokens)).DetachFromDisposeScope();
             }
         }
 
