@@ -123,7 +123,7 @@ public static class E2eCommand
     }
 
     private static string Share(double? part, double whole) =>
-        part is { } p && whole > 0 ? (p / whole).ToString("P1", CultureInfo.InvariantCulture) : "n/a";
+        part is { } p && whole > 0 ? string.Create(CultureInfo.InvariantCulture, $"{100 * p / whole:F1}%") : "n/a";
 
     private static double UsedGiB()
     {

@@ -66,6 +66,29 @@ public sealed class GenerationEngineTests
     }
 
     [Fact]
+    public void ForcedDecodeReplaysTheGivenHistory()
+    {
+        var config = ModelPresets.Tiny(ModelFamily.Qwen2);
+        using var model = new DecoderModel(config, ScalarType.Float16, torch.CPU);
+        RandomWeights.Initialize(model, seed: 15);
+        var prompts = ModelTestKit.Prompts(config.VocabSize, 8, 12, 30);
+        var (prefill, decode) = ModelTestKit.Generate(model, SdpaAttentionBackend.BackendName, prompts, 4);
+        var replay = GenerationAgreement.ReferenceInputs(prefill, decode);
+        var other = replay.Select(r => r.Select(t => (t + 1) % config.VocabSize).ToArray()).ToArray();
+
+        var (_, replayed) = ModelTestKit.Generate(model, SdpaAttentionBackend.BackendName, prompts, 4, forcedInputs: replay);
+        var (_, diverted) = ModelTestKit.Generate(model, SdpaAttentionBackend.BackendName, prompts, 4, forcedInputs: other);
+
+        Assert.Equal(decode.Tokens, replayed.Tokens);
+        for (int r = 0; r < prompts.Length; r++)
+        {
+            Assert.Equal(decode.Logits![3][r], replayed.Logits![3][r]);
+            double cosine = ModelTestKit.Cosine(decode.Logits[0][r], diverted.Logits![0][r]);
+            Assert.True(cosine < 0.999, $"request {r}: feeding another token left the logits unchanged (cosine {cosine:F6})");
+        }
+    }
+
+    [Fact]
     public void BadInputThrowsNamingTheArgument()
     {
         var config = ModelPresets.Tiny(ModelFamily.Ernie45);
@@ -84,6 +107,9 @@ public sealed class GenerationEngineTests
         engine.Prefill([new int[30]]);
         Assert.Equal("steps", Assert.Throws<ArgumentException>(() => engine.Decode(0)).ParamName);
         Assert.Equal("steps", Assert.Throws<ArgumentException>(() => engine.Decode(3)).ParamName);
+        Assert.Equal("forcedInputs", Assert.Throws<ArgumentException>(() => engine.Decode(2, forcedInputs: [[1, 2], [3, 4]])).ParamName);
+        Assert.Equal("forcedInputs", Assert.Throws<ArgumentException>(() => engine.Decode(2, forcedInputs: [[1]])).ParamName);
+        Assert.Equal("forcedInputs", Assert.Throws<ArgumentException>(() => engine.Decode(2, forcedInputs: [[1, config.VocabSize]])).ParamName);
         Assert.Equal(2, engine.Decode(2).Steps);
 
         using var other = AttentionBackendRegistry.Create(SdpaAttentionBackend.BackendName, model.BackendConfig() with { KvHeads = 1 });
