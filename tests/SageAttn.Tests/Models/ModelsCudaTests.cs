@@ -33,8 +33,10 @@ public sealed class ModelsCudaTests
         var (sagePrefill, sageDecode) = ModelTestKit.Generate(model, SageAttentionBackend.BackendName, prompts, steps,
             forcedInputs: GenerationAgreement.ReferenceInputs(sdpaPrefill, sdpaDecode));
 
-        // Same rule as the CPU acceptance test (SageVsSdpaModelTests): cosine on every step, tokens where decisive.
-        var (decisive, _, total) = ModelTestKit.AssertFollows(sdpaPrefill, sdpaDecode, sagePrefill, sageDecode, minCosine: 0.999, decisiveGap: 0.2, preset);
-        Assert.True(decisive * 2 >= total, $"{preset}: only {decisive} of {total} greedy choices were decisive");
+        // The rule of the CPU acceptance test (SageVsSdpaModelTests), with the gap scaled for a 100K+ vocabulary: the
+        // top-2 gap of that many random logits averages ~0.2 std, so 0.1 std (still ~3x the noise between two logits)
+        // marks a decisive choice, and a quarter of the choices must be decisive.
+        var (decisive, _, total) = ModelTestKit.AssertFollows(sdpaPrefill, sdpaDecode, sagePrefill, sageDecode, minCosine: 0.999, decisiveGap: 0.1, preset);
+        Assert.True(decisive * 4 >= total, $"{preset}: only {decisive} of {total} greedy choices were decisive");
     }
 }
