@@ -14,6 +14,7 @@ try
         "info" => InfoCommand.Run(rest),
         "run" => RunCommand.Run(rest),
         "sp-bench" => SequenceParallelBenchCommand.Run(rest),
+        "e2e" => E2eCommand.Run(rest),
         _ => Usage(),
     };
 }
@@ -44,6 +45,11 @@ static int Usage()
                                                  attention on tensors q, k, v; writes out (and lse)
           sageattn sp-bench [--n 65536,131072] [--gpus 1,2,4] [--heads 32] [--causal] [--reps 3] [--out DIR]
                                                  long-context attention split across GPUs (ring), speed-up vs one GPU
+          sageattn e2e --model qwen3-8b|qwen3-0.6b|qwen2.5-7b|qwen2.5-0.5b|ernie-4.5-0.3b|tiny-qwen3|… [--weights DIR]
+                       [--backend sage|sdpa|both] [--prompt N[,N2…]] [--batch B] [--decode T] [--layers L]
+                       [--dtype bf16|fp16] [--seed S] [--cpu]
+                                                 decoder model through the engine loop: prefill ms, attention share,
+                                                 decode tok/s, memory, SAGE-vs-SDPA agreement (random weights unless --weights)
         """);
     return 0;
 }

@@ -1,6 +1,7 @@
 using System.Globalization;
 using SageAttn.Backend;
 using SageAttn.Kernels.Attention;
+using SageAttn.Models.Weights;
 using SageAttn.Quantization;
 using TorchSharp;
 using static TorchSharp.torch;

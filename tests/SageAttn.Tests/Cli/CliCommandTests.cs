@@ -1,5 +1,6 @@
 using SageAttn.Backend;
 using SageAttn.Cli;
+using SageAttn.Models.Weights;
 using SageAttn.Tests.Support;
 using TorchSharp;
 using static TorchSharp.torch;
