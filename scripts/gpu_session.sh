@@ -1,15 +1,27 @@
 #!/usr/bin/env bash
-# One GPU-machine session after `../shared/gpu/bundle src/Cli/SageAttn.Cli.csproj tests/SageAttn.Tests/SageAttn.Tests.csproj`:
-# CUDA tests (kernels, quantizers, runtime, TorchSharp backend), ptxas report, info, demo and the benchmark (torch SDPA
-# and every Sage variant in one process on one card). Results go to $OUT: 8 files at most come back, so the device
-# facts, info and ptxas share gpu.txt.
-#   gpu.txt  gpu_tests.xml  gpu_tests.log  demo.txt  bench.log  bench.csv  bench.json  bench_tops.png
+# GPU-machine session after `../shared/gpu/bundle src/Cli/SageAttn.Cli.csproj tests/SageAttn.Tests/SageAttn.Tests.csproj`.
+#   bash scripts/gpu_session.sh tests   CUDA tests (kernels, quantizers, varlen, decode, merge, engine, models, runtime,
+#                                       TorchSharp API), info and the ptxas report          -> gpu.txt gpu_tests.xml gpu_tests.log
+#   bash scripts/gpu_session.sh perf    benchmark (torch SDPA and every Sage variant in one process on one card), paged
+#                                       decode, sequence-parallel split, end-to-end model prefill/decode
+#                                       -> perf.txt bench.log bench.csv bench.json bench_tops.png
+# At most 8 files come back from the machine, so the small reports share gpu.txt / perf.txt.
 set -o pipefail
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > $OUT/gpu.txt
-bash .gpu/run.sh SageAttn.Tests -trait gpu=true -result-xml $OUT/gpu_tests.xml 2>&1 | tee $OUT/gpu_tests.log | grep -E "FAIL|Total" | head -40
-timeout 60 bash .gpu/run.sh sageattn info >> $OUT/gpu.txt 2>&1
-bash .gpu/run.sh sageattn ptx --out /tmp/ptx > /dev/null && for f in /tmp/ptx/*.ptx; do echo "$f"; ptxas -arch=sm_90 -v "$f" -o /dev/null 2>&1 | grep -E "registers|spill|stack"; done >> $OUT/gpu.txt
-timeout 120 bash .gpu/run.sh sageattn demo 2>&1 | tee $OUT/demo.txt
-# The full matrix (hd 64/128, N 1K..32K, causal and not, fp16 and bf16): ~3 min on an H100. bench.csv/json/png are
-# rewritten after every shape, so the time limit keeps what was measured if the run is slower than expected.
-timeout 420 bash .gpu/run.sh sageattn bench --out $OUT 2>&1 | tee $OUT/bench.log | grep -vE "^progress" | tail -120
+mode=${1:-tests}
+if [ "$mode" = tests ]; then
+  nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > $OUT/gpu.txt
+  timeout 420 bash .gpu/run.sh SageAttn.Tests -trait gpu=true -result-xml $OUT/gpu_tests.xml 2>&1 | tee $OUT/gpu_tests.log | grep -E "FAIL|Total" | head -40
+  timeout 60 bash .gpu/run.sh sageattn info >> $OUT/gpu.txt 2>&1
+  bash .gpu/run.sh sageattn ptx --out /tmp/ptx > /dev/null && for f in /tmp/ptx/*.ptx; do
+    arch=sm_90; grep -q "sm_90a" "$f" && arch=sm_90a
+    echo "$f ($arch)"; ptxas -arch=$arch -v "$f" -o /dev/null 2>&1 | grep -E "registers|spill|stack"; done >> $OUT/gpu.txt
+else
+  nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > $OUT/perf.txt
+  # hd 128 then 64, N 1K..32K, causal and not, fp16 (bf16: add --dtype bf16 when time allows). The files are rewritten
+  # after every shape, so the time limit keeps what was measured.
+  timeout 250 bash .gpu/run.sh sageattn bench --hd 128,64 --dtype fp16 --out $OUT 2>&1 | tee $OUT/bench.log | grep -vE "^progress" | tail -100
+  { echo "== bench-decode"; timeout 45 bash .gpu/run.sh sageattn bench-decode --batch 1,16,64 --ctx 1024,8192,32768 --reps 30
+    echo "== sp-bench (several partitions on one GPU: the split's overhead)"; timeout 60 bash .gpu/run.sh sageattn sp-bench --n 65536 --gpus 1,2 --reps 2
+    echo "== e2e qwen3-8b"; timeout 180 bash .gpu/run.sh sageattn e2e --model qwen3-8b --backend both --prompt 8192,32768 --batch 1 --decode 32
+  } 2>&1 | tee -a $OUT/perf.txt
+fi
