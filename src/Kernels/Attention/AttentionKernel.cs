@@ -154,14 +154,14 @@ public static class AttentionKernel
     }
 
     /// <summary>Maximum over the 4 lanes (t = 0..3) that share a row.</summary>
-    private static float QuadMax(float v)
+    internal static float QuadMax(float v)
     {
         v = Math.Max(v, Warp.ShuffleXor(v, 1));
         return Math.Max(v, Warp.ShuffleXor(v, 2));
     }
 
     /// <summary>Natural-log LSE: l · 2^(m − shift) = Σ 2^logit, plus the K-smoothing term.</summary>
-    private static void WriteLse(in AttentionParams p, int b, int h, int row, float rowSum, float rowMaxUnshifted)
+    internal static void WriteLse(in AttentionParams p, int b, int h, int row, float rowSum, float rowMaxUnshifted)
     {
         if (row >= p.Nq)
             return;

@@ -11,7 +11,7 @@ namespace SageAttn.Kernels.Host;
 /// validates, quantizes Q/K/V, launches the attention kernel. Kernels are compiled once per runner.
 /// </summary>
 /// <remarks>Not thread-safe: one runner per accelerator stream.</remarks>
-public sealed class SageAttentionRunner
+public sealed partial class SageAttentionRunner
 {
     private readonly Accelerator _accelerator;
     private readonly Action<KernelConfig, StridedTensor, ArrayView<float>, int, int> _channelStats;
@@ -141,8 +141,11 @@ public sealed class SageAttentionRunner
                 OutputType = (int)elementType, WriteLse = writeLse ? 1 : 0, SmoothV = quantized.Options.SmoothV ? 1 : 0,
                 HasLseCorrection = corrected ? 1 : 0,
             };
-            _attention(new KernelConfig(new Index3D(shape.QTiles, shape.HeadsQ, shape.Batch), new Index3D(AttentionKernel.Threads, 1, 1), EmulationSharedMemory()),
-                p, SpecializedValue.New((int)quantized.Options.Variant), SpecializedValue.New(shape.PaddedHeadDim));
+            if (quantized.Options.Variant == AttentionVariant.HopperQkInt8PvFp8)
+                LaunchHopper(shape, p);
+            else
+                _attention(new KernelConfig(new Index3D(shape.QTiles, shape.HeadsQ, shape.Batch), new Index3D(AttentionKernel.Threads, 1, 1), EmulationSharedMemory()),
+                    p, SpecializedValue.New((int)quantized.Options.Variant), SpecializedValue.New(shape.PaddedHeadDim));
         }
         finally
         {
