@@ -18,6 +18,9 @@ public static class VariantSelector
     /// <summary>The first architecture with e4m3 tensor-core mma.</summary>
     public static readonly (int Major, int Minor) MinimumFp8 = (8, 9);
 
+    /// <summary>The one architecture the wgmma kernel's sm_90a PTX runs on (arch-specific code does not run on newer GPUs).</summary>
+    public static readonly (int Major, int Minor) Hopper = (9, 0);
+
     /// <summary>The variant the CPU accelerator runs by default.</summary>
     public const AttentionVariant Cpu = AttentionVariant.QkInt8PvFp8;
 
@@ -37,6 +40,8 @@ public static class VariantSelector
     public static IReadOnlyList<AttentionVariant> Supported((int Major, int Minor) computeCapability) =>
         Compare(computeCapability, MinimumCuda) < 0 ? []
         : Compare(computeCapability, MinimumFp8) < 0 ? [AttentionVariant.QkInt8PvFp16]
+        : Compare(computeCapability, Hopper) == 0
+            ? [AttentionVariant.QkInt8PvFp8, AttentionVariant.QkInt8PvFp8Fp16Accum, AttentionVariant.QkInt8PvFp16, AttentionVariant.HopperQkInt8PvFp8]
         : [AttentionVariant.QkInt8PvFp8, AttentionVariant.QkInt8PvFp8Fp16Accum, AttentionVariant.QkInt8PvFp16];
 
     /// <summary>The explicit variant if the device can run it, else the automatic one.</summary>
@@ -48,7 +53,9 @@ public static class VariantSelector
             return auto;
         if (!Supported(computeCapability).Contains(variant))
             throw new NotSupportedException(
-                $"options.Variant {variant} needs FP8 tensor cores (sm_89+); this device is sm_{computeCapability.Major}{computeCapability.Minor}. Use {AttentionVariant.QkInt8PvFp16} or leave Variant null.");
+                variant == AttentionVariant.HopperQkInt8PvFp8
+                    ? $"options.Variant {variant} needs an sm_90 GPU (H100/H200: its wgmma PTX targets sm_90a); this device is sm_{computeCapability.Major}{computeCapability.Minor}. Leave Variant null."
+                    : $"options.Variant {variant} needs FP8 tensor cores (sm_89+); this device is sm_{computeCapability.Major}{computeCapability.Minor}. Use {AttentionVariant.QkInt8PvFp16} or leave Variant null.");
         return variant;
     }
 

@@ -9,6 +9,7 @@ try
     {
         "demo" => DemoCommand.Run(rest),
         "bench" => BenchCommand.Run(rest),
+        "bench-driver" => DriverBenchCommand.Run(rest),
         "ptx" => PtxCommand.Run(rest),
         "info" => InfoCommand.Run(rest),
         "run" => RunCommand.Run(rest),
@@ -29,6 +30,7 @@ static int Usage()
           sageattn demo [--cpu]                 small attention problem on the best accelerator: kernel, accuracy, time
           sageattn bench [--out DIR] [--n 1024,4096,16384] [--reps 20] [--no-torch]
                                                  TOPS of each variant on the GPU (kernel only and with quantization)
+          sageattn bench-driver [--n 4096,16384] [--reps 20] [--out DIR]   time every variant through the driver path (incl. the Hopper wgmma kernel)
           sageattn ptx --out DIR                 write the attention kernels' PTX (sm_90) for ptxas -v
           sageattn info                          libtorch source, CUDA devices and their variants, CPU accelerator
           sageattn run --in QKV.safetensors --out OUT.safetensors [--layout HND|NHD] [--causal] [--sm-scale X]

@@ -36,6 +36,7 @@ public sealed class CudaSageAttention : IDisposable
     private static readonly MethodInfo QuantizeV = typeof(QuantizeVKernel).GetMethod(nameof(QuantizeVKernel.Run))!;
     private static readonly MethodInfo LseCorrection = typeof(LseCorrectionKernel).GetMethod(nameof(LseCorrectionKernel.Run))!;
     private static readonly MethodInfo Attention = typeof(AttentionKernel).GetMethod(nameof(AttentionKernel.Run))!;
+    private static readonly MethodInfo HopperAttention = typeof(HopperAttentionKernel).GetMethod(nameof(HopperAttentionKernel.Run))!;
 
     private readonly CudaKernelLauncher _launcher;
     private readonly ConcurrentDictionary<int, PtxTarget> _targets = new();
@@ -80,12 +81,14 @@ public sealed class CudaSageAttention : IDisposable
     /// <param name="causalOffset">Key j is visible to query i when j ≤ i + offset (0 top-left, Nk − Nq bottom-right).</param>
     /// <param name="lse">Natural-log LSE [B, Hq, Nq] floats, or a zero-length view for none.</param>
     /// <param name="lseCorrection">[B, Hq, Nq] floats of scratch for the K-smoothing LSE correction; needed only when <paramref name="lse"/> is given and K smoothing is on.</param>
+    /// <param name="attentionOnly">Benchmarks only: skip the statistics and quantization kernels because <paramref name="scratch"/>
+    /// already holds these inputs quantized by an earlier call with the same options (kernel-only timing).</param>
     /// <exception cref="ArgumentException">A size, stride, scale or buffer is wrong (the message names it).</exception>
     /// <exception cref="NotSupportedException">The variant needs an architecture the device lacks.</exception>
     /// <exception cref="CudaException">A driver call failed (names the kernel and launch configuration).</exception>
     public void Enqueue(int device, IntPtr stream, in DeviceTensor q, in DeviceTensor k, in DeviceTensor v, in DeviceTensor output,
         TensorElementType elementType, float smScale, bool causal, int causalOffset, SageAttentionOptions options,
-        QuantizedScratch scratch, DeviceView lse, DeviceView lseCorrection)
+        QuantizedScratch scratch, DeviceView lse, DeviceView lseCorrection, bool attentionOnly = false)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(scratch);
@@ -112,6 +115,10 @@ public sealed class CudaSageAttention : IDisposable
             var info = CudaDriver.GetDeviceInfo(d);
             return TargetFor((info.ComputeCapabilityMajor, info.ComputeCapabilityMinor), CudaDriver.DriverVersion());
         });
+        if (options.Variant == AttentionVariant.HopperQkInt8PvFp8
+            && CudaDriver.GetDeviceInfo(device) is var info && (info.ComputeCapabilityMajor, info.ComputeCapabilityMinor) != (9, 0))
+            throw new NotSupportedException(
+                $"{options.Variant} runs on sm_90 GPUs only (its wgmma PTX targets sm_90a); cuda:{device} is sm_{info.ComputeCapabilityMajor}{info.ComputeCapabilityMinor}.");
         if (options.Variant != AttentionVariant.QkInt8PvFp16 && target.Architecture < CudaArchitecture.SM_89)
             throw new NotSupportedException(
                 $"{options.Variant} needs FP8 tensor cores (sm_89 or newer); cuda:{device} is {target.TargetName}. Use {AttentionVariant.QkInt8PvFp16}.");
@@ -120,37 +127,40 @@ public sealed class CudaSageAttention : IDisposable
         var kernelBlock = AttentionKernel.Threads;
         using var args = new KernelArgs();
 
-        var statsDims = new LaunchDimensions(chunks, shape.HeadsKv, shape.Batch, dp, 1, 1);
-        Launch(target, ChannelStats, statsDims, stream, args.AddParameter(k.ToStrided(), Views(("Data", k)))
-            .AddView(scratch.KStats.Pointer, scratch.KStats.Length).Add(type).Add(dp));
-        Launch(target, ChannelStats, statsDims, stream, args.AddParameter(v.ToStrided(), Views(("Data", v)))
-            .AddView(scratch.VStats.Pointer, scratch.VStats.Length).Add(type).Add(dp));
+        if (!attentionOnly)
+        {
+            var statsDims = new LaunchDimensions(chunks, shape.HeadsKv, shape.Batch, dp, 1, 1);
+            Launch(target, ChannelStats, statsDims, stream, args.AddParameter(k.ToStrided(), Views(("Data", k)))
+                .AddView(scratch.KStats.Pointer, scratch.KStats.Length).Add(type).Add(dp));
+            Launch(target, ChannelStats, statsDims, stream, args.AddParameter(v.ToStrided(), Views(("Data", v)))
+                .AddView(scratch.VStats.Pointer, scratch.VStats.Length).Add(type).Add(dp));
 
-        var quantizeQ = new QuantizeInt8Params
-        {
-            Input = q.ToStrided(), StatsChunks = chunks, Smooth = 0, ElementType = type, PaddedHeadDim = dp,
-            PaddedTokens = shape.NqPad, Granularity = (int)options.Granularity, IsKey = 0, ScaleFold = smScale * SageConstants.Log2E,
-        };
-        Launch(target, QuantizeInt8, new LaunchDimensions(shape.QTiles, shape.HeadsQ, shape.Batch, kernelBlock, 1, 1), stream,
-            args.AddParameter(quantizeQ, Int8Views(q, scratch.Q, scratch.QScale, scratch.KStats)));
-        var quantizeK = new QuantizeInt8Params
-        {
-            Input = k.ToStrided(), StatsChunks = chunks, Smooth = options.SmoothK ? 1 : 0, ElementType = type, PaddedHeadDim = dp,
-            PaddedTokens = shape.NkPad, Granularity = (int)options.Granularity, IsKey = 1, ScaleFold = 1f,
-        };
-        Launch(target, QuantizeInt8, new LaunchDimensions(shape.KBlocks, shape.HeadsKv, shape.Batch, kernelBlock, 1, 1), stream,
-            args.AddParameter(quantizeK, Int8Views(k, scratch.K, scratch.KScale, scratch.KStats)));
-        var quantizeV = new QuantizeVParams
-        {
-            Input = v.ToStrided(), StatsChunks = chunks, Smooth = options.SmoothV ? 1 : 0, ElementType = type,
-            PaddedHeadDim = dp, PaddedTokens = shape.NkPad, Format = (int)options.VFormat,
-        };
-        Launch(target, QuantizeV, new LaunchDimensions(shape.KBlocks, shape.HeadsKv, shape.Batch, kernelBlock, 1, 1), stream,
-            args.AddParameter(quantizeV, new Dictionary<string, DeviceView>
+            var quantizeQ = new QuantizeInt8Params
             {
-                ["Input.Data"] = new(v.Pointer, v.ElementCount), ["Output"] = scratch.V, ["Scales"] = scratch.VScale,
-                ["Means"] = scratch.VMean, ["Stats"] = scratch.VStats,
-            }));
+                Input = q.ToStrided(), StatsChunks = chunks, Smooth = 0, ElementType = type, PaddedHeadDim = dp,
+                PaddedTokens = shape.NqPad, Granularity = (int)options.Granularity, IsKey = 0, ScaleFold = smScale * SageConstants.Log2E,
+            };
+            Launch(target, QuantizeInt8, new LaunchDimensions(shape.QTiles, shape.HeadsQ, shape.Batch, kernelBlock, 1, 1), stream,
+                args.AddParameter(quantizeQ, Int8Views(q, scratch.Q, scratch.QScale, scratch.KStats)));
+            var quantizeK = new QuantizeInt8Params
+            {
+                Input = k.ToStrided(), StatsChunks = chunks, Smooth = options.SmoothK ? 1 : 0, ElementType = type, PaddedHeadDim = dp,
+                PaddedTokens = shape.NkPad, Granularity = (int)options.Granularity, IsKey = 1, ScaleFold = 1f,
+            };
+            Launch(target, QuantizeInt8, new LaunchDimensions(shape.KBlocks, shape.HeadsKv, shape.Batch, kernelBlock, 1, 1), stream,
+                args.AddParameter(quantizeK, Int8Views(k, scratch.K, scratch.KScale, scratch.KStats)));
+            var quantizeV = new QuantizeVParams
+            {
+                Input = v.ToStrided(), StatsChunks = chunks, Smooth = options.SmoothV ? 1 : 0, ElementType = type,
+                PaddedHeadDim = dp, PaddedTokens = shape.NkPad, Format = (int)options.VFormat,
+            };
+            Launch(target, QuantizeV, new LaunchDimensions(shape.KBlocks, shape.HeadsKv, shape.Batch, kernelBlock, 1, 1), stream,
+                args.AddParameter(quantizeV, new Dictionary<string, DeviceView>
+                {
+                    ["Input.Data"] = new(v.Pointer, v.ElementCount), ["Output"] = scratch.V, ["Scales"] = scratch.VScale,
+                    ["Means"] = scratch.VMean, ["Stats"] = scratch.VStats,
+                }));
+        }
 
         if (corrected)
         {
@@ -179,9 +189,23 @@ public sealed class CudaSageAttention : IDisposable
             ["Lse"] = writeLse ? lse : scratch.VMean,
             ["LseCorrection"] = corrected ? lseCorrection : scratch.VMean,
         };
-        Launch(target, Attention, new LaunchDimensions(shape.QTiles, shape.HeadsQ, shape.Batch, kernelBlock, 1, 1), stream,
-            args.AddParameter(attention, attentionViews).Add((int)options.Variant).Add(dp),
-            (int)options.Variant, dp);
+        if (options.Variant == AttentionVariant.HopperQkInt8PvFp8)
+        {
+            // wgmma needs the arch-specific sm_90a target; the kernel's cp.async reads Q, K and V through
+            // device addresses passed as parameters (ILGPU cannot take a view's address in a kernel).
+            var hopperTarget = target with { ArchSpecific = true };
+            var dims = new LaunchDimensions(shape.QTiles, shape.HeadsQ, shape.Batch, HopperAttentionKernel.Threads, 1, 1,
+                HopperAttentionKernel.SharedBytes(dp));
+            Launch(hopperTarget, HopperAttention, dims, stream,
+                args.AddParameter(attention, attentionViews).Add(scratch.Q.Pointer.ToInt64()).Add(scratch.K.Pointer.ToInt64())
+                    .Add(scratch.V.Pointer.ToInt64()).Add(dp), dp);
+        }
+        else
+        {
+            Launch(target, Attention, new LaunchDimensions(shape.QTiles, shape.HeadsQ, shape.Batch, kernelBlock, 1, 1), stream,
+                args.AddParameter(attention, attentionViews).Add((int)options.Variant).Add(dp),
+                (int)options.Variant, dp);
+        }
     }
 
     /// <summary>Unloads the cached modules (only when no launch is in flight).</summary>
