@@ -92,6 +92,91 @@ def emulation_fill(dot, cast):
     return "\n".join(lines)
 
 
+def chain_s8(steps):
+    """Q·Kᵀ over steps × k32 in one asm statement: fence, wgmma chain, commit, wait. Nothing runs between the
+    wgmma and the wait, so ptxas neither serializes the chain nor keeps the accumulators in local memory."""
+    n = len(NAMES)
+    regs = ",".join(f"%{i}" for i in range(n))
+    outs = "\n".join(f"            Output<int> r{i} = default;" for i in range(n))
+    back = "\n".join(f"            d.{name} = r{i}.Value;" for i, name in enumerate(NAMES))
+    refs = ", ".join(f"ref r{i}" for i in range(n))
+    da, db = f"%{n}", f"%{n + 1}"
+    body = [f"{{ .reg .pred pz, po; .reg .b64 da, db; setp.ne.b64 pz, {da}, {da}; setp.eq.b64 po, {da}, {da}; wgmma.fence.sync.aligned; "
+            f"wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 {{{regs}}}, {da}, {db}, pz; "]
+    for step in range(1, steps):
+        src_a, src_b = (da, db) if step == 1 else ("da", "db")
+        body.append(f"add.s64 da, {src_a}, 16; add.s64 db, {src_b}, 16; "
+                    f"wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 {{{regs}}}, da, db, po; ")
+    body.append("wgmma.commit_group.sync.aligned; wgmma.wait_group.sync.aligned 0; }")
+    text = "".join(body)
+    emulate = "\n".join(f"        d = EmulateMmaS8(d, descA + {16 * st}, descB + {16 * st}, {'true' if st else 'false'}, shared);" for st in range(steps))
+    return f"""
+    /// <summary>
+    /// S = A·B over K = {32 * steps} as {steps} chained <c>m64n64k32 s8</c> wgmma, fenced, committed and waited for in one asm
+    /// statement. Each k32 step advances both descriptors' start address by 256 bytes (two core matrices).
+    /// </summary>
+    {INLINE}
+    public static void MmaS8K{32 * steps}(out WarpGroupIntAccumulator d, long descA, long descB, ArrayView<byte> shared)
+    {{
+        if (CudaAsm.IsSupported)
+        {{
+{outs}
+            Input<long> a = descA, b = descB;
+            CudaAsm.EmitRef(
+                "{text}",
+                {refs}, ref a, ref b);
+            d = default;
+{back}
+            return;
+        }}
+        d = default;
+{emulate}
+    }}
+"""
+
+
+def chain_e4m3():
+    n = len(NAMES)
+    regs = ",".join(f"%{i}" for i in range(n))
+    outs = "\n".join(f"            Output<float> r{i} = default;" for i in range(n))
+    back = "\n".join(f"            d.{name} = r{i}.Value;" for i, name in enumerate(NAMES))
+    refs = ", ".join(f"ref r{i}" for i in range(n))
+    a0 = ",".join(f"%{n + i}" for i in range(4))
+    a1 = ",".join(f"%{n + 4 + i}" for i in range(4))
+    desc = f"%{n + 8}"
+    text = (f"{{ .reg .pred pz, po; .reg .b64 db; setp.ne.b64 pz, {desc}, {desc}; setp.eq.b64 po, {desc}, {desc}; wgmma.fence.sync.aligned; "
+            f"wgmma.mma_async.sync.aligned.m64n64k32.f32.e4m3.e4m3 {{{regs}}}, {{{a0}}}, {desc}, pz, 1, 1; "
+            f"add.s64 db, {desc}, 16; "
+            f"wgmma.mma_async.sync.aligned.m64n64k32.f32.e4m3.e4m3 {{{regs}}}, {{{a1}}}, db, po, 1, 1; "
+            "wgmma.commit_group.sync.aligned; wgmma.wait_group.sync.aligned 0; }")
+    return f"""
+    /// <summary>
+    /// D = A·B over K = 64 as two chained <c>m64n64k32 f32.e4m3.e4m3</c> wgmma with A from registers (<paramref name="a0"/>
+    /// for k 0..31, <paramref name="a1"/> for 32..63), fenced, committed and waited for in one asm statement; the B
+    /// descriptor advances 256 bytes per k32 step.
+    /// </summary>
+    {INLINE}
+    public static void MmaE4M3K64(out WarpGroupFloatAccumulator d, in AFrag a0, in AFrag a1, long descB, ArrayView<byte> shared)
+    {{
+        if (CudaAsm.IsSupported)
+        {{
+{outs}
+            Input<uint> x0 = a0.R0, x1 = a0.R1, x2 = a0.R2, x3 = a0.R3, y0 = a1.R0, y1 = a1.R1, y2 = a1.R2, y3 = a1.R3;
+            Input<long> b = descB;
+            CudaAsm.EmitRef(
+                "{text}",
+                {refs}, ref x0, ref x1, ref x2, ref x3, ref y0, ref y1, ref y2, ref y3, ref b);
+            d = default;
+{back}
+            return;
+        }}
+        d = default;
+        d = EmulateMmaE4M3(d, a0, descB, false, shared);
+        d = EmulateMmaE4M3(d, a1, descB + 16, true, shared);
+    }}
+"""
+
+
 def intrinsics():
     s8 = mma("MmaS8", "wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8", "WarpGroupIntAccumulator", "int",
              "{0}", "long descA", [("long", "a", "descA")],
@@ -115,7 +200,7 @@ namespace SageAttn.Kernels.Intrinsics;
                  "One thread's 32 FP32 elements of a 64×64 wgmma accumulator, laid out as <see cref=\"WarpGroupIntAccumulator\"/>.") + """
 /// <summary>The wgmma products (m64n64k32) of the Hopper attention kernel; see WarpGroupMma.cs for the emulation.</summary>
 public static partial class WarpGroupMma
-{""" + s8 + e4m3 + f"""
+{""" + s8 + e4m3 + chain_s8(2) + chain_s8(4) + chain_e4m3() + f"""
     /// <summary>Emulation of <see cref="MmaS8"/>: this thread's 32 outputs from the two shared-memory tiles.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static WarpGroupIntAccumulator EmulateMmaS8(WarpGroupIntAccumulator d, long descA, long descB, bool accumulate, ArrayView<byte> tiles)

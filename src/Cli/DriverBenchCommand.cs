@@ -36,6 +36,8 @@ internal static class DriverBenchCommand
         Console.WriteLine($"{"variant",-24} {"N",6} {"causal",6} {"kernel ms",10} {"e2e ms",9} {"kernel TOPS",12} {"e2e TOPS",9}");
         var rows = new List<string> { "variant,n,causal,kernel_ms,end_to_end_ms,kernel_tops,end_to_end_tops" };
         using var pipeline = new CudaSageAttention();
+        // libtorch's primary context must be current on this thread for the timing events.
+        using var binding = PrimaryContextBinding.Bind(0);
         using var timer = new CudaEventTimer();
         var stream = TorchInterop.CurrentCudaStream(0);
         foreach (int n in lengths)

@@ -116,21 +116,12 @@ public static class HopperAttentionKernel
 
             uint kShared = qShared + (uint)(KWord(stage, tileWords) * 4);
             uint vShared = qShared + (uint)(VWord(stage, tileWords) * 4);
-            var logits = default(WarpGroupIntAccumulator);
-            WarpGroupMma.Fence();
-            WarpGroupMma.MmaS8(ref logits, WarpGroupMma.Descriptor(qShared, CoreMatrixBytes, qkStride),
-                WarpGroupMma.Descriptor(kShared, CoreMatrixBytes, qkStride), false, sharedBytes);
-            WarpGroupMma.MmaS8(ref logits, WarpGroupMma.Descriptor(qShared + KStepBytes, CoreMatrixBytes, qkStride),
-                WarpGroupMma.Descriptor(kShared + KStepBytes, CoreMatrixBytes, qkStride), true, sharedBytes);
+            WarpGroupIntAccumulator logits;
+            long qDesc = WarpGroupMma.Descriptor(qShared, CoreMatrixBytes, qkStride), kDesc = WarpGroupMma.Descriptor(kShared, CoreMatrixBytes, qkStride);
             if (wide)
-            {
-                WarpGroupMma.MmaS8(ref logits, WarpGroupMma.Descriptor(qShared + 2 * KStepBytes, CoreMatrixBytes, qkStride),
-                    WarpGroupMma.Descriptor(kShared + 2 * KStepBytes, CoreMatrixBytes, qkStride), true, sharedBytes);
-                WarpGroupMma.MmaS8(ref logits, WarpGroupMma.Descriptor(qShared + 3 * KStepBytes, CoreMatrixBytes, qkStride),
-                    WarpGroupMma.Descriptor(kShared + 3 * KStepBytes, CoreMatrixBytes, qkStride), true, sharedBytes);
-            }
-            WarpGroupMma.Commit();
-            WarpGroupMma.WaitAll();
+                WarpGroupMma.MmaS8K128(out logits, qDesc, kDesc, sharedBytes);
+            else
+                WarpGroupMma.MmaS8K64(out logits, qDesc, kDesc, sharedBytes);
 
             float kScale = p.KScale[kvHeadIndex * kBlocks * SageConstants.KScaleSlotsPerBlock + kb * SageConstants.KScaleSlotsPerBlock + t];
             HopperTile.Dequantize(logits, qScale * kScale, ref scores);
@@ -149,26 +140,18 @@ public static class HopperAttentionKernel
             rowSumHi = rowSumHi * rescaleHi + blockSumHi;
             Tile.PackFp8(scores, ref pFrag);
 
-            // P·V: two k32 steps over the 64 keys, one fresh accumulator per 64 channels.
-            var low = default(WarpGroupFloatAccumulator);
-            var high = default(WarpGroupFloatAccumulator);
-            AFrag a;
-            WarpGroupMma.Fence();
-            a.R0 = pFrag.S0R0; a.R1 = pFrag.S0R1; a.R2 = pFrag.S0R2; a.R3 = pFrag.S0R3;
-            WarpGroupMma.MmaE4M3(ref low, a, WarpGroupMma.Descriptor(vShared, CoreMatrixBytes, VGroupBytes), false, sharedBytes);
-            if (wide)
-                WarpGroupMma.MmaE4M3(ref high, a, WarpGroupMma.Descriptor(vShared + VHalfBytes, CoreMatrixBytes, VGroupBytes), false, sharedBytes);
-            a.R0 = pFrag.S1R0; a.R1 = pFrag.S1R1; a.R2 = pFrag.S1R2; a.R3 = pFrag.S1R3;
-            WarpGroupMma.MmaE4M3(ref low, a, WarpGroupMma.Descriptor(vShared + KStepBytes, CoreMatrixBytes, VGroupBytes), true, sharedBytes);
-            if (wide)
-                WarpGroupMma.MmaE4M3(ref high, a, WarpGroupMma.Descriptor(vShared + VHalfBytes + KStepBytes, CoreMatrixBytes, VGroupBytes), true, sharedBytes);
-            WarpGroupMma.Commit();
-            // The rescale of O touches no wgmma register, so it overlaps the products in flight.
+            // P·V: one fresh FP32 accumulator per 64 channels, each a two-step k32 chain over the 64 keys.
+            AFrag a0, a1;
+            a0.R0 = pFrag.S0R0; a0.R1 = pFrag.S0R1; a0.R2 = pFrag.S0R2; a0.R3 = pFrag.S0R3;
+            a1.R0 = pFrag.S1R0; a1.R1 = pFrag.S1R1; a1.R2 = pFrag.S1R2; a1.R3 = pFrag.S1R3;
             Tile.Rescale(ref output, rescaleLo, rescaleHi, wide);
-            WarpGroupMma.WaitAll();
+            WarpGroupMma.MmaE4M3K64(out var low, a0, a1, WarpGroupMma.Descriptor(vShared, CoreMatrixBytes, VGroupBytes), sharedBytes);
             HopperTile.AddLowChannels(ref output, low);
             if (wide)
+            {
+                WarpGroupMma.MmaE4M3K64(out var high, a0, a1, WarpGroupMma.Descriptor(vShared + VHalfBytes, CoreMatrixBytes, VGroupBytes), sharedBytes);
                 HopperTile.AddHighChannels(ref output, high);
+            }
             // Every thread's wgmma has read this stage before block kb + 2's copies overwrite it.
             Group.Barrier();
         }

@@ -210,6 +210,265 @@ public static partial class WarpGroupMma
         d = EmulateMmaE4M3(d, a, descB, accumulate, shared);
     }
 
+    /// <summary>
+    /// S = A·B over K = 64 as 2 chained <c>m64n64k32 s8</c> wgmma, fenced, committed and waited for in one asm
+    /// statement. Each k32 step advances both descriptors' start address by 256 bytes (two core matrices).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void MmaS8K64(out WarpGroupIntAccumulator d, long descA, long descB, ArrayView<byte> shared)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            Output<int> r0 = default;
+            Output<int> r1 = default;
+            Output<int> r2 = default;
+            Output<int> r3 = default;
+            Output<int> r4 = default;
+            Output<int> r5 = default;
+            Output<int> r6 = default;
+            Output<int> r7 = default;
+            Output<int> r8 = default;
+            Output<int> r9 = default;
+            Output<int> r10 = default;
+            Output<int> r11 = default;
+            Output<int> r12 = default;
+            Output<int> r13 = default;
+            Output<int> r14 = default;
+            Output<int> r15 = default;
+            Output<int> r16 = default;
+            Output<int> r17 = default;
+            Output<int> r18 = default;
+            Output<int> r19 = default;
+            Output<int> r20 = default;
+            Output<int> r21 = default;
+            Output<int> r22 = default;
+            Output<int> r23 = default;
+            Output<int> r24 = default;
+            Output<int> r25 = default;
+            Output<int> r26 = default;
+            Output<int> r27 = default;
+            Output<int> r28 = default;
+            Output<int> r29 = default;
+            Output<int> r30 = default;
+            Output<int> r31 = default;
+            Input<long> a = descA, b = descB;
+            CudaAsm.EmitRef(
+                "{ .reg .pred pz, po; .reg .b64 da, db; setp.ne.b64 pz, %32, %32; setp.eq.b64 po, %32, %32; wgmma.fence.sync.aligned; wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, %32, %33, pz; add.s64 da, %32, 16; add.s64 db, %33, 16; wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, da, db, po; wgmma.commit_group.sync.aligned; wgmma.wait_group.sync.aligned 0; }",
+                ref r0, ref r1, ref r2, ref r3, ref r4, ref r5, ref r6, ref r7, ref r8, ref r9, ref r10, ref r11, ref r12, ref r13, ref r14, ref r15, ref r16, ref r17, ref r18, ref r19, ref r20, ref r21, ref r22, ref r23, ref r24, ref r25, ref r26, ref r27, ref r28, ref r29, ref r30, ref r31, ref a, ref b);
+            d = default;
+            d.J0C0 = r0.Value;
+            d.J0C1 = r1.Value;
+            d.J0C2 = r2.Value;
+            d.J0C3 = r3.Value;
+            d.J1C0 = r4.Value;
+            d.J1C1 = r5.Value;
+            d.J1C2 = r6.Value;
+            d.J1C3 = r7.Value;
+            d.J2C0 = r8.Value;
+            d.J2C1 = r9.Value;
+            d.J2C2 = r10.Value;
+            d.J2C3 = r11.Value;
+            d.J3C0 = r12.Value;
+            d.J3C1 = r13.Value;
+            d.J3C2 = r14.Value;
+            d.J3C3 = r15.Value;
+            d.J4C0 = r16.Value;
+            d.J4C1 = r17.Value;
+            d.J4C2 = r18.Value;
+            d.J4C3 = r19.Value;
+            d.J5C0 = r20.Value;
+            d.J5C1 = r21.Value;
+            d.J5C2 = r22.Value;
+            d.J5C3 = r23.Value;
+            d.J6C0 = r24.Value;
+            d.J6C1 = r25.Value;
+            d.J6C2 = r26.Value;
+            d.J6C3 = r27.Value;
+            d.J7C0 = r28.Value;
+            d.J7C1 = r29.Value;
+            d.J7C2 = r30.Value;
+            d.J7C3 = r31.Value;
+            return;
+        }
+        d = default;
+        d = EmulateMmaS8(d, descA + 0, descB + 0, false, shared);
+        d = EmulateMmaS8(d, descA + 16, descB + 16, true, shared);
+    }
+
+    /// <summary>
+    /// S = A·B over K = 128 as 4 chained <c>m64n64k32 s8</c> wgmma, fenced, committed and waited for in one asm
+    /// statement. Each k32 step advances both descriptors' start address by 256 bytes (two core matrices).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void MmaS8K128(out WarpGroupIntAccumulator d, long descA, long descB, ArrayView<byte> shared)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            Output<int> r0 = default;
+            Output<int> r1 = default;
+            Output<int> r2 = default;
+            Output<int> r3 = default;
+            Output<int> r4 = default;
+            Output<int> r5 = default;
+            Output<int> r6 = default;
+            Output<int> r7 = default;
+            Output<int> r8 = default;
+            Output<int> r9 = default;
+            Output<int> r10 = default;
+            Output<int> r11 = default;
+            Output<int> r12 = default;
+            Output<int> r13 = default;
+            Output<int> r14 = default;
+            Output<int> r15 = default;
+            Output<int> r16 = default;
+            Output<int> r17 = default;
+            Output<int> r18 = default;
+            Output<int> r19 = default;
+            Output<int> r20 = default;
+            Output<int> r21 = default;
+            Output<int> r22 = default;
+            Output<int> r23 = default;
+            Output<int> r24 = default;
+            Output<int> r25 = default;
+            Output<int> r26 = default;
+            Output<int> r27 = default;
+            Output<int> r28 = default;
+            Output<int> r29 = default;
+            Output<int> r30 = default;
+            Output<int> r31 = default;
+            Input<long> a = descA, b = descB;
+            CudaAsm.EmitRef(
+                "{ .reg .pred pz, po; .reg .b64 da, db; setp.ne.b64 pz, %32, %32; setp.eq.b64 po, %32, %32; wgmma.fence.sync.aligned; wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, %32, %33, pz; add.s64 da, %32, 16; add.s64 db, %33, 16; wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, da, db, po; add.s64 da, da, 16; add.s64 db, db, 16; wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, da, db, po; add.s64 da, da, 16; add.s64 db, db, 16; wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, da, db, po; wgmma.commit_group.sync.aligned; wgmma.wait_group.sync.aligned 0; }",
+                ref r0, ref r1, ref r2, ref r3, ref r4, ref r5, ref r6, ref r7, ref r8, ref r9, ref r10, ref r11, ref r12, ref r13, ref r14, ref r15, ref r16, ref r17, ref r18, ref r19, ref r20, ref r21, ref r22, ref r23, ref r24, ref r25, ref r26, ref r27, ref r28, ref r29, ref r30, ref r31, ref a, ref b);
+            d = default;
+            d.J0C0 = r0.Value;
+            d.J0C1 = r1.Value;
+            d.J0C2 = r2.Value;
+            d.J0C3 = r3.Value;
+            d.J1C0 = r4.Value;
+            d.J1C1 = r5.Value;
+            d.J1C2 = r6.Value;
+            d.J1C3 = r7.Value;
+            d.J2C0 = r8.Value;
+            d.J2C1 = r9.Value;
+            d.J2C2 = r10.Value;
+            d.J2C3 = r11.Value;
+            d.J3C0 = r12.Value;
+            d.J3C1 = r13.Value;
+            d.J3C2 = r14.Value;
+            d.J3C3 = r15.Value;
+            d.J4C0 = r16.Value;
+            d.J4C1 = r17.Value;
+            d.J4C2 = r18.Value;
+            d.J4C3 = r19.Value;
+            d.J5C0 = r20.Value;
+            d.J5C1 = r21.Value;
+            d.J5C2 = r22.Value;
+            d.J5C3 = r23.Value;
+            d.J6C0 = r24.Value;
+            d.J6C1 = r25.Value;
+            d.J6C2 = r26.Value;
+            d.J6C3 = r27.Value;
+            d.J7C0 = r28.Value;
+            d.J7C1 = r29.Value;
+            d.J7C2 = r30.Value;
+            d.J7C3 = r31.Value;
+            return;
+        }
+        d = default;
+        d = EmulateMmaS8(d, descA + 0, descB + 0, false, shared);
+        d = EmulateMmaS8(d, descA + 16, descB + 16, true, shared);
+        d = EmulateMmaS8(d, descA + 32, descB + 32, true, shared);
+        d = EmulateMmaS8(d, descA + 48, descB + 48, true, shared);
+    }
+
+    /// <summary>
+    /// D = A·B over K = 64 as two chained <c>m64n64k32 f32.e4m3.e4m3</c> wgmma with A from registers (<paramref name="a0"/>
+    /// for k 0..31, <paramref name="a1"/> for 32..63), fenced, committed and waited for in one asm statement; the B
+    /// descriptor advances 256 bytes per k32 step.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void MmaE4M3K64(out WarpGroupFloatAccumulator d, in AFrag a0, in AFrag a1, long descB, ArrayView<byte> shared)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            Output<float> r0 = default;
+            Output<float> r1 = default;
+            Output<float> r2 = default;
+            Output<float> r3 = default;
+            Output<float> r4 = default;
+            Output<float> r5 = default;
+            Output<float> r6 = default;
+            Output<float> r7 = default;
+            Output<float> r8 = default;
+            Output<float> r9 = default;
+            Output<float> r10 = default;
+            Output<float> r11 = default;
+            Output<float> r12 = default;
+            Output<float> r13 = default;
+            Output<float> r14 = default;
+            Output<float> r15 = default;
+            Output<float> r16 = default;
+            Output<float> r17 = default;
+            Output<float> r18 = default;
+            Output<float> r19 = default;
+            Output<float> r20 = default;
+            Output<float> r21 = default;
+            Output<float> r22 = default;
+            Output<float> r23 = default;
+            Output<float> r24 = default;
+            Output<float> r25 = default;
+            Output<float> r26 = default;
+            Output<float> r27 = default;
+            Output<float> r28 = default;
+            Output<float> r29 = default;
+            Output<float> r30 = default;
+            Output<float> r31 = default;
+            Input<uint> x0 = a0.R0, x1 = a0.R1, x2 = a0.R2, x3 = a0.R3, y0 = a1.R0, y1 = a1.R1, y2 = a1.R2, y3 = a1.R3;
+            Input<long> b = descB;
+            CudaAsm.EmitRef(
+                "{ .reg .pred pz, po; .reg .b64 db; setp.ne.b64 pz, %40, %40; setp.eq.b64 po, %40, %40; wgmma.fence.sync.aligned; wgmma.mma_async.sync.aligned.m64n64k32.f32.e4m3.e4m3 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%32,%33,%34,%35}, %40, pz, 1, 1; add.s64 db, %40, 16; wgmma.mma_async.sync.aligned.m64n64k32.f32.e4m3.e4m3 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%36,%37,%38,%39}, db, po, 1, 1; wgmma.commit_group.sync.aligned; wgmma.wait_group.sync.aligned 0; }",
+                ref r0, ref r1, ref r2, ref r3, ref r4, ref r5, ref r6, ref r7, ref r8, ref r9, ref r10, ref r11, ref r12, ref r13, ref r14, ref r15, ref r16, ref r17, ref r18, ref r19, ref r20, ref r21, ref r22, ref r23, ref r24, ref r25, ref r26, ref r27, ref r28, ref r29, ref r30, ref r31, ref x0, ref x1, ref x2, ref x3, ref y0, ref y1, ref y2, ref y3, ref b);
+            d = default;
+            d.J0C0 = r0.Value;
+            d.J0C1 = r1.Value;
+            d.J0C2 = r2.Value;
+            d.J0C3 = r3.Value;
+            d.J1C0 = r4.Value;
+            d.J1C1 = r5.Value;
+            d.J1C2 = r6.Value;
+            d.J1C3 = r7.Value;
+            d.J2C0 = r8.Value;
+            d.J2C1 = r9.Value;
+            d.J2C2 = r10.Value;
+            d.J2C3 = r11.Value;
+            d.J3C0 = r12.Value;
+            d.J3C1 = r13.Value;
+            d.J3C2 = r14.Value;
+            d.J3C3 = r15.Value;
+            d.J4C0 = r16.Value;
+            d.J4C1 = r17.Value;
+            d.J4C2 = r18.Value;
+            d.J4C3 = r19.Value;
+            d.J5C0 = r20.Value;
+            d.J5C1 = r21.Value;
+            d.J5C2 = r22.Value;
+            d.J5C3 = r23.Value;
+            d.J6C0 = r24.Value;
+            d.J6C1 = r25.Value;
+            d.J6C2 = r26.Value;
+            d.J6C3 = r27.Value;
+            d.J7C0 = r28.Value;
+            d.J7C1 = r29.Value;
+            d.J7C2 = r30.Value;
+            d.J7C3 = r31.Value;
+            return;
+        }
+        d = default;
+        d = EmulateMmaE4M3(d, a0, descB, false, shared);
+        d = EmulateMmaE4M3(d, a1, descB + 16, true, shared);
+    }
+
     /// <summary>Emulation of <see cref="MmaS8"/>: this thread's 32 outputs from the two shared-memory tiles.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static WarpGroupIntAccumulator EmulateMmaS8(WarpGroupIntAccumulator d, long descA, long descB, bool accumulate, ArrayView<byte> tiles)
