@@ -5,8 +5,9 @@ namespace SageAttn.Backend;
 /// <summary>Which kernel variant runs where, mirroring SageAttention's dispatch by architecture.</summary>
 /// <remarks>
 /// sm_80/86 have INT8 but no FP8 tensor cores, so P·V stays FP16. sm_89 (Ada) gets v2++ (FP8 P·V with FP16
-/// accumulation, its fastest path). sm_90+ gets FP16 P·V for now: until the Hopper wgmma path exists, the
-/// mma.sync FP16 P·V kernel is both the fastest and the most accurate there (H100, 2026-11-25: 247 vs 200
+/// accumulation, its fastest path). sm_90+ gets FP16 P·V for now: the mma.sync FP16 P·V kernel is both the
+/// fastest and the most accurate there (the wgmma kernel, <see cref="AttentionVariant.HopperQkInt8PvFp8"/>, is
+/// correct but measured at 42 TOPS on the H100, docs/hopper.md; it runs on sm_90 only when asked for) (H100, 2026-11-25: 247 vs 200
 /// TOPS for v2 at N = 16K, relative L1 0.011 vs 0.038; docs/performance.md). The CPU accelerator emulates the
 /// tensor cores exactly, so it runs v2 by default to exercise the FP8 path in CI.
 /// </remarks>
