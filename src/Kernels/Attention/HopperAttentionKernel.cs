@@ -186,21 +186,14 @@ public static class HopperAttentionKernel
     /// </summary>
     private static void CopyRows(ArrayView<uint> shared, int tileWord, ArrayView<uint> global, long globalAddress, long rowWord, int dp, int tid)
     {
-        // Unrolled by hand (ILGPU does not unroll): a cp.async inside a run-time loop cost a 600-byte stack frame.
-        CopyRowChunk(shared, tileWord, global, globalAddress, rowWord, dp, tid);
-        CopyRowChunk(shared, tileWord, global, globalAddress, rowWord, dp, tid + Threads);
-        if (dp == 128)
+        int chunksPerRow = dp / 16, rowWords = dp / 4;
+        for (int r = 0; r < dp / 32; r++)
         {
-            CopyRowChunk(shared, tileWord, global, globalAddress, rowWord, dp, tid + 2 * Threads);
-            CopyRowChunk(shared, tileWord, global, globalAddress, rowWord, dp, tid + 3 * Threads);
+            int chunk = tid + Threads * r;
+            int group = chunk >> 3;
+            int row = group / chunksPerRow * 8 + (chunk & 7), column = group % chunksPerRow;
+            AsyncCopy.Copy16(shared, tileWord + 4 * chunk, global, globalAddress, rowWord + (long)row * rowWords + 4 * column);
         }
-    }
-
-    private static void CopyRowChunk(ArrayView<uint> shared, int tileWord, ArrayView<uint> global, long globalAddress, long rowWord, int dp, int chunk)
-    {
-        int chunksPerRow = dp / 16, group = chunk >> 3;
-        int row = group / chunksPerRow * 8 + (chunk & 7), column = group % chunksPerRow;
-        AsyncCopy.Copy16(shared, tileWord + 4 * chunk, global, globalAddress, rowWord + (long)row * (dp / 4) + 4 * column);
     }
 
     /// <summary>
@@ -210,19 +203,11 @@ public static class HopperAttentionKernel
     private static void CopyVColumns(ArrayView<uint> shared, int tileWord, ArrayView<uint> global, long globalAddress, long firstWord,
         int channelWords, int dp, int tid)
     {
-        CopyVChunk(shared, tileWord, global, globalAddress, firstWord, channelWords, tid);
-        CopyVChunk(shared, tileWord, global, globalAddress, firstWord, channelWords, tid + Threads);
-        if (dp == 128)
+        for (int r = 0; r < dp / 32; r++)
         {
-            CopyVChunk(shared, tileWord, global, globalAddress, firstWord, channelWords, tid + 2 * Threads);
-            CopyVChunk(shared, tileWord, global, globalAddress, firstWord, channelWords, tid + 3 * Threads);
+            int chunk = tid + Threads * r;
+            int channel = (chunk >> 5) * 8 + (chunk & 7), column = (chunk >> 3) & 3;
+            AsyncCopy.Copy16(shared, tileWord + 4 * chunk, global, globalAddress, firstWord + (long)channel * channelWords + 4 * column);
         }
-    }
-
-    private static void CopyVChunk(ArrayView<uint> shared, int tileWord, ArrayView<uint> global, long globalAddress, long firstWord,
-        int channelWords, int chunk)
-    {
-        int channel = (chunk >> 5) * 8 + (chunk & 7), column = (chunk >> 3) & 3;
-        AsyncCopy.Copy16(shared, tileWord + 4 * chunk, global, globalAddress, firstWord + (long)channel * channelWords + 4 * column);
     }
 }
