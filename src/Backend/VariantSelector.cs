@@ -5,8 +5,9 @@ namespace SageAttn.Backend;
 /// <summary>Which kernel variant runs where, mirroring SageAttention's dispatch by architecture.</summary>
 /// <remarks>
 /// sm_80/86 have INT8 but no FP8 tensor cores, so P·V stays FP16. sm_89 (Ada) gets v2++ (FP8 P·V with FP16
-/// accumulation, its fastest path). sm_90+ gets FP16 P·V for now: until the Hopper wgmma path exists, the
-/// mma.sync FP16 P·V kernel is both the fastest and the most accurate there (H100, 2026-11-25: 247 vs 200
+/// accumulation, its fastest path). sm_90+ gets FP16 P·V for now: the mma.sync FP16 P·V kernel is both the
+/// fastest and the most accurate there (the wgmma kernel, <see cref="AttentionVariant.HopperQkInt8PvFp8"/>, is
+/// correct but measured at 42 TOPS on the H100, docs/hopper.md; it runs on sm_90 only when asked for) (H100, 2026-11-25: 247 vs 200
 /// TOPS for v2 at N = 16K, relative L1 0.011 vs 0.038; docs/performance.md). The CPU accelerator emulates the
 /// tensor cores exactly, so it runs v2 by default to exercise the FP8 path in CI.
 /// </remarks>
@@ -17,6 +18,9 @@ public static class VariantSelector
 
     /// <summary>The first architecture with e4m3 tensor-core mma.</summary>
     public static readonly (int Major, int Minor) MinimumFp8 = (8, 9);
+
+    /// <summary>The one architecture the wgmma kernel's sm_90a PTX runs on (arch-specific code does not run on newer GPUs).</summary>
+    public static readonly (int Major, int Minor) Hopper = (9, 0);
 
     /// <summary>The variant the CPU accelerator runs by default.</summary>
     public const AttentionVariant Cpu = AttentionVariant.QkInt8PvFp8;
@@ -37,6 +41,8 @@ public static class VariantSelector
     public static IReadOnlyList<AttentionVariant> Supported((int Major, int Minor) computeCapability) =>
         Compare(computeCapability, MinimumCuda) < 0 ? []
         : Compare(computeCapability, MinimumFp8) < 0 ? [AttentionVariant.QkInt8PvFp16]
+        : Compare(computeCapability, Hopper) == 0
+            ? [AttentionVariant.QkInt8PvFp8, AttentionVariant.QkInt8PvFp8Fp16Accum, AttentionVariant.QkInt8PvFp16, AttentionVariant.HopperQkInt8PvFp8]
         : [AttentionVariant.QkInt8PvFp8, AttentionVariant.QkInt8PvFp8Fp16Accum, AttentionVariant.QkInt8PvFp16];
 
     /// <summary>The explicit variant if the device can run it, else the automatic one.</summary>
@@ -48,7 +54,9 @@ public static class VariantSelector
             return auto;
         if (!Supported(computeCapability).Contains(variant))
             throw new NotSupportedException(
-                $"options.Variant {variant} needs FP8 tensor cores (sm_89+); this device is sm_{computeCapability.Major}{computeCapability.Minor}. Use {AttentionVariant.QkInt8PvFp16} or leave Variant null.");
+                variant == AttentionVariant.HopperQkInt8PvFp8
+                    ? $"options.Variant {variant} needs an sm_90 GPU (H100/H200: its wgmma PTX targets sm_90a); this device is sm_{computeCapability.Major}{computeCapability.Minor}. Leave Variant null."
+                    : $"options.Variant {variant} needs FP8 tensor cores (sm_89+); this device is sm_{computeCapability.Major}{computeCapability.Minor}. Use {AttentionVariant.QkInt8PvFp16} or leave Variant null.");
         return variant;
     }
 

@@ -14,13 +14,21 @@ internal static class PtxCommand
         using var compiler = new PtxCompiler();
         var target = new PtxTarget(CudaArchitecture.SM_90, CudaInstructionSet.ISA_88);
         foreach (var (prefix, kernel) in new[] { ("attention", typeof(AttentionKernel)), ("varlen_attention", typeof(VarlenAttentionKernel)) })
-        foreach (var variant in Enum.GetValues<AttentionVariant>())
+        foreach (var variant in Enum.GetValues<AttentionVariant>().Where(v => v != AttentionVariant.HopperQkInt8PvFp8))
         foreach (int dp in new[] { 64, 128 })
         {
             var ptx = compiler.Compile(kernel.GetMethod("Run")!, target, [(int)variant, dp]);
             string path = Path.Combine(dir, $"{prefix}_{variant}_d{dp}.ptx");
             File.WriteAllText(path, ptx.Ptx);
             Console.WriteLine($"{path}: entry {ptx.EntryName}, {ptx.Ptx.Length} chars");
+        }
+        var hopper = typeof(HopperAttentionKernel).GetMethod(nameof(HopperAttentionKernel.Run))!;
+        foreach (int dp in new[] { 64, 128 })
+        {
+            var ptx = compiler.Compile(hopper, target with { ArchSpecific = true }, [dp]);
+            string path = Path.Combine(dir, $"attention_{AttentionVariant.HopperQkInt8PvFp8}_d{dp}.ptx");
+            File.WriteAllText(path, ptx.Ptx);
+            Console.WriteLine($"{path}: entry {ptx.EntryName}, {ptx.Ptx.Length} chars (sm_90a)");
         }
         return 0;
     }

@@ -191,14 +191,14 @@ public static class AttentionKernel
     }
 
     /// <summary>Maximum over the 4 lanes (t = 0..3) that share a row.</summary>
-    private static float QuadMax(float v)
+    internal static float QuadMax(float v)
     {
         v = Math.Max(v, Warp.ShuffleXor(v, 1));
         return Math.Max(v, Warp.ShuffleXor(v, 2));
     }
 
     /// <summary>Natural-log LSE: l · 2^(m − shift) = Σ 2^logit, plus the K-smoothing term.</summary>
-    private static void WriteLse(in AttentionParams p, long index, bool empty, float rowSum, float rowMaxUnshifted)
+    internal static void WriteLse(in AttentionParams p, long index, bool empty, float rowSum, float rowMaxUnshifted)
     {
         float lse = (FastMath.Log2(rowSum) + rowMaxUnshifted) * SageConstants.Ln2;
         if (p.HasLseCorrection != 0)

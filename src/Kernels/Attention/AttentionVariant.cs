@@ -9,4 +9,6 @@ public enum AttentionVariant
     QkInt8PvFp8Fp16Accum = 1,
     /// <summary>FP16 P and V with FP32 accumulation: for sm80/86, and the accurate mode.</summary>
     QkInt8PvFp16 = 2,
+    /// <summary>SageAttention2's Hopper algorithm (v2 numerics) on wgmma warpgroup tensor cores: needs sm_90 exactly (PTX for sm_90a) or the CPU accelerator.</summary>
+    HopperQkInt8PvFp8 = 3,
 }

@@ -40,6 +40,7 @@ public sealed partial class CudaSageAttention : IDisposable
     private static readonly MethodInfo KvStats = typeof(KvStatsKernel).GetMethod(nameof(KvStatsKernel.Run))!;
     private static readonly MethodInfo QuantizeQkv = typeof(QkvQuantizeKernel).GetMethod(nameof(QkvQuantizeKernel.Run))!;
     private static readonly MethodInfo VarlenAttention = typeof(VarlenAttentionKernel).GetMethod(nameof(VarlenAttentionKernel.Run))!;
+    private static readonly MethodInfo HopperAttention = typeof(HopperAttentionKernel).GetMethod(nameof(HopperAttentionKernel.Run))!;
 
     private readonly CudaKernelLauncher _launcher;
     private readonly ConcurrentDictionary<int, PtxTarget> _targets = new();
@@ -132,6 +133,10 @@ public sealed partial class CudaSageAttention : IDisposable
             var info = CudaDriver.GetDeviceInfo(d);
             return TargetFor((info.ComputeCapabilityMajor, info.ComputeCapabilityMinor), CudaDriver.DriverVersion());
         });
+        if (options.Variant == AttentionVariant.HopperQkInt8PvFp8
+            && CudaDriver.GetDeviceInfo(device) is var info && (info.ComputeCapabilityMajor, info.ComputeCapabilityMinor) != (9, 0))
+            throw new NotSupportedException(
+                $"{options.Variant} runs on sm_90 GPUs only (its wgmma PTX targets sm_90a); cuda:{device} is sm_{info.ComputeCapabilityMajor}{info.ComputeCapabilityMinor}.");
         if (options.Variant != AttentionVariant.QkInt8PvFp16 && target.Architecture < CudaArchitecture.SM_89)
             throw new NotSupportedException(
                 $"{options.Variant} needs FP8 tensor cores (sm_89 or newer); cuda:{device} is {target.TargetName}. Use {AttentionVariant.QkInt8PvFp16}.");
@@ -181,9 +186,23 @@ public sealed partial class CudaSageAttention : IDisposable
             ["LseCorrection"] = corrected ? lseCorrection : scratch.VMean,
             ["QSequences.CuSeqlens"] = noSequences, ["KSequences.CuSeqlens"] = noSequences,
         };
-        Launch(target, Attention, new LaunchDimensions(shape.QTiles, shape.HeadsQ, shape.Batch, kernelBlock, 1, 1), stream,
-            args.AddParameter(attention, attentionViews).Add((int)options.Variant).Add(dp),
-            (int)options.Variant, dp);
+        if (options.Variant == AttentionVariant.HopperQkInt8PvFp8)
+        {
+            // wgmma needs the arch-specific sm_90a target; the kernel's cp.async reads Q, K and V through
+            // device addresses passed as parameters (ILGPU cannot take a view's address in a kernel).
+            var hopperTarget = target with { ArchSpecific = true };
+            var dims = new LaunchDimensions(shape.QTiles, shape.HeadsQ, shape.Batch, HopperAttentionKernel.Threads, 1, 1,
+                HopperAttentionKernel.SharedBytes(dp));
+            Launch(hopperTarget, HopperAttention, dims, stream,
+                args.AddParameter(attention, attentionViews).Add(scratch.Q.Pointer.ToInt64()).Add(scratch.K.Pointer.ToInt64())
+                    .Add(scratch.V.Pointer.ToInt64()).Add(dp), dp);
+        }
+        else
+        {
+            Launch(target, Attention, new LaunchDimensions(shape.QTiles, shape.HeadsQ, shape.Batch, kernelBlock, 1, 1), stream,
+                args.AddParameter(attention, attentionViews).Add((int)options.Variant).Add(dp),
+                (int)options.Variant, dp);
+        }
     }
 
     /// <summary>The first implementation: statistics of K, of V, then INT8 Q, INT8 K and V in five launches.</summary>

@@ -189,8 +189,11 @@ public sealed partial class SageAttentionRunner
                 HasLseCorrection = corrected ? 1 : 0,
                 QSequences = PackedSequences.Dense(_noSequences.View), KSequences = PackedSequences.Dense(_noSequences.View),
             };
-            _attention(new KernelConfig(new Index3D(shape.QTiles, shape.HeadsQ, shape.Batch), new Index3D(AttentionKernel.Threads, 1, 1), EmulationSharedMemory()),
-                p, SpecializedValue.New((int)quantized.Options.Variant), SpecializedValue.New(shape.PaddedHeadDim));
+            if (quantized.Options.Variant == AttentionVariant.HopperQkInt8PvFp8)
+                LaunchHopper(shape, p);
+            else
+                _attention(new KernelConfig(new Index3D(shape.QTiles, shape.HeadsQ, shape.Batch), new Index3D(AttentionKernel.Threads, 1, 1), EmulationSharedMemory()),
+                    p, SpecializedValue.New((int)quantized.Options.Variant), SpecializedValue.New(shape.PaddedHeadDim));
         }
         finally
         {

@@ -90,6 +90,7 @@ public static class QuantizedAttentionModel
         switch (variant)
         {
             case AttentionVariant.QkInt8PvFp8:
+            case AttentionVariant.HopperQkInt8PvFp8:
             {
                 double sum = 0;
                 for (int jj = 0; jj < p.Length; jj++)

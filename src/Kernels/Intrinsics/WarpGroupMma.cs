@@ -1,0 +1,135 @@
+using System.Runtime.CompilerServices;
+using ILGPU;
+using ILGPU.Runtime.Cuda;
+using SageAttn.Quantization.Formats;
+
+namespace SageAttn.Kernels.Intrinsics;
+
+/// <summary>
+/// Hopper warpgroup tensor-core products (<c>wgmma.mma_async</c>, sm_90a): one warpgroup of 4 consecutive
+/// warps (128 threads) computes a 64 × N tile. On ILGPU's CPU accelerator an exact emulation runs instead, so
+/// CI executes the same kernel code.
+/// </summary>
+/// <remarks>
+/// <para>Operands in shared memory are named by 64-bit descriptors (<see cref="Descriptor"/>). Layout without
+/// swizzle, K-major (verified on the H100, see the notes): the tile is made of core matrices of 8 rows × 16
+/// bytes (128 contiguous bytes, rows 16 bytes apart); LBO is the step between core matrices along K, SBO the
+/// step between 8-row groups along M or N.</para>
+/// <para>Accumulators: warp w of the warpgroup holds rows 16w + g and 16w + g + 8 (g = lane / 4), columns
+/// 8j + 2t and 8j + 2t + 1 (t = lane % 4) — the mma.sync m16n8 layout per warp. A from registers
+/// (<see cref="MmaE4M3"/>) uses the mma.sync A fragment per warp, warp w supplying rows 16w..16w + 15.</para>
+/// <para>Ordering on the GPU: shared memory written by ordinary stores or cp.async needs
+/// <see cref="AsyncCopy.FenceProxyAsync"/> in the writing threads and a barrier before a wgmma reads it;
+/// <see cref="Fence"/> before the first wgmma of a batch (registers touched by ordinary instructions);
+/// <see cref="Commit"/> then <see cref="WaitAll"/> before the accumulators are read. The emulation computes
+/// synchronously, so those calls are no-ops on the CPU.</para>
+/// <para>Emulated accumulation: 8-bit products sum exactly (INT32 exactly; e4m3 in double, rounded once to
+/// FP32). The FP8 wgmma on the H100 keeps fewer accumulator bits (max abs error 2.3e-3 on sums of 32
+/// products in the notes), so GPU results differ from the emulation by that much.</para>
+/// <para>Every call must be made by all 128 threads of the warpgroup with uniform control flow.</para>
+/// </remarks>
+public static partial class WarpGroupMma
+{
+    /// <summary>Largest number of warps in a group that uses the emulation of <see cref="MmaE4M3"/>.</summary>
+    private const int MaxWarps = 8;
+
+    /// <summary>A registers staged per lane by the emulation of <see cref="MmaE4M3"/>.</summary>
+    private const int StagedWordsPerLane = 4;
+
+    /// <summary>
+    /// Bytes of dynamic shared memory a CPU launch must add at the end of the kernel's own dynamic shared
+    /// memory for the emulation of <see cref="MmaE4M3"/> (it stages A registers there). CUDA launches need none.
+    /// </summary>
+    public const int EmulationSharedBytes = MaxWarps * 32 * StagedWordsPerLane * sizeof(uint);
+
+    /// <summary>
+    /// The 64-bit shared-memory matrix descriptor without swizzle: bits 0-13 start address / 16, bits 16-29
+    /// LBO / 16, bits 32-45 SBO / 16, bits 62-63 swizzle mode 0. Addresses and offsets must be multiples of 16.
+    /// </summary>
+    /// <param name="sharedAddress">Byte address in the shared window (<see cref="AsyncCopy.SharedAddress"/>).</param>
+    /// <param name="leadingByteOffset">Bytes between core matrices along K.</param>
+    /// <param name="strideByteOffset">Bytes between 8-row groups along M or N.</param>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static long Descriptor(uint sharedAddress, int leadingByteOffset, int strideByteOffset) =>
+        (long)((sharedAddress & 0x3FFFF) >> 4)
+        | ((long)((leadingByteOffset >> 4) & 0x3FFF) << 16)
+        | ((long)((strideByteOffset >> 4) & 0x3FFF) << 32);
+
+    /// <summary><c>wgmma.fence.sync.aligned</c>: orders earlier register writes before the next wgmma reads them.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Fence()
+    {
+        if (CudaAsm.IsSupported)
+            CudaAsm.Emit("wgmma.fence.sync.aligned;");
+    }
+
+    /// <summary><c>wgmma.commit_group.sync.aligned</c>: closes the batch of wgmma issued since the last commit.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Commit()
+    {
+        if (CudaAsm.IsSupported)
+            CudaAsm.Emit("wgmma.commit_group.sync.aligned;");
+    }
+
+    /// <summary><c>wgmma.wait_group.sync.aligned 0</c>: every committed batch has completed; accumulators may be read.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void WaitAll()
+    {
+        if (CudaAsm.IsSupported)
+            CudaAsm.Emit("wgmma.wait_group.sync.aligned 0;");
+    }
+
+    /// <summary>First accumulator row of this thread: 16 · (warp in the warpgroup) + lane / 4.</summary>
+    private static int RowBase() => 16 * ((Group.IdxX / 32) & 3) + (Warp.LaneIdx >> 2);
+
+    /// <summary>Byte offset, inside the shared window, of element (row, k) of a K-major tile named by a descriptor.</summary>
+    private static int ElementAddress(long descriptor, int row, int k)
+    {
+        int start = (int)(descriptor & 0x3FFF) << 4;
+        int leading = (int)((descriptor >> 16) & 0x3FFF) << 4;
+        int stride = (int)((descriptor >> 32) & 0x3FFF) << 4;
+        return start + (row >> 3) * stride + (k >> 4) * leading + (row & 7) * 16 + (k & 15);
+    }
+
+    /// <summary>Σ_k A[row, k] · B[col, k] over k32, both INT8 tiles in shared memory.</summary>
+    private static int DotS8(ArrayView<byte> tiles, long descA, long descB, int row, int col)
+    {
+        int sum = 0;
+        for (int k = 0; k < 32; k++)
+            sum += (sbyte)tiles[ElementAddress(descA, row, k)] * (sbyte)tiles[ElementAddress(descB, col, k)];
+        return sum;
+    }
+
+    /// <summary>Writes this lane's A registers to the warp's staging area (the last <see cref="EmulationSharedBytes"/> of <paramref name="shared"/>) and waits for the warp.</summary>
+    private static ArrayView<uint> StageA(in AFrag a, ArrayView<byte> shared)
+    {
+        const int warpWords = 32 * StagedWordsPerLane;
+        var scratch = shared.SubView(shared.Length - EmulationSharedBytes, EmulationSharedBytes).Cast<uint>();
+        var staged = scratch.SubView(Group.IdxX / 32 * warpWords, warpWords);
+        int lane = Warp.LaneIdx;
+        staged[lane * StagedWordsPerLane + 0] = a.R0;
+        staged[lane * StagedWordsPerLane + 1] = a.R1;
+        staged[lane * StagedWordsPerLane + 2] = a.R2;
+        staged[lane * StagedWordsPerLane + 3] = a.R3;
+        Warp.Barrier();
+        return staged;
+    }
+
+    /// <summary>
+    /// Σ_k A[row, k] · B[col, k] over k32 in e4m3, exact in double. A row g (or g + 8 when <paramref name="upper"/>)
+    /// of this warp: k = 4kq..4kq + 3 sits in lane 4g + kq % 4, register R0/R1 (kq &lt; 4) or R2/R3.
+    /// </summary>
+    private static double DotE4M3(ArrayView<byte> tiles, ArrayView<uint> staged, long descB, bool upper, int col)
+    {
+        int g = Warp.LaneIdx >> 2;
+        double sum = 0;
+        for (int k = 0; k < 32; k++)
+        {
+            int kq = k >> 2;
+            uint word = staged[(4 * g + (kq & 3)) * StagedWordsPerLane + (kq >= 4 ? 2 : 0) + (upper ? 1 : 0)];
+            uint a = (word >> (8 * (k & 3))) & 0xFF;
+            sum += (double)DeviceConvert.DecodeE4M3(a) * DeviceConvert.DecodeE4M3(tiles[ElementAddress(descB, col, k)]);
+        }
+        return sum;
+    }
+}

@@ -1,0 +1,37 @@
+using SageAttn.Kernels.Attention;
+using SageAttn.Quantization;
+using SageAttn.Quantization.Formats;
+using SageAttn.Tests.Support;
+
+namespace SageAttn.Tests.Attention;
+
+/// <summary>
+/// The Hopper wgmma kernel (<see cref="HopperAttentionKernel"/>) on ILGPU's CPU accelerator, whose exact
+/// emulation of wgmma and cp.async runs the real kernel code: against float64 attention and against the
+/// quantized model of v2 (FP8 P·V, FP32 + FP32), whose numerics the kernel shares.
+/// </summary>
+/// <remarks>
+/// Model tolerance 1e-4 relative L1 (as for the mma.sync kernel): the emulation sums each k32 step of the FP8
+/// product exactly and rounds it to FP32 once, so it differs from the model's single rounding of the 64-key
+/// sum only in the last FP32 bits; the INT8 product is exact in both. A layout bug (a wrong descriptor,
+/// copy mapping or P fragment) moves whole rows or columns and gives errors of order 1.
+/// </remarks>
+public sealed class CpuHopperAttentionKernelTests(CpuAcceleratorFixture fixture, ITestOutputHelper log)
+    : AttentionKernelTests(fixture, log), IClassFixture<CpuAcceleratorFixture>
+{
+    private const AttentionVariant Hopper = AttentionVariant.HopperQkInt8PvFp8;
+
+    public static TheoryData<Case> HopperCases => new()
+    {
+        new Case("hopper d64 n1", 1, 2, 1, 1, 1, 64, Hopper),
+        new Case("hopper d128 n130 lse K-bias", 1, 2, 1, 130, 130, 128, Hopper, Lse: true, KOffset: 8f),
+        new Case("hopper d64 n200 causal gqa2", 1, 4, 2, 200, 200, 64, Hopper, Causal: true),
+        new Case("hopper d128 n200 bf16 nhd smoothV", 1, 1, 1, 200, 200, 128, Hopper, Nhd: true, Type: TensorElementType.BFloat16, SmoothV: true),
+        new Case("hopper d128 causal bottom-right q<k lse", 2, 2, 1, 70, 200, 128, Hopper, Causal: true, Lse: true),
+        new Case("hopper d80 padded perwarp", 1, 1, 1, 100, 64, 80, Hopper, Granularity: QuantGranularity.PerWarp),
+    };
+
+    [Theory]
+    [MemberData(nameof(HopperCases))]
+    public void MatchesModelAndReference(Case c) => AssertAccuracy(c, RunCase(c, seed: c.Name.Length * 101 + c.Nq));
+}
