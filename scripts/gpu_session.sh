@@ -19,7 +19,7 @@ else
   nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > $OUT/perf.txt
   # hd 128 then 64, N 1K..32K, causal and not, fp16 (bf16: add --dtype bf16 when time allows). The files are rewritten
   # after every shape, so the time limit keeps what was measured.
-  timeout 250 bash .gpu/run.sh sageattn bench --hd 128,64 --dtype fp16 --out $OUT 2>&1 | tee $OUT/bench.log | grep -vE "^progress" | tail -100
+  timeout 250 bash .gpu/run.sh sageattn bench --hd 128,64 --dtype fp16 --variants QkInt8PvFp8,QkInt8PvFp8Fp16Accum,QkInt8PvFp16 --out $OUT 2>&1 | tee $OUT/bench.log | grep -vE "^progress" | tail -100
   { echo "== bench-decode"; timeout 45 bash .gpu/run.sh sageattn bench-decode --batch 1,16,64 --ctx 1024,8192,32768 --reps 30
     echo "== sp-bench (several partitions on one GPU: the split's overhead)"; timeout 60 bash .gpu/run.sh sageattn sp-bench --n 65536 --gpus 1,2 --reps 2
     echo "== e2e qwen3-8b"; timeout 180 bash .gpu/run.sh sageattn e2e --model qwen3-8b --backend both --prompt 8192,32768 --batch 1 --decode 32
