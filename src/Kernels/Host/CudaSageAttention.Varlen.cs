@@ -68,93 +68,30 @@ public sealed partial class CudaSageAttention
             throw new ArgumentException($"sm_scale must be positive and finite, got {smScale}.", nameof(smScale));
         var layout = shape.Layout(options);
         scratch.Check(layout);
-        bool writeLse = lse.Length > 0;
-        bool corrected = writeLse && options.SmoothK;
-        if (writeLse && (lse.Pointer == IntPtr.Zero || lse.Length < layout.LseRows))
-            throw new ArgumentException($"lse needs {layout.LseRows} floats, has {lse.Length}.", nameof(lse));
-        if (corrected && (lseCorrection.Pointer == IntPtr.Zero || lseCorrection.Length < layout.LseRows))
-            throw new ArgumentException($"lseCorrection needs {layout.LseRows} floats, has {lseCorrection.Length}.", nameof(lseCorrection));
+        var (writeLse, corrected) = CheckLse(layout.LseRows, lse, lseCorrection, options.SmoothK);
 
         using var binding = PrimaryContextBinding.Bind(device);
-        var target = _targets.GetOrAdd(device, d =>
-        {
-            var info = CudaDriver.GetDeviceInfo(d);
-            return TargetFor((info.ComputeCapabilityMajor, info.ComputeCapabilityMinor), CudaDriver.DriverVersion());
-        });
-        if (options.Variant != AttentionVariant.QkInt8PvFp16 && target.Architecture < CudaArchitecture.SM_89)
-            throw new NotSupportedException(
-                $"{options.Variant} needs FP8 tensor cores (sm_89 or newer); cuda:{device} is {target.TargetName}. Use {AttentionVariant.QkInt8PvFp16}.");
+        var target = TargetOf(device);
+        RequireFp8(target, device, options.Variant);
 
-        int dp = shape.PaddedHeadDim, type = (int)elementType, chunks = shape.KStatsChunks;
-        int kernelBlock = AttentionKernel.Threads;
-        var qSequences = new PackedSequences { Packed = 1, TotalTokens = shape.TotalQ, MaxTokens = shape.MaxQ };
-        var kSequences = new PackedSequences { Packed = 1, TotalTokens = shape.TotalK, MaxTokens = shape.MaxK };
+        var grid = CudaPipelineGrid.Packed(shape, cuSeqlensQ, cuSeqlensK);
         using var args = new KernelArgs();
-
-        var statsDims = new LaunchDimensions(chunks, shape.HeadsKv, shape.Batch, dp, 1, 1);
-        Launch(target, ChannelStats, statsDims, stream, args.AddParameter(k.ToStrided(), Views(("Data", k)))
-            .AddView(scratch.KStats.Pointer, scratch.KStats.Length).Add(type).Add(dp).AddSequences(kSequences, cuSeqlensK));
-        Launch(target, ChannelStats, statsDims, stream, args.AddParameter(v.ToStrided(), Views(("Data", v)))
-            .AddView(scratch.VStats.Pointer, scratch.VStats.Length).Add(type).Add(dp).AddSequences(kSequences, cuSeqlensK));
-
-        var quantizeQ = new QuantizeInt8Params
-        {
-            Input = q.ToStrided(), Sequences = qSequences, StatsChunks = chunks, Smooth = 0, ElementType = type, PaddedHeadDim = dp,
-            PaddedTokens = shape.QRows, Granularity = (int)options.Granularity, IsKey = 0, ScaleFold = smScale * SageConstants.Log2E,
-        };
-        Launch(target, QuantizeInt8, new LaunchDimensions(shape.QTiles, shape.HeadsQ, shape.Batch, kernelBlock, 1, 1), stream,
-            args.AddParameter(quantizeQ, Int8Views(q, scratch.Q, scratch.QScale, scratch.KStats, cuSeqlensQ)));
-        var quantizeK = new QuantizeInt8Params
-        {
-            Input = k.ToStrided(), Sequences = kSequences, StatsChunks = chunks, Smooth = options.SmoothK ? 1 : 0, ElementType = type,
-            PaddedHeadDim = dp, PaddedTokens = shape.KRows, Granularity = (int)options.Granularity, IsKey = 1, ScaleFold = 1f,
-        };
-        Launch(target, QuantizeInt8, new LaunchDimensions(shape.KBlocks, shape.HeadsKv, shape.Batch, kernelBlock, 1, 1), stream,
-            args.AddParameter(quantizeK, Int8Views(k, scratch.K, scratch.KScale, scratch.KStats, cuSeqlensK)));
-        var quantizeV = new QuantizeVParams
-        {
-            Input = v.ToStrided(), Sequences = kSequences, StatsChunks = chunks, Smooth = options.SmoothV ? 1 : 0, ElementType = type,
-            PaddedHeadDim = dp, PaddedTokens = shape.KRows, Format = (int)options.VFormat,
-        };
-        Launch(target, QuantizeV, new LaunchDimensions(shape.KBlocks, shape.HeadsKv, shape.Batch, kernelBlock, 1, 1), stream,
-            args.AddParameter(quantizeV, new Dictionary<string, DeviceView>
-            {
-                ["Input.Data"] = new(v.Pointer, v.ElementCount), ["Output"] = scratch.V, ["Scales"] = scratch.VScale,
-                ["Means"] = scratch.VMean, ["Stats"] = scratch.VStats, ["Sequences.CuSeqlens"] = cuSeqlensK,
-            }));
-
+        EnqueueSeparateQuantization(target, stream, grid, q, k, v, elementType, smScale, options, scratch, args);
         if (corrected)
-        {
-            Launch(target, LseCorrection, new LaunchDimensions((shape.MaxQ + 127) / 128, shape.HeadsQ, shape.Batch, 128, 1, 1), stream,
-                args.AddParameter(q.ToStrided(), Views(("Data", q)))
-                    .AddView(scratch.KStats.Pointer, scratch.KStats.Length).Add(chunks).Add(shape.HeadsKv).Add(shape.TotalK)
-                    .Add(dp).Add(type).Add(smScale).AddView(lseCorrection.Pointer, lseCorrection.Length)
-                    .AddSequences(qSequences, cuSeqlensQ).AddSequences(kSequences, cuSeqlensK));
-        }
+            EnqueueLseCorrection(target, stream, grid, q, elementType, smScale, scratch, lseCorrection, args);
 
         var attention = new AttentionParams
         {
             OStrideBatch = 0, OStrideHead = output.StrideHead, OStrideToken = output.StrideToken,
             HeadsQ = shape.HeadsQ, HeadsKv = shape.HeadsKv, Nq = shape.TotalQ, Nk = shape.TotalK, HeadDim = shape.HeadDim,
             NqPad = shape.QRows, NkPad = shape.KRows, Causal = causal ? 1 : 0,
-            OutputType = type, WriteLse = writeLse ? 1 : 0, SmoothV = options.SmoothV ? 1 : 0, HasLseCorrection = corrected ? 1 : 0,
-            QSequences = qSequences, KSequences = kSequences,
+            OutputType = (int)elementType, WriteLse = writeLse ? 1 : 0, SmoothV = options.SmoothV ? 1 : 0, HasLseCorrection = corrected ? 1 : 0,
+            QSequences = grid.QSequences, KSequences = grid.KSequences,
         };
-        var attentionViews = new Dictionary<string, DeviceView>
-        {
-            // The kernel reads INT8 Q and K as 32-bit words.
-            ["Q"] = scratch.Q with { Length = scratch.Q.Length / sizeof(uint) },
-            ["QScale"] = scratch.QScale,
-            ["K"] = scratch.K with { Length = scratch.K.Length / sizeof(uint) },
-            ["KScale"] = scratch.KScale, ["V"] = scratch.V, ["VScale"] = scratch.VScale, ["VMean"] = scratch.VMean,
-            ["O"] = new(output.Pointer, output.ElementCount),
-            ["Lse"] = writeLse ? lse : scratch.VMean,
-            ["LseCorrection"] = corrected ? lseCorrection : scratch.VMean,
-            ["QSequences.CuSeqlens"] = cuSeqlensQ, ["KSequences.CuSeqlens"] = cuSeqlensK,
-        };
-        Launch(target, VarlenAttention, new LaunchDimensions(shape.QTiles, shape.HeadsQ, shape.Batch, kernelBlock, 1, 1), stream,
-            args.AddParameter(attention, attentionViews).Add((int)options.Variant).Add(dp),
-            (int)options.Variant, dp);
+        Launch(target, VarlenAttention, new LaunchDimensions(shape.QTiles, shape.HeadsQ, shape.Batch, AttentionKernel.Threads, 1, 1), stream,
+            args.AddParameter(attention, AttentionViews(grid, output, scratch, writeLse ? lse : null, corrected ? lseCorrection : null))
+                .Add((int)options.Variant).Add(shape.PaddedHeadDim),
+            (int)options.Variant, shape.PaddedHeadDim);
     }
 }
 

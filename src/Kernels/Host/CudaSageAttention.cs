@@ -120,51 +120,34 @@ public sealed partial class CudaSageAttention : IDisposable
             throw new ArgumentException($"causal offset must be ≥ 0 so every query sees at least one key, got {causalOffset}.", nameof(causalOffset));
         var layout = QuantizedLayout.For(shape, options);
         scratch.Check(layout);
-        bool writeLse = lse.Length > 0;
-        bool corrected = writeLse && options.SmoothK;
-        if (writeLse && (lse.Pointer == IntPtr.Zero || lse.Length < layout.LseRows))
-            throw new ArgumentException($"lse needs {layout.LseRows} floats, has {lse.Length}.", nameof(lse));
-        if (corrected && (lseCorrection.Pointer == IntPtr.Zero || lseCorrection.Length < layout.LseRows))
-            throw new ArgumentException($"lseCorrection needs {layout.LseRows} floats, has {lseCorrection.Length}.", nameof(lseCorrection));
+        var (writeLse, corrected) = CheckLse(layout.LseRows, lse, lseCorrection, options.SmoothK);
 
         using var binding = PrimaryContextBinding.Bind(device);
-        var target = _targets.GetOrAdd(device, d =>
-        {
-            var info = CudaDriver.GetDeviceInfo(d);
-            return TargetFor((info.ComputeCapabilityMajor, info.ComputeCapabilityMinor), CudaDriver.DriverVersion());
-        });
+        var target = TargetOf(device);
         if (options.Variant == AttentionVariant.HopperQkInt8PvFp8
             && CudaDriver.GetDeviceInfo(device) is var info && (info.ComputeCapabilityMajor, info.ComputeCapabilityMinor) != (9, 0))
             throw new NotSupportedException(
                 $"{options.Variant} runs on sm_90 GPUs only (its wgmma PTX targets sm_90a); cuda:{device} is sm_{info.ComputeCapabilityMajor}{info.ComputeCapabilityMinor}.");
-        if (options.Variant != AttentionVariant.QkInt8PvFp16 && target.Architecture < CudaArchitecture.SM_89)
-            throw new NotSupportedException(
-                $"{options.Variant} needs FP8 tensor cores (sm_89 or newer); cuda:{device} is {target.TargetName}. Use {AttentionVariant.QkInt8PvFp16}.");
+        RequireFp8(target, device, options.Variant);
 
-        int dp = shape.PaddedHeadDim, type = (int)elementType, chunks = shape.KStatsChunks;
+        int dp = shape.PaddedHeadDim, type = (int)elementType;
         var kernelBlock = AttentionKernel.Threads;
         using var args = new KernelArgs();
         // Dense launches still pass a valid (unread) cu_seqlens view.
-        var noSequences = scratch.VMean with { Length = 0 };
+        var grid = CudaPipelineGrid.Dense(shape, scratch.VMean with { Length = 0 });
 
         if ((stages & PipelineStages.Quantize) != 0)
         {
             if (QuantizationPath == QuantizationPath.Fused)
                 EnqueueFusedQuantization(target, stream, shape, q, k, v, elementType, smScale, options, scratch, args);
             else
-                EnqueueSeparateQuantization(target, stream, shape, q, k, v, elementType, smScale, options, scratch, args);
+                EnqueueSeparateQuantization(target, stream, grid, q, k, v, elementType, smScale, options, scratch, args);
         }
         if ((stages & PipelineStages.Attend) == 0)
             return;
 
         if (corrected)
-        {
-            Launch(target, LseCorrection, new LaunchDimensions((shape.Nq + 127) / 128, shape.HeadsQ, shape.Batch, 128, 1, 1), stream,
-                args.AddParameter(q.ToStrided(), Views(("Data", q)))
-                    .AddView(scratch.KStats.Pointer, scratch.KStats.Length).Add(chunks).Add(shape.HeadsKv).Add(shape.Nk)
-                    .Add(dp).Add(type).Add(smScale).AddView(lseCorrection.Pointer, lseCorrection.Length)
-                    .AddSequences(default, noSequences).AddSequences(default, noSequences));
-        }
+            EnqueueLseCorrection(target, stream, grid, q, elementType, smScale, scratch, lseCorrection, args);
 
         var attention = new AttentionParams
         {
@@ -173,19 +156,7 @@ public sealed partial class CudaSageAttention : IDisposable
             NqPad = shape.NqPad, NkPad = shape.NkPad, Causal = causal ? 1 : 0, CausalOffset = causalOffset,
             OutputType = type, WriteLse = writeLse ? 1 : 0, SmoothV = options.SmoothV ? 1 : 0, HasLseCorrection = corrected ? 1 : 0,
         };
-        var attentionViews = new Dictionary<string, DeviceView>
-        {
-            // The kernel reads INT8 Q and K as 32-bit words.
-            ["Q"] = scratch.Q with { Length = scratch.Q.Length / sizeof(uint) },
-            ["QScale"] = scratch.QScale,
-            ["K"] = scratch.K with { Length = scratch.K.Length / sizeof(uint) },
-            ["KScale"] = scratch.KScale, ["V"] = scratch.V, ["VScale"] = scratch.VScale, ["VMean"] = scratch.VMean,
-            ["O"] = new(output.Pointer, output.ElementCount),
-            // Unused views still need a valid address; the runner passes VMean the same way.
-            ["Lse"] = writeLse ? lse : scratch.VMean,
-            ["LseCorrection"] = corrected ? lseCorrection : scratch.VMean,
-            ["QSequences.CuSeqlens"] = noSequences, ["KSequences.CuSeqlens"] = noSequences,
-        };
+        var attentionViews = AttentionViews(grid, output, scratch, writeLse ? lse : null, corrected ? lseCorrection : null);
         if (options.Variant == AttentionVariant.HopperQkInt8PvFp8)
         {
             // wgmma needs the arch-specific sm_90a target; the kernel's cp.async reads Q, K and V through
@@ -205,45 +176,95 @@ public sealed partial class CudaSageAttention : IDisposable
         }
     }
 
-    /// <summary>The first implementation: statistics of K, of V, then INT8 Q, INT8 K and V in five launches.</summary>
-    private void EnqueueSeparateQuantization(PtxTarget target, IntPtr stream, AttentionShape shape, in DeviceTensor q, in DeviceTensor k,
+    /// <summary>The first implementation: statistics of K, of V, then INT8 Q, INT8 K and V in five launches (dense or packed).</summary>
+    private void EnqueueSeparateQuantization(PtxTarget target, IntPtr stream, in CudaPipelineGrid grid, in DeviceTensor q, in DeviceTensor k,
         in DeviceTensor v, TensorElementType elementType, float smScale, SageAttentionOptions options, QuantizedScratch scratch, KernelArgs args)
     {
-        int dp = shape.PaddedHeadDim, type = (int)elementType, chunks = shape.KStatsChunks;
+        int dp = grid.PaddedHeadDim, type = (int)elementType, chunks = grid.Chunks;
         var kernelBlock = AttentionKernel.Threads;
-        // Dense launches still pass a valid (unread) cu_seqlens view.
-        var noSequences = scratch.VMean with { Length = 0 };
-        var statsDims = new LaunchDimensions(chunks, shape.HeadsKv, shape.Batch, dp, 1, 1);
+        var statsDims = new LaunchDimensions(chunks, grid.HeadsKv, grid.Batch, dp, 1, 1);
         Launch(target, ChannelStats, statsDims, stream, args.AddParameter(k.ToStrided(), Views(("Data", k)))
-            .AddView(scratch.KStats.Pointer, scratch.KStats.Length).Add(type).Add(dp).AddSequences(default, noSequences));
+            .AddView(scratch.KStats.Pointer, scratch.KStats.Length).Add(type).Add(dp).AddSequences(grid.KSequences, grid.CuSeqlensK));
         Launch(target, ChannelStats, statsDims, stream, args.AddParameter(v.ToStrided(), Views(("Data", v)))
-            .AddView(scratch.VStats.Pointer, scratch.VStats.Length).Add(type).Add(dp).AddSequences(default, noSequences));
+            .AddView(scratch.VStats.Pointer, scratch.VStats.Length).Add(type).Add(dp).AddSequences(grid.KSequences, grid.CuSeqlensK));
 
         var quantizeQ = new QuantizeInt8Params
         {
-            Input = q.ToStrided(), StatsChunks = chunks, Smooth = 0, ElementType = type, PaddedHeadDim = dp,
-            PaddedTokens = shape.NqPad, Granularity = (int)options.Granularity, IsKey = 0, ScaleFold = smScale * SageConstants.Log2E,
+            Input = q.ToStrided(), Sequences = grid.QSequences, StatsChunks = chunks, Smooth = 0, ElementType = type, PaddedHeadDim = dp,
+            PaddedTokens = grid.QRows, Granularity = (int)options.Granularity, IsKey = 0, ScaleFold = smScale * SageConstants.Log2E,
         };
-        Launch(target, QuantizeInt8, new LaunchDimensions(shape.QTiles, shape.HeadsQ, shape.Batch, kernelBlock, 1, 1), stream,
-            args.AddParameter(quantizeQ, Int8Views(q, scratch.Q, scratch.QScale, scratch.KStats, noSequences)));
+        Launch(target, QuantizeInt8, new LaunchDimensions(grid.QTiles, grid.HeadsQ, grid.Batch, kernelBlock, 1, 1), stream,
+            args.AddParameter(quantizeQ, Int8Views(q, scratch.Q, scratch.QScale, scratch.KStats, grid.CuSeqlensQ)));
         var quantizeK = new QuantizeInt8Params
         {
-            Input = k.ToStrided(), StatsChunks = chunks, Smooth = options.SmoothK ? 1 : 0, ElementType = type, PaddedHeadDim = dp,
-            PaddedTokens = shape.NkPad, Granularity = (int)options.Granularity, IsKey = 1, ScaleFold = 1f,
+            Input = k.ToStrided(), Sequences = grid.KSequences, StatsChunks = chunks, Smooth = options.SmoothK ? 1 : 0, ElementType = type,
+            PaddedHeadDim = dp, PaddedTokens = grid.KRows, Granularity = (int)options.Granularity, IsKey = 1, ScaleFold = 1f,
         };
-        Launch(target, QuantizeInt8, new LaunchDimensions(shape.KBlocks, shape.HeadsKv, shape.Batch, kernelBlock, 1, 1), stream,
-            args.AddParameter(quantizeK, Int8Views(k, scratch.K, scratch.KScale, scratch.KStats, noSequences)));
+        Launch(target, QuantizeInt8, new LaunchDimensions(grid.KBlocks, grid.HeadsKv, grid.Batch, kernelBlock, 1, 1), stream,
+            args.AddParameter(quantizeK, Int8Views(k, scratch.K, scratch.KScale, scratch.KStats, grid.CuSeqlensK)));
         var quantizeV = new QuantizeVParams
         {
-            Input = v.ToStrided(), StatsChunks = chunks, Smooth = options.SmoothV ? 1 : 0, ElementType = type,
-            PaddedHeadDim = dp, PaddedTokens = shape.NkPad, Format = (int)options.VFormat,
+            Input = v.ToStrided(), Sequences = grid.KSequences, StatsChunks = chunks, Smooth = options.SmoothV ? 1 : 0, ElementType = type,
+            PaddedHeadDim = dp, PaddedTokens = grid.KRows, Format = (int)options.VFormat,
         };
-        Launch(target, QuantizeV, new LaunchDimensions(shape.KBlocks, shape.HeadsKv, shape.Batch, kernelBlock, 1, 1), stream,
+        Launch(target, QuantizeV, new LaunchDimensions(grid.KBlocks, grid.HeadsKv, grid.Batch, kernelBlock, 1, 1), stream,
             args.AddParameter(quantizeV, new Dictionary<string, DeviceView>
             {
                 ["Input.Data"] = new(v.Pointer, v.ElementCount), ["Output"] = scratch.V, ["Scales"] = scratch.VScale,
-                ["Means"] = scratch.VMean, ["Stats"] = scratch.VStats, ["Sequences.CuSeqlens"] = noSequences,
+                ["Means"] = scratch.VMean, ["Stats"] = scratch.VStats, ["Sequences.CuSeqlens"] = grid.CuSeqlensK,
             }));
+    }
+
+    /// <summary>The K-smoothing term of the LSE (q·k̄ · sm_scale per query row), dense or packed.</summary>
+    private void EnqueueLseCorrection(PtxTarget target, IntPtr stream, in CudaPipelineGrid grid, in DeviceTensor q,
+        TensorElementType elementType, float smScale, QuantizedScratch scratch, DeviceView lseCorrection, KernelArgs args)
+    {
+        Launch(target, LseCorrection, new LaunchDimensions((grid.QRowsPerSequence + 127) / 128, grid.HeadsQ, grid.Batch, 128, 1, 1), stream,
+            args.AddParameter(q.ToStrided(), Views(("Data", q)))
+                .AddView(scratch.KStats.Pointer, scratch.KStats.Length).Add(grid.Chunks).Add(grid.HeadsKv).Add(grid.KTokens)
+                .Add(grid.PaddedHeadDim).Add((int)elementType).Add(smScale).AddView(lseCorrection.Pointer, lseCorrection.Length)
+                .AddSequences(grid.QSequences, grid.CuSeqlensQ).AddSequences(grid.KSequences, grid.CuSeqlensK));
+    }
+
+    /// <summary>The attention kernel's buffers; a missing LSE or correction still gets a valid address (VMean), never read.</summary>
+    private static Dictionary<string, DeviceView> AttentionViews(in CudaPipelineGrid grid, in DeviceTensor output, QuantizedScratch scratch,
+        DeviceView? lse, DeviceView? lseCorrection) => new()
+    {
+        // The kernel reads INT8 Q and K as 32-bit words.
+        ["Q"] = scratch.Q with { Length = scratch.Q.Length / sizeof(uint) },
+        ["QScale"] = scratch.QScale,
+        ["K"] = scratch.K with { Length = scratch.K.Length / sizeof(uint) },
+        ["KScale"] = scratch.KScale, ["V"] = scratch.V, ["VScale"] = scratch.VScale, ["VMean"] = scratch.VMean,
+        ["O"] = new(output.Pointer, output.ElementCount),
+        ["Lse"] = lse ?? scratch.VMean,
+        ["LseCorrection"] = lseCorrection ?? scratch.VMean,
+        ["QSequences.CuSeqlens"] = grid.CuSeqlensQ, ["KSequences.CuSeqlens"] = grid.CuSeqlensK,
+    };
+
+    /// <summary>Whether an LSE is written and corrected, after checking both buffers hold <paramref name="rows"/> floats.</summary>
+    private static (bool WriteLse, bool Corrected) CheckLse(long rows, DeviceView lse, DeviceView lseCorrection, bool smoothK)
+    {
+        bool writeLse = lse.Length > 0;
+        bool corrected = writeLse && smoothK;
+        if (writeLse && (lse.Pointer == IntPtr.Zero || lse.Length < rows))
+            throw new ArgumentException($"lse needs {rows} floats, has {lse.Length}.", nameof(lse));
+        if (corrected && (lseCorrection.Pointer == IntPtr.Zero || lseCorrection.Length < rows))
+            throw new ArgumentException($"lseCorrection needs {rows} floats, has {lseCorrection.Length}.", nameof(lseCorrection));
+        return (writeLse, corrected);
+    }
+
+    /// <summary>The PTX target of a device, looked up once per device.</summary>
+    private PtxTarget TargetOf(int device) => _targets.GetOrAdd(device, d =>
+    {
+        var info = CudaDriver.GetDeviceInfo(d);
+        return TargetFor((info.ComputeCapabilityMajor, info.ComputeCapabilityMinor), CudaDriver.DriverVersion());
+    });
+
+    private static void RequireFp8(PtxTarget target, int device, AttentionVariant variant)
+    {
+        if (variant != AttentionVariant.QkInt8PvFp16 && target.Architecture < CudaArchitecture.SM_89)
+            throw new NotSupportedException(
+                $"{variant} needs FP8 tensor cores (sm_89 or newer); cuda:{device} is {target.TargetName}. Use {AttentionVariant.QkInt8PvFp16}.");
     }
 
     /// <summary>Two launches: K and V statistics together, then Q, K and V tiles in one grid (<see cref="FusedQuantizationPlan"/>).</summary>
