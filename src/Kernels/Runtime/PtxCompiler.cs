@@ -138,7 +138,8 @@ public sealed class PtxCompiler : IDisposable
             var compiled = values.Count == 0
                 ? backend.Compile(entry, bounds)
                 : KernelSpecializer.Compile(backend, entry, values, bounds);
-            var ptx = ((PTXCompiledKernel)compiled).PTXAssembly;
+            // ILGPU routes inline-PTX out/ref operands through local-memory slots; make them registers again.
+            var ptx = PtxLocalPromotion.Apply(((PTXCompiledKernel)compiled).PTXAssembly).Ptx;
             if (target.ArchSpecific)
             {
                 ptx = PatchTarget(ptx, target.TargetName);

@@ -1,0 +1,151 @@
+using System.Text.RegularExpressions;
+using SageAttn.Kernels.Attention;
+using SageAttn.Kernels.Runtime;
+
+namespace SageAttn.Tests.Runtime;
+
+/// <summary>
+/// The PTX pass that turns ILGPU's scalar local slots into registers: what it rewrites, what it must leave alone, and
+/// that the attention kernels come out of the compiler with no local memory at all.
+/// </summary>
+public sealed class PtxLocalPromotionTests : IDisposable
+{
+    private readonly PtxCompiler _compiler = new();
+
+    public void Dispose() => _compiler.Dispose();
+
+    private const string Header = ".version 8.8\n.target sm_90\n.address_size 64\n\n";
+
+    [Fact]
+    public void ScalarSlotsBecomeRegistersWithTheirAccessTypes()
+    {
+        const string body = """
+            .visible .entry Kernel_Run(
+            	.param .b32 _x
+            )
+            {
+            	.local .align 4 .b8 __local_depot0[4];
+            	.local .align 2 .b8 __local_depot1[2];
+            	.reg .b32	%r<4>;
+            	.reg .f32	%f<3>;
+            	.reg .b16	%rs<3>;
+            	.reg .b64	%rd<3>;
+
+            	mov.b64	%rd0, __local_depot0;
+            	mov.b64	%rd1, __local_depot1;
+            	st.local.f32	[%rd0], 0f3F800000;
+            	ld.local.f32	%f1, [%rd0];
+            	st.local.b16	[%rd1], %rs1;
+            	ld.local.b16	%rs2, [%rd1];
+            	ret;
+            }
+            """;
+        var (ptx, promoted, kept) = PtxLocalPromotion.Apply(Header + body);
+
+        Assert.Equal(2, promoted);
+        Assert.Equal(0, kept);
+        Assert.DoesNotContain("__local_depot", ptx);
+        Assert.DoesNotContain(".local", ptx);
+        Assert.Contains(".reg .b32 %lp32_<1>;", ptx);
+        Assert.Contains(".reg .b16 %lp16_<1>;", ptx);
+        Assert.Contains("mov.f32\t%lp32_0, 0f3F800000;", ptx);
+        Assert.Contains("mov.f32\t%f1, %lp32_0;", ptx);
+        Assert.Contains("mov.b16\t%lp16_0, %rs1;", ptx);
+        Assert.Contains("mov.b16\t%rs2, %lp16_0;", ptx);
+        Assert.StartsWith(Header, ptx);
+        Assert.EndsWith("ret;\n}", ptx);
+    }
+
+    [Theory]
+    [InlineData("st.local.f32\t[%rd0+4], %f1;")]            // an offset: the slot is an array
+    [InlineData("add.s64\t%rd2, %rd0, 4;")]                 // address arithmetic
+    [InlineData("st.local.b16\t[%rd0], %rs1;")]             // a partial (2 of 8 bytes) access
+    [InlineData("st.global.b64\t[%rd2], %rd0;")]            // the address escapes
+    public void SlotsThatAreNotScalarVariablesAreKept(string extraUse)
+    {
+        string body = $$"""
+            .visible .entry Kernel_Run(
+            	.param .b32 _x
+            )
+            {
+            	.local .align 8 .b8 __local_depot0[8];
+            	.reg .f32	%f<3>;
+            	.reg .b16	%rs<3>;
+            	.reg .b64	%rd<4>;
+
+            	mov.b64	%rd0, __local_depot0;
+            	st.local.b64	[%rd0], %rd3;
+            	{{extraUse}}
+            	ld.local.b64	%rd1, [%rd0];
+            	ret;
+            }
+            """;
+        string input = Header + body;
+        var (ptx, promoted, kept) = PtxLocalPromotion.Apply(input);
+
+        Assert.Equal(0, promoted);
+        Assert.Equal(1, kept);
+        Assert.Equal(input, ptx);
+    }
+
+    [Fact]
+    public void RegistersAreScopedPerFunction()
+    {
+        // The same register name in two functions names two different slots.
+        const string body = """
+            .visible .func f(
+            	.param .b32 _x
+            )
+            {
+            	.local .align 4 .b8 __local_depot0[4];
+            	.reg .b32	%r<2>;
+            	.reg .b64	%rd<2>;
+            	mov.b64	%rd0, __local_depot0;
+            	st.local.b32	[%rd0], %r1;
+            	ret;
+            }
+
+            .visible .entry Kernel_Run(
+            	.param .b32 _x
+            )
+            {
+            	.local .align 4 .b8 __local_depot0[4];
+            	.reg .b32	%r<2>;
+            	.reg .b64	%rd<2>;
+            	mov.b64	%rd0, __local_depot0;
+            	st.local.b32	[%rd0+4], %r1;
+            	ret;
+            }
+            """;
+        var (ptx, promoted, kept) = PtxLocalPromotion.Apply(Header + body);
+
+        Assert.Equal(1, promoted);
+        Assert.Equal(1, kept);
+        Assert.Single(Regex.Matches(ptx, @"__local_depot0\["));
+        Assert.Contains("mov.b32\t%lp32_0, %r1;", ptx);
+        Assert.Contains("st.local.b32\t[%rd0+4], %r1;", ptx);
+    }
+
+    [Theory]
+    [InlineData(64)]
+    [InlineData(128)]
+    public void HopperKernelHasNoLocalMemory(int paddedHeadDim)
+    {
+        // The wgmma kernel's cp.async and wgmma operands went through 294 local slots (a 936-byte stack frame on the H100).
+        var kernel = typeof(HopperAttentionKernel).GetMethod(nameof(HopperAttentionKernel.Run))!;
+        var ptx = _compiler.Compile(kernel, PtxTarget.Hopper with { ArchSpecific = true }, [paddedHeadDim]).Ptx;
+
+        Assert.DoesNotContain(".local", ptx);
+        Assert.Contains("cp.async.cg.shared.global", ptx);
+        Assert.Contains("wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8", ptx);
+    }
+
+    [Fact]
+    public void MmaSyncKernelHasNoLocalMemory()
+    {
+        var kernel = typeof(AttentionKernel).GetMethod(nameof(AttentionKernel.Run))!;
+        var ptx = _compiler.Compile(kernel, PtxTarget.Hopper, [(int)AttentionVariant.QkInt8PvFp8, 128]).Ptx;
+
+        Assert.DoesNotContain(".local", ptx);
+    }
+}
