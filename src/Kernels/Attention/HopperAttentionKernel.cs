@@ -12,9 +12,11 @@ namespace SageAttn.Kernels.Attention;
 /// <remarks>
 /// <para>Glossary as in <see cref="AttentionKernel"/>: <c>rowMax</c> = m, <c>rowSum</c> = l, <c>lo</c>/<c>hi</c> =
 /// the two rows a thread owns, 16w + g and 16w + g + 8 (w = warp, g = lane / 4).</para>
-/// <para>Thread block = one warpgroup (4 warps, 128 threads) = 64 query rows; grid = (Q tiles, Hq, B), the same
-/// as <see cref="AttentionKernel"/>, so the quantizers' per-thread scale layouts apply unchanged: the wgmma
-/// accumulator gives warp w rows 16w + g, 16w + g + 8 and columns 8j + 2t, 8j + 2t + 1, as mma.sync does.</para>
+/// <para>Thread block = 1 to 3 warpgroups (128 threads each), warpgroup w owning the 64 query rows of tile
+/// blockIdx.x · warpGroups + w; grid = (⌈Q tiles / warpGroups⌉, Hq, B). The warpgroups share every K and Vᵀ tile the
+/// block loads (each tile crosses from L2 once per block, not once per 64 rows). The quantizers' per-thread scale
+/// layouts apply unchanged: the wgmma accumulator gives warp w rows 16w + g, 16w + g + 8 and columns 8j + 2t,
+/// 8j + 2t + 1, as mma.sync does.</para>
 /// <para>Per 64-key block: S = Q·Kᵀ with Dp/32 <c>m64n64k32 s8</c> wgmma (Q and K from shared memory), dequantized
 /// with one multiply, masked where the block crosses Nk or the diagonal, online softmax in exp2, P packed from
 /// the S registers into the FP8 A registers (V's tokens are permuted by the quantizer to match), then
@@ -27,22 +29,43 @@ namespace SageAttn.Kernels.Attention;
 /// </remarks>
 public static class HopperAttentionKernel
 {
-    /// <summary>Threads per block: one warpgroup.</summary>
+    /// <summary>Threads of one warpgroup; a block has <c>warpGroups</c> of them.</summary>
     public const int Threads = 128;
+
+    /// <summary>Most warpgroups (64-row query tiles) one block may have.</summary>
+    public const int MaxWarpGroups = 3;
 
     private const int Rows = SageConstants.QTileRows;
     private const int KeysPerBlock = SageConstants.KBlockKeys;
     /// <summary>Bytes of one core matrix (8 rows × 16 bytes): the step between core matrices along K (LBO).</summary>
     private const int CoreMatrixBytes = 128;
-    /// <summary>Bytes between the k32 steps of a K-major tile: two core matrices.</summary>
-    private const int KStepBytes = 2 * CoreMatrixBytes;
     /// <summary>Vᵀ tile: 64 keys = 4 core matrices per 8-channel group (its SBO).</summary>
     private const int VGroupBytes = KeysPerBlock / 16 * CoreMatrixBytes;
     /// <summary>Bytes between the two 64-channel halves of the Vᵀ tile (8 channel groups).</summary>
     private const int VHalfBytes = 8 * VGroupBytes;
 
-    /// <summary>Dynamic shared memory of one block on the GPU: Q, two K stages, two Vᵀ stages (64 × Dp bytes each).</summary>
-    public static int SharedBytes(int paddedHeadDim) => 5 * Rows * paddedHeadDim;
+    /// <summary>
+    /// Dynamic shared memory of one block on the GPU: one Q tile per warpgroup, then two K and two Vᵀ stages
+    /// (64 × Dp bytes each) shared by the warpgroups.
+    /// </summary>
+    public static int SharedBytes(int paddedHeadDim, int warpGroups = 1) => (warpGroups + 4) * Rows * paddedHeadDim;
+
+    /// <summary>
+    /// Warpgroups per block for a shape: each K/V tile a block loads is used by all of its warpgroups, so more of them
+    /// divide the L2 → shared traffic (what bounded the one-warpgroup kernel on the H100: L2 throughput 89 %), while
+    /// fewer keep more blocks per SM and waste less on a ragged last block.
+    /// </summary>
+    /// <param name="qTiles">64-row query tiles per (batch, head).</param>
+    /// <param name="requested">An explicit choice (1 to <see cref="MaxWarpGroups"/>), or 0 for the automatic one.</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="requested"/> is outside 0..<see cref="MaxWarpGroups"/>.</exception>
+    public static int WarpGroupsFor(int qTiles, int requested)
+    {
+        if (requested < 0 || requested > MaxWarpGroups)
+            throw new ArgumentOutOfRangeException(nameof(requested), requested, $"warpgroups per block must be 0 (automatic) or 1..{MaxWarpGroups}.");
+        if (requested > 0)
+            return requested;
+        return qTiles >= 3 ? 3 : qTiles;
+    }
 
     /// <summary>Kernel entry: index math, copies, then the per-block steps.</summary>
     /// <param name="p">Tensors and sizes (V in the FP8 layout for FP32 accumulation).</param>
@@ -50,20 +73,25 @@ public static class HopperAttentionKernel
     /// <param name="kAddress">Device address of <c>p.K</c>.</param>
     /// <param name="vAddress">Device address of <c>p.V</c>.</param>
     /// <param name="paddedHeadDim">64 or 128, fixed at compile time.</param>
-    public static void Run(AttentionParams p, long qAddress, long kAddress, long vAddress, SpecializedValue<int> paddedHeadDim)
+    /// <param name="warpGroups">Warpgroups (64-row query tiles) per block, 1 to <see cref="MaxWarpGroups"/>, fixed at compile time.</param>
+    public static void Run(AttentionParams p, long qAddress, long kAddress, long vAddress, SpecializedValue<int> paddedHeadDim,
+        SpecializedValue<int> warpGroups)
     {
-        int dp = paddedHeadDim;
+        int dp = paddedHeadDim, groups = warpGroups;
         bool wide = dp == 128;
         int tileWords = Rows * dp / 4;
         // One view of dynamic shared memory for the whole kernel: on ILGPU's CPU accelerator each GetDynamic call
         // returns a new buffer. The CPU launch adds the emulation's staging area at its end.
         var sharedBytes = SharedMemory.GetDynamic<byte>();
         var shared = sharedBytes.Cast<uint>();
-        uint qShared = AsyncCopy.SharedAddress(0);
+        uint sharedBase = AsyncCopy.SharedAddress(0);
 
-        int tid = Group.IdxX, warp = tid / 32, lane = Warp.LaneIdx;
+        int tid = Group.IdxX, warpGroup = tid / Threads, groupTid = tid % Threads, warp = groupTid / 32, lane = Warp.LaneIdx;
         int g = lane >> 2, t = lane & 3;
-        int qTile = Grid.IdxX, h = Grid.IdxY, b = Grid.IdxZ;
+        int qTile = Grid.IdxX * groups + warpGroup, h = Grid.IdxY, b = Grid.IdxZ;
+        int qTiles = p.NqPad / Rows;
+        // A ragged last block's spare warpgroups copy and wait with the others but compute nothing.
+        bool active = qTile < qTiles;
         int kvHead = h / (p.HeadsQ / p.HeadsKv);
         int warpFirstRow = qTile * Rows + warp * SageConstants.WarpRows;
         int rowLo = warpFirstRow + g, rowHi = rowLo + 8;
@@ -76,22 +104,31 @@ public static class HopperAttentionKernel
         long vHeadWord = kvHeadIndex * dp * (p.NkPad / 4);
         int vRowWords = p.NkPad / 4;
 
-        // Causal: blocks past the tile's last visible key are skipped entirely.
-        int visitBlocks = kBlocks;
+        // Causal: blocks past a tile's last visible key are skipped; the block walks as far as its last active tile.
+        int visitBlocks = kBlocks, blockBlocks = kBlocks;
         if (causal)
-            visitBlocks = Math.Min(kBlocks, (qTile * Rows + Rows - 1 + p.CausalOffset) / KeysPerBlock + 1);
-
-        CopyRows(shared, 0, p.Q, qAddress, qRowWord, dp, tid);
-        if (visitBlocks > 0)
         {
-            CopyRows(shared, KWord(0, tileWords), p.K, kAddress, kRowWord, dp, tid);
-            CopyVColumns(shared, VWord(0, tileWords), p.V, vAddress, vHeadWord, vRowWords, dp, tid);
+            visitBlocks = Math.Min(kBlocks, (qTile * Rows + Rows - 1 + p.CausalOffset) / KeysPerBlock + 1);
+            int lastTile = Math.Min(qTiles, (Grid.IdxX + 1) * groups) - 1;
+            blockBlocks = Math.Min(kBlocks, (lastTile * Rows + Rows - 1 + p.CausalOffset) / KeysPerBlock + 1);
+        }
+
+        int qWord = warpGroup * tileWords;
+        if (active)
+            CopyRows(shared, qWord, p.Q, qAddress, qRowWord, dp, groupTid, 0, 1);
+        if (blockBlocks > 0)
+        {
+            CopyRows(shared, KWord(0, tileWords, groups), p.K, kAddress, kRowWord, dp, groupTid, warpGroup, groups);
+            CopyVColumns(shared, VWord(0, tileWords, groups), p.V, vAddress, vHeadWord, vRowWords, dp, groupTid, warpGroup, groups);
         }
         AsyncCopy.Commit();
 
-        float qScale = p.QScale[((long)b * p.HeadsQ + h) * (p.NqPad / Rows * SageConstants.QScaleSlotsPerTile)
-            + qTile * SageConstants.QScaleSlotsPerTile + warp * 8 + g];
+        float qScale = active
+            ? p.QScale[((long)b * p.HeadsQ + h) * (qTiles * SageConstants.QScaleSlotsPerTile)
+                + qTile * SageConstants.QScaleSlotsPerTile + warp * 8 + g]
+            : 0f;
         int qkStride = 8 * dp;
+        uint qShared = sharedBase + (uint)(qWord * 4);
         var output = default(OutputTile);
         var scores = default(ScoreTile);
         var pFrag = default(PFragments);
@@ -99,63 +136,71 @@ public static class HopperAttentionKernel
         float rowSumLo = 0, rowSumHi = 0;
         float shift = SageConstants.Fp8Shift;
 
-        for (int kb = 0; kb < visitBlocks; kb++)
+        for (int kb = 0; kb < blockBlocks; kb++)
         {
             int stage = kb & 1;
             // Block kb + 1 goes into the other stage, whose last readers finished before the barrier that ended
             // block kb − 1. Every thread commits a group (maybe empty) so "all but the last" means block kb.
-            if (kb + 1 < visitBlocks)
+            if (kb + 1 < blockBlocks)
             {
-                CopyRows(shared, KWord(1 - stage, tileWords), p.K, kAddress, kRowWord + (long)(kb + 1) * KeysPerBlock * rowWords, dp, tid);
-                CopyVColumns(shared, VWord(1 - stage, tileWords), p.V, vAddress, vHeadWord + (kb + 1) * (KeysPerBlock / 4), vRowWords, dp, tid);
+                CopyRows(shared, KWord(1 - stage, tileWords, groups), p.K, kAddress, kRowWord + (long)(kb + 1) * KeysPerBlock * rowWords, dp,
+                    groupTid, warpGroup, groups);
+                CopyVColumns(shared, VWord(1 - stage, tileWords, groups), p.V, vAddress, vHeadWord + (kb + 1) * (KeysPerBlock / 4), vRowWords, dp,
+                    groupTid, warpGroup, groups);
             }
             AsyncCopy.Commit();
             AsyncCopy.WaitAllButLast();
             AsyncCopy.FenceProxyAsync();
             Group.Barrier();
 
-            uint kShared = qShared + (uint)(KWord(stage, tileWords) * 4);
-            uint vShared = qShared + (uint)(VWord(stage, tileWords) * 4);
-            WarpGroupIntAccumulator logits;
-            long qDesc = WarpGroupMma.Descriptor(qShared, CoreMatrixBytes, qkStride), kDesc = WarpGroupMma.Descriptor(kShared, CoreMatrixBytes, qkStride);
-            if (wide)
-                WarpGroupMma.MmaS8K128(out logits, qDesc, kDesc, sharedBytes);
-            else
-                WarpGroupMma.MmaS8K64(out logits, qDesc, kDesc, sharedBytes);
-
-            float kScale = p.KScale[kvHeadIndex * kBlocks * SageConstants.KScaleSlotsPerBlock + kb * SageConstants.KScaleSlotsPerBlock + t];
-            HopperTile.Dequantize(logits, qScale * kScale, ref scores);
-            int lastKey = kb * KeysPerBlock + KeysPerBlock - 1;
-            if (lastKey >= p.Nk || (causal && lastKey > warpFirstRow + p.CausalOffset))
-                Tile.Mask(ref scores, kb * KeysPerBlock + 2 * t, rowLo, rowHi, p.Nk, causal, p.CausalOffset);
-
-            // Online softmax: new maxima, the factor that rescales what was accumulated so far, P.
-            Tile.RowMax(scores, out float blockMaxLo, out float blockMaxHi);
-            float newMaxLo = Math.Max(rowMaxLo, AttentionKernel.QuadMax(blockMaxLo)), newMaxHi = Math.Max(rowMaxHi, AttentionKernel.QuadMax(blockMaxHi));
-            float rescaleLo = FastMath.Exp2(rowMaxLo - newMaxLo), rescaleHi = FastMath.Exp2(rowMaxHi - newMaxHi);
-            rowMaxLo = newMaxLo;
-            rowMaxHi = newMaxHi;
-            Tile.Exp2(ref scores, newMaxLo - shift, newMaxHi - shift, out float blockSumLo, out float blockSumHi);
-            rowSumLo = rowSumLo * rescaleLo + blockSumLo;
-            rowSumHi = rowSumHi * rescaleHi + blockSumHi;
-            Tile.PackFp8(scores, ref pFrag);
-
-            // P·V: one fresh FP32 accumulator per 64 channels, each a two-step k32 chain over the 64 keys.
-            AFrag a0, a1;
-            a0.R0 = pFrag.S0R0; a0.R1 = pFrag.S0R1; a0.R2 = pFrag.S0R2; a0.R3 = pFrag.S0R3;
-            a1.R0 = pFrag.S1R0; a1.R1 = pFrag.S1R1; a1.R2 = pFrag.S1R2; a1.R3 = pFrag.S1R3;
-            Tile.Rescale(ref output, rescaleLo, rescaleHi, wide);
-            WarpGroupMma.MmaE4M3K64(out var low, a0, a1, WarpGroupMma.Descriptor(vShared, CoreMatrixBytes, VGroupBytes), sharedBytes);
-            HopperTile.AddLowChannels(ref output, low);
-            if (wide)
+            // Uniform per warpgroup, as wgmma requires.
+            if (kb < visitBlocks && active)
             {
-                WarpGroupMma.MmaE4M3K64(out var high, a0, a1, WarpGroupMma.Descriptor(vShared + VHalfBytes, CoreMatrixBytes, VGroupBytes), sharedBytes);
-                HopperTile.AddHighChannels(ref output, high);
+                uint kShared = sharedBase + (uint)(KWord(stage, tileWords, groups) * 4);
+                uint vShared = sharedBase + (uint)(VWord(stage, tileWords, groups) * 4);
+                WarpGroupIntAccumulator logits;
+                long qDesc = WarpGroupMma.Descriptor(qShared, CoreMatrixBytes, qkStride), kDesc = WarpGroupMma.Descriptor(kShared, CoreMatrixBytes, qkStride);
+                if (wide)
+                    WarpGroupMma.MmaS8K128(out logits, qDesc, kDesc, sharedBytes);
+                else
+                    WarpGroupMma.MmaS8K64(out logits, qDesc, kDesc, sharedBytes);
+
+                float kScale = p.KScale[kvHeadIndex * kBlocks * SageConstants.KScaleSlotsPerBlock + kb * SageConstants.KScaleSlotsPerBlock + t];
+                HopperTile.Dequantize(logits, qScale * kScale, ref scores);
+                int lastKey = kb * KeysPerBlock + KeysPerBlock - 1;
+                if (lastKey >= p.Nk || (causal && lastKey > warpFirstRow + p.CausalOffset))
+                    Tile.Mask(ref scores, kb * KeysPerBlock + 2 * t, rowLo, rowHi, p.Nk, causal, p.CausalOffset);
+
+                // Online softmax: new maxima, the factor that rescales what was accumulated so far, P.
+                Tile.RowMax(scores, out float blockMaxLo, out float blockMaxHi);
+                float newMaxLo = Math.Max(rowMaxLo, AttentionKernel.QuadMax(blockMaxLo)), newMaxHi = Math.Max(rowMaxHi, AttentionKernel.QuadMax(blockMaxHi));
+                float rescaleLo = FastMath.Exp2(rowMaxLo - newMaxLo), rescaleHi = FastMath.Exp2(rowMaxHi - newMaxHi);
+                rowMaxLo = newMaxLo;
+                rowMaxHi = newMaxHi;
+                Tile.Exp2(ref scores, newMaxLo - shift, newMaxHi - shift, out float blockSumLo, out float blockSumHi);
+                rowSumLo = rowSumLo * rescaleLo + blockSumLo;
+                rowSumHi = rowSumHi * rescaleHi + blockSumHi;
+                Tile.PackFp8(scores, ref pFrag);
+
+                // P·V: one fresh FP32 accumulator per 64 channels, each a two-step k32 chain over the 64 keys.
+                AFrag a0, a1;
+                a0.R0 = pFrag.S0R0; a0.R1 = pFrag.S0R1; a0.R2 = pFrag.S0R2; a0.R3 = pFrag.S0R3;
+                a1.R0 = pFrag.S1R0; a1.R1 = pFrag.S1R1; a1.R2 = pFrag.S1R2; a1.R3 = pFrag.S1R3;
+                Tile.Rescale(ref output, rescaleLo, rescaleHi, wide);
+                WarpGroupMma.MmaE4M3K64(out var low, a0, a1, WarpGroupMma.Descriptor(vShared, CoreMatrixBytes, VGroupBytes), sharedBytes);
+                HopperTile.AddLowChannels(ref output, low);
+                if (wide)
+                {
+                    WarpGroupMma.MmaE4M3K64(out var high, a0, a1, WarpGroupMma.Descriptor(vShared + VHalfBytes, CoreMatrixBytes, VGroupBytes), sharedBytes);
+                    HopperTile.AddHighChannels(ref output, high);
+                }
             }
             // Every thread's wgmma has read this stage before block kb + 2's copies overwrite it.
             Group.Barrier();
         }
         AsyncCopy.WaitAll();
+        if (!active)
+            return;
 
         rowSumLo += Warp.ShuffleXor(rowSumLo, 1);
         rowSumLo += Warp.ShuffleXor(rowSumLo, 2);
@@ -176,21 +221,23 @@ public static class HopperAttentionKernel
         }
     }
 
-    /// <summary>First word of K stage <paramref name="stage"/> (after Q).</summary>
-    private static int KWord(int stage, int tileWords) => (1 + stage) * tileWords;
+    /// <summary>First word of K stage <paramref name="stage"/> (after the Q tiles).</summary>
+    private static int KWord(int stage, int tileWords, int groups) => (groups + stage) * tileWords;
 
-    /// <summary>First word of Vᵀ stage <paramref name="stage"/> (after Q and both K stages).</summary>
-    private static int VWord(int stage, int tileWords) => (3 + stage) * tileWords;
+    /// <summary>First word of Vᵀ stage <paramref name="stage"/> (after the Q tiles and both K stages).</summary>
+    private static int VWord(int stage, int tileWords, int groups) => (groups + 2 + stage) * tileWords;
 
     /// <summary>
     /// Copies 64 rows of Dp INT8 bytes (Q or K, row-major from <paramref name="rowWord"/>) into a K-major tile.
     /// Chunk i = tid + 128r: row (i / 8) / (Dp / 16) · 8 + i % 8, column chunk (i / 8) % (Dp / 16), stored at byte
-    /// 16 i; a warp reads 64 contiguous bytes of each of 8 rows.
+    /// 16 i; a warp reads 64 contiguous bytes of each of 8 rows. Warpgroup <paramref name="part"/> of
+    /// <paramref name="parts"/> copies the rounds r ≡ part (mod parts).
     /// </summary>
-    private static void CopyRows(ArrayView<uint> shared, int tileWord, ArrayView<uint> global, long globalAddress, long rowWord, int dp, int tid)
+    private static void CopyRows(ArrayView<uint> shared, int tileWord, ArrayView<uint> global, long globalAddress, long rowWord, int dp, int tid,
+        int part, int parts)
     {
         int chunksPerRow = dp / 16, rowWords = dp / 4;
-        for (int r = 0; r < dp / 32; r++)
+        for (int r = part; r < dp / 32; r += parts)
         {
             int chunk = tid + Threads * r;
             int group = chunk >> 3;
@@ -201,12 +248,13 @@ public static class HopperAttentionKernel
 
     /// <summary>
     /// Copies the 64 keys of one block for every channel of Vᵀ (Dp rows of 64 FP8 bytes) into a K-major tile,
-    /// chunk i = tid + 128r: channel (i / 32) · 8 + i % 8, key chunk (i / 8) % 4, stored at byte 16 i.
+    /// chunk i = tid + 128r: channel (i / 32) · 8 + i % 8, key chunk (i / 8) % 4, stored at byte 16 i; rounds split
+    /// among warpgroups as in <see cref="CopyRows"/>.
     /// </summary>
     private static void CopyVColumns(ArrayView<uint> shared, int tileWord, ArrayView<uint> global, long globalAddress, long firstWord,
-        int channelWords, int dp, int tid)
+        int channelWords, int dp, int tid, int part, int parts)
     {
-        for (int r = 0; r < dp / 32; r++)
+        for (int r = part; r < dp / 32; r += parts)
         {
             int chunk = tid + Threads * r;
             int channel = (chunk >> 5) * 8 + (chunk & 7), column = (chunk >> 3) & 3;

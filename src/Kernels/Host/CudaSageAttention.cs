@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Reflection;
+using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
 using SageAttn.Kernels.Attention;
 using SageAttn.Kernels.Runtime;
@@ -162,11 +163,17 @@ public sealed partial class CudaSageAttention : IDisposable
             // wgmma needs the arch-specific sm_90a target; the kernel's cp.async reads Q, K and V through
             // device addresses passed as parameters (ILGPU cannot take a view's address in a kernel).
             var hopperTarget = target with { ArchSpecific = true };
-            var dims = new LaunchDimensions(shape.QTiles, shape.HeadsQ, shape.Batch, HopperAttentionKernel.Threads, 1, 1,
-                HopperAttentionKernel.SharedBytes(dp));
-            Launch(hopperTarget, HopperAttention, dims, stream,
-                args.AddParameter(attention, attentionViews).Add(scratch.Q.Pointer.ToInt64()).Add(scratch.K.Pointer.ToInt64())
-                    .Add(scratch.V.Pointer.ToInt64()).Add(dp), dp);
+            int groups = HopperAttentionKernel.WarpGroupsFor(shape.QTiles,
+                options.HopperWarpGroups != 0 ? options.HopperWarpGroups : HopperWarpGroupsFromEnvironment());
+            int threads = groups * HopperAttentionKernel.Threads;
+            var dims = new LaunchDimensions((shape.QTiles + groups - 1) / groups, shape.HeadsQ, shape.Batch, threads, 1, 1,
+                HopperAttentionKernel.SharedBytes(dp, groups));
+            args.AddParameter(attention, attentionViews).Add(scratch.Q.Pointer.ToInt64()).Add(scratch.K.Pointer.ToInt64())
+                .Add(scratch.V.Pointer.ToInt64()).Add(dp).Add(groups);
+            // .maxntid tells ptxas how many registers a thread may have (65536 / threads) so the block can launch.
+            var ptx = _launcher.Compiler.Compile(HopperAttention, hopperTarget, [dp, groups], new KernelSpecialization(threads, 1));
+            _launcher.Launch(_launcher.Load(ptx), dims, args, stream);
+            args.Clear();
         }
         else
         {
@@ -317,4 +324,21 @@ public sealed partial class CudaSageAttention : IDisposable
         ["Input.Data"] = new(input.Pointer, input.ElementCount), ["Output"] = output, ["Scales"] = scales, ["Stats"] = stats,
         ["Sequences.CuSeqlens"] = cuSeqlens,
     };
+
+    /// <summary>
+    /// SAGEATTN_HOPPER_WARPGROUPS (1..3) overrides the automatic warpgroups per block of the wgmma kernel when the options
+    /// leave it at 0: a tuning knob for benchmarks (docs/hopper.md). Unset or empty means automatic.
+    /// </summary>
+    /// <exception cref="ArgumentException">The variable is set to something other than 0..3.</exception>
+    private static int HopperWarpGroupsFromEnvironment()
+    {
+        var text = Environment.GetEnvironmentVariable("SAGEATTN_HOPPER_WARPGROUPS");
+        if (string.IsNullOrWhiteSpace(text))
+            return 0;
+        if (!int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int value)
+            || value > HopperAttentionKernel.MaxWarpGroups)
+            throw new ArgumentException(
+                $"SAGEATTN_HOPPER_WARPGROUPS must be 0..{HopperAttentionKernel.MaxWarpGroups}, got '{text}'.", "SAGEATTN_HOPPER_WARPGROUPS");
+        return value;
+    }
 }

@@ -18,6 +18,12 @@ public sealed record SageAttentionOptions
     /// <summary>Subtract the per-channel mean of V before quantizing and add it back to O.</summary>
     public bool SmoothV { get; init; }
 
+    /// <summary>
+    /// Warpgroups (64-row query tiles) per thread block of the wgmma kernel (<see cref="AttentionVariant.HopperQkInt8PvFp8"/>):
+    /// 1 to <see cref="HopperAttentionKernel.MaxWarpGroups"/>, or 0 (default) to choose by shape. A tuning knob; other variants ignore it.
+    /// </summary>
+    public int HopperWarpGroups { get; init; }
+
     /// <summary>The V storage the variant needs.</summary>
     public VFormat VFormat => Variant switch
     {

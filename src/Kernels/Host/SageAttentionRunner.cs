@@ -190,7 +190,7 @@ public sealed partial class SageAttentionRunner
                 QSequences = PackedSequences.Dense(_noSequences.View), KSequences = PackedSequences.Dense(_noSequences.View),
             };
             if (quantized.Options.Variant == AttentionVariant.HopperQkInt8PvFp8)
-                LaunchHopper(shape, p);
+                LaunchHopper(shape, p, quantized.Options.HopperWarpGroups);
             else
                 _attention(new KernelConfig(new Index3D(shape.QTiles, shape.HeadsQ, shape.Batch), new Index3D(AttentionKernel.Threads, 1, 1), EmulationSharedMemory()),
                     p, SpecializedValue.New((int)quantized.Options.Variant), SpecializedValue.New(shape.PaddedHeadDim));

@@ -31,7 +31,7 @@ namespace SageAttn.Kernels.Intrinsics;
 public static partial class WarpGroupMma
 {
     /// <summary>Largest number of warps in a group that uses the emulation of <see cref="MmaE4M3"/>.</summary>
-    private const int MaxWarps = 8;
+    private const int MaxWarps = 12;
 
     /// <summary>A registers staged per lane by the emulation of <see cref="MmaE4M3"/>.</summary>
     private const int StagedWordsPerLane = 4;
