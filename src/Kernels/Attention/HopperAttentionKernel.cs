@@ -22,10 +22,10 @@ namespace SageAttn.Kernels.Attention;
 /// the S registers into the FP8 A registers (V's tokens are permuted by the quantizer to match), then
 /// <c>m64n64k32 e4m3</c> wgmma with P from registers and Vᵀ from shared memory into a fresh FP32 accumulator per
 /// 64 channels, added into the FP32 output on CUDA cores (the FP8 wgmma accumulator keeps fewer bits).</para>
-/// <para>Shared memory (dynamic, <see cref="SharedBytes"/>): Q, then two stages of K and of Vᵀ. Each tile is
+/// <para>Shared memory (dynamic, <see cref="SharedBytes"/>): one Q tile per warpgroup, then three stages of K and of Vᵀ. Each tile is
 /// K-major core matrices of 8 rows × 16 bytes, ordered [8-row group][16-byte column chunk][row], so 16-byte
 /// chunk i of a tile sits at byte 16 i and the 8 threads of a store phase write 128 contiguous bytes (no bank
-/// conflicts). Block kb + 1 is copied with cp.async while block kb is computed.</para>
+/// conflicts). Block kb + 2 is copied with cp.async while block kb is computed; one barrier per block.</para>
 /// </remarks>
 public static class HopperAttentionKernel
 {
@@ -45,10 +45,16 @@ public static class HopperAttentionKernel
     private const int VHalfBytes = 8 * VGroupBytes;
 
     /// <summary>
-    /// Dynamic shared memory of one block on the GPU: one Q tile per warpgroup, then two K and two Vᵀ stages
-    /// (64 × Dp bytes each) shared by the warpgroups.
+    /// Dynamic shared memory of one block on the GPU: one Q tile per warpgroup, then <see cref="Stages"/> K and Vᵀ
+    /// stages (64 × Dp bytes each) shared by the warpgroups.
     /// </summary>
-    public static int SharedBytes(int paddedHeadDim, int warpGroups = 1) => (warpGroups + 4) * Rows * paddedHeadDim;
+    public static int SharedBytes(int paddedHeadDim, int warpGroups = 1) => (warpGroups + 2 * Stages) * Rows * paddedHeadDim;
+
+    /// <summary>
+    /// K/Vᵀ stages: block kb + 2 is loaded while block kb is computed, so one barrier per block suffices (the stage a
+    /// copy overwrites was last read in block kb − 1, which every warpgroup finished before that barrier).
+    /// </summary>
+    private const int Stages = 3;
 
     /// <summary>
     /// Warpgroups per block for a shape: each K/V tile a block loads is used by all of its warpgroups, so more of them
@@ -116,11 +122,12 @@ public static class HopperAttentionKernel
         int qWord = warpGroup * tileWords;
         if (active)
             CopyRows(shared, qWord, p.Q, qAddress, qRowWord, dp, groupTid, 0, 1);
+        // Two commit groups ahead of the loop: {Q, block 0} and {block 1} (either may be empty).
         if (blockBlocks > 0)
-        {
-            CopyRows(shared, KWord(0, tileWords, groups), p.K, kAddress, kRowWord, dp, groupTid, warpGroup, groups);
-            CopyVColumns(shared, VWord(0, tileWords, groups), p.V, vAddress, vHeadWord, vRowWords, dp, groupTid, warpGroup, groups);
-        }
+            CopyBlock(shared, p, 0, tileWords, groups, kAddress, vAddress, kRowWord, vHeadWord, vRowWords, dp, groupTid, warpGroup);
+        AsyncCopy.Commit();
+        if (blockBlocks > 1)
+            CopyBlock(shared, p, 1, tileWords, groups, kAddress, vAddress, kRowWord, vHeadWord, vRowWords, dp, groupTid, warpGroup);
         AsyncCopy.Commit();
 
         float qScale = active
@@ -138,20 +145,15 @@ public static class HopperAttentionKernel
 
         for (int kb = 0; kb < blockBlocks; kb++)
         {
-            int stage = kb & 1;
-            // Block kb + 1 goes into the other stage, whose last readers finished before the barrier that ended
-            // block kb − 1. Every thread commits a group (maybe empty) so "all but the last" means block kb.
-            if (kb + 1 < blockBlocks)
-            {
-                CopyRows(shared, KWord(1 - stage, tileWords, groups), p.K, kAddress, kRowWord + (long)(kb + 1) * KeysPerBlock * rowWords, dp,
-                    groupTid, warpGroup, groups);
-                CopyVColumns(shared, VWord(1 - stage, tileWords, groups), p.V, vAddress, vHeadWord + (kb + 1) * (KeysPerBlock / 4), vRowWords, dp,
-                    groupTid, warpGroup, groups);
-            }
-            AsyncCopy.Commit();
+            int stage = kb % Stages;
+            // Every thread commits one group per block (maybe empty), so "all but the newest" is block kb; after the
+            // barrier every warpgroup is done with block kb − 1, whose stage block kb + 2 now overwrites.
             AsyncCopy.WaitAllButLast();
             AsyncCopy.FenceProxyAsync();
             Group.Barrier();
+            if (kb + 2 < blockBlocks)
+                CopyBlock(shared, p, kb + 2, tileWords, groups, kAddress, vAddress, kRowWord, vHeadWord, vRowWords, dp, groupTid, warpGroup);
+            AsyncCopy.Commit();
 
             // Uniform per warpgroup, as wgmma requires.
             if (kb < visitBlocks && active)
@@ -195,8 +197,6 @@ public static class HopperAttentionKernel
                     HopperTile.AddHighChannels(ref output, high);
                 }
             }
-            // Every thread's wgmma has read this stage before block kb + 2's copies overwrite it.
-            Group.Barrier();
         }
         AsyncCopy.WaitAll();
         if (!active)
@@ -224,8 +224,18 @@ public static class HopperAttentionKernel
     /// <summary>First word of K stage <paramref name="stage"/> (after the Q tiles).</summary>
     private static int KWord(int stage, int tileWords, int groups) => (groups + stage) * tileWords;
 
-    /// <summary>First word of Vᵀ stage <paramref name="stage"/> (after the Q tiles and both K stages).</summary>
-    private static int VWord(int stage, int tileWords, int groups) => (groups + 2 + stage) * tileWords;
+    /// <summary>First word of Vᵀ stage <paramref name="stage"/> (after the Q tiles and the K stages).</summary>
+    private static int VWord(int stage, int tileWords, int groups) => (groups + Stages + stage) * tileWords;
+
+    /// <summary>Issues this thread's share of the copies of key block <paramref name="kb"/> (K rows and Vᵀ columns) into its stage.</summary>
+    private static void CopyBlock(ArrayView<uint> shared, AttentionParams p, int kb, int tileWords, int groups, long kAddress, long vAddress,
+        long kRowWord, long vHeadWord, int vRowWords, int dp, int groupTid, int warpGroup)
+    {
+        int stage = kb % Stages;
+        CopyRows(shared, KWord(stage, tileWords, groups), p.K, kAddress, kRowWord + (long)kb * KeysPerBlock * (dp / 4), dp, groupTid, warpGroup, groups);
+        CopyVColumns(shared, VWord(stage, tileWords, groups), p.V, vAddress, vHeadWord + kb * (KeysPerBlock / 4), vRowWords, dp,
+            groupTid, warpGroup, groups);
+    }
 
     /// <summary>
     /// Copies 64 rows of Dp INT8 bytes (Q or K, row-major from <paramref name="rowWord"/>) into a K-major tile.

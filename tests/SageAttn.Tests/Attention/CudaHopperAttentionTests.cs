@@ -78,6 +78,31 @@ public sealed class CudaHopperAttentionTests(ITestOutputHelper log)
         Assert.True(r.V2RelL1 <= VersusV2Tolerance, $"{name}: differs from the mma.sync v2 kernel by relL1 {r.V2RelL1:E3}");
     }
 
+    /// <summary>
+    /// Warpgroups per block only regroup whole 64-row tiles: each row's arithmetic is the same, so 1, 2 and 3 warpgroups
+    /// (ragged last blocks, causal skips) must give bit-identical outputs, and a second call must repeat the first.
+    /// </summary>
+    [Theory]
+    [InlineData(128, false)]
+    [InlineData(128, true)]
+    [InlineData(64, true)]
+    public void WarpGroupsPerBlockDoNotChangeTheResult(int d, bool causal)
+    {
+        RequireHopper();
+        torch.manual_seed(d + (causal ? 1 : 0));
+        using var scope = torch.NewDisposeScope();
+        var q = TorchReference.Randn([2, 4, 1000, d], ScalarType.Float16, torch.CUDA);
+        var k = TorchReference.Randn([2, 2, 1000, d], ScalarType.Float16, torch.CUDA, 4);
+        var v = TorchReference.Randn([2, 2, 1000, d], ScalarType.Float16, torch.CUDA);
+        var (first, _) = Enqueue(AttentionVariant.HopperQkInt8PvFp8, q, k, v, causal, 0, false, warpGroups: 1);
+        foreach (int groups in new[] { 1, 2, 3 })
+        {
+            var (again, _) = Enqueue(AttentionVariant.HopperQkInt8PvFp8, q, k, v, causal, 0, false, warpGroups: groups);
+            long differing = first.ne(again).sum().item<long>();
+            Assert.True(differing == 0, $"{groups} warpgroups per block: {differing} elements differ from 1 warpgroup (d {d}, causal {causal})");
+        }
+    }
+
     private ((double RelL1, double Cosine, double Rmse) Exact, double V2RelL1) Run(string name, int batch, int hq, int hkv, int nq, int nk, int d,
         bool causal, ScalarType dtype, double kOffset, bool lse, int seed)
     {
@@ -105,10 +130,11 @@ public sealed class CudaHopperAttentionTests(ITestOutputHelper log)
     }
 
     /// <summary>One driver-path call into NaN-poisoned output (and LSE); every element must be written.</summary>
-    private static (Tensor Output, Tensor? Lse) Enqueue(AttentionVariant variant, Tensor q, Tensor k, Tensor v, bool causal, int causalOffset, bool withLse)
+    private static (Tensor Output, Tensor? Lse) Enqueue(AttentionVariant variant, Tensor q, Tensor k, Tensor v, bool causal, int causalOffset, bool withLse,
+        int warpGroups = 0)
     {
         var shape = new AttentionShape((int)q.shape[0], (int)q.shape[1], (int)k.shape[1], (int)q.shape[2], (int)k.shape[2], (int)q.shape[3]);
-        var options = new SageAttentionOptions { Variant = variant };
+        var options = new SageAttentionOptions { Variant = variant, HopperWarpGroups = warpGroups };
         var layout = QuantizedLayout.For(shape, options);
         var buffers = new List<Tensor>();
         IntPtr Allocate(string _, long bytes)
