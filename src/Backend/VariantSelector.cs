@@ -5,10 +5,10 @@ namespace SageAttn.Backend;
 /// <summary>Which kernel variant runs where, mirroring SageAttention's dispatch by architecture.</summary>
 /// <remarks>
 /// sm_80/86 have INT8 but no FP8 tensor cores, so P·V stays FP16. sm_89 (Ada) gets v2++ (FP8 P·V with FP16
-/// accumulation, its fastest path). sm_90+ gets FP16 P·V for now: the mma.sync FP16 P·V kernel is both the
-/// fastest and the most accurate there (the wgmma kernel, <see cref="AttentionVariant.HopperQkInt8PvFp8"/>, is
-/// correct but measured at 42 TOPS on the H100, docs/hopper.md; it runs on sm_90 only when asked for) (H100, 2026-11-25: 247 vs 200
-/// TOPS for v2 at N = 16K, relative L1 0.011 vs 0.038; docs/performance.md). The CPU accelerator emulates the
+/// accumulation, its fastest path). sm_90+ gets FP16 P·V for now, the accurate mma.sync kernel (relative L1 0.011):
+/// the wgmma kernel (<see cref="AttentionVariant.HopperQkInt8PvFp8"/>) is faster (H100, 2026-11-25: 388 vs 240 TOPS end
+/// to end at N = 16K, hd 128) at v2's accuracy (relative L1 0.038), but the packed (varlen) path the engine uses has no
+/// wgmma kernel yet, so it runs on sm_90 when asked for (docs/hopper.md). The CPU accelerator emulates the
 /// tensor cores exactly, so it runs v2 by default to exercise the FP8 path in CI.
 /// </remarks>
 public static class VariantSelector
