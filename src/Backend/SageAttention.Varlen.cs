@@ -64,6 +64,6 @@ public static partial class SageAttention
         var settings = options ?? SageAttentionSettings.Default;
         return request.Device.type == DeviceType.CUDA
             ? CudaAttentionExecutor.RunVarlen(request, settings, returnLse)
-            : CpuAttentionExecutor.RunVarlen(request, settings.Resolve(null), returnLse);
+            : CpuAttentionExecutor.RunVarlen(request, settings.Resolve(null, packed: true), returnLse);
     }
 }

@@ -31,12 +31,21 @@ public sealed record SageAttentionSettings
     public bool SmoothV { get; init; }
 
     /// <summary>The kernel options for a device of compute capability <paramref name="computeCapability"/>, or the CPU accelerator when null.</summary>
-    /// <exception cref="NotSupportedException">The device is older than sm_80, or the explicit variant needs FP8 tensor cores it lacks.</exception>
-    public SageAttentionOptions Resolve((int Major, int Minor)? computeCapability) => new()
+    /// <param name="computeCapability">The CUDA device's compute capability; null for the CPU accelerator.</param>
+    /// <param name="packed">For packed (varlen) sequences: the automatic choice avoids the wgmma kernel, which has no packed form.</param>
+    /// <exception cref="NotSupportedException">The device is older than sm_80, the explicit variant needs tensor cores it lacks, or it has no packed kernel.</exception>
+    public SageAttentionOptions Resolve((int Major, int Minor)? computeCapability, bool packed = false) => new()
     {
-        Variant = computeCapability is { } cc ? VariantSelector.ForCuda(cc, Variant) : Variant ?? VariantSelector.Cpu,
+        Variant = computeCapability is { } cc ? VariantSelector.ForCuda(cc, Variant, packed) : CpuVariant(packed),
         Granularity = Granularity,
         SmoothK = SmoothK,
         SmoothV = SmoothV,
     };
+
+    private AttentionVariant CpuVariant(bool packed)
+    {
+        var variant = Variant ?? VariantSelector.Cpu;
+        VariantSelector.RequirePackedSupport(variant, packed);
+        return variant;
+    }
 }

@@ -5,11 +5,12 @@ namespace SageAttn.Backend;
 /// <summary>Which kernel variant runs where, mirroring SageAttention's dispatch by architecture.</summary>
 /// <remarks>
 /// sm_80/86 have INT8 but no FP8 tensor cores, so P·V stays FP16. sm_89 (Ada) gets v2++ (FP8 P·V with FP16
-/// accumulation, its fastest path). sm_90+ gets FP16 P·V for now, the accurate mma.sync kernel (relative L1 0.011):
-/// the wgmma kernel (<see cref="AttentionVariant.HopperQkInt8PvFp8"/>) is faster (H100, 2026-11-25: 388 vs 240 TOPS end
-/// to end at N = 16K, hd 128) at v2's accuracy (relative L1 0.038), but the packed (varlen) path the engine uses has no
-/// wgmma kernel yet, so it runs on sm_90 when asked for (docs/hopper.md). The CPU accelerator emulates the
-/// tensor cores exactly, so it runs v2 by default to exercise the FP8 path in CI.
+/// accumulation, its fastest path). sm_90 (H100/H200) gets the wgmma kernel
+/// (<see cref="AttentionVariant.HopperQkInt8PvFp8"/>), SageAttention2's own sm90 choice: 1.3–1.9x the mma.sync kernels end to
+/// end at the same accuracy as v2 (H100, 2026-11-25: 388 vs 213 TOPS at N = 16K, hd 128; relative L1 0.038;
+/// docs/performance.md). Packed (varlen) calls have no wgmma kernel, so there sm_90 keeps FP16 P·V (the fastest
+/// mma.sync kernel there, relative L1 0.011), as do newer GPUs (arch-specific sm_90a code does not run on them). The
+/// CPU accelerator emulates the tensor cores exactly, so it runs v2 by default to exercise the FP8 path in CI.
 /// </remarks>
 public static class VariantSelector
 {
@@ -26,15 +27,19 @@ public static class VariantSelector
     public const AttentionVariant Cpu = AttentionVariant.QkInt8PvFp8;
 
     /// <summary>The automatic variant for a CUDA device.</summary>
+    /// <param name="computeCapability">The device's compute capability.</param>
+    /// <param name="packed">For packed (varlen) sequences, which the wgmma kernel does not take.</param>
     /// <exception cref="NotSupportedException">The device is older than sm_80.</exception>
-    public static AttentionVariant Auto((int Major, int Minor) computeCapability)
+    public static AttentionVariant Auto((int Major, int Minor) computeCapability, bool packed = false)
     {
         if (Compare(computeCapability, MinimumCuda) < 0)
             throw new NotSupportedException(
                 $"SageAttention needs sm_80 or newer (INT8 mma.m16n8k32); this device is sm_{computeCapability.Major}{computeCapability.Minor}.");
         if (Compare(computeCapability, MinimumFp8) < 0)
             return AttentionVariant.QkInt8PvFp16;
-        return Compare(computeCapability, (9, 0)) < 0 ? AttentionVariant.QkInt8PvFp8Fp16Accum : AttentionVariant.QkInt8PvFp16;
+        if (Compare(computeCapability, Hopper) < 0)
+            return AttentionVariant.QkInt8PvFp8Fp16Accum;
+        return Compare(computeCapability, Hopper) == 0 && !packed ? AttentionVariant.HopperQkInt8PvFp8 : AttentionVariant.QkInt8PvFp16;
     }
 
     /// <summary>The variants that can run on a device (empty below sm_80).</summary>
@@ -46,18 +51,32 @@ public static class VariantSelector
         : [AttentionVariant.QkInt8PvFp8, AttentionVariant.QkInt8PvFp8Fp16Accum, AttentionVariant.QkInt8PvFp16];
 
     /// <summary>The explicit variant if the device can run it, else the automatic one.</summary>
+    /// <param name="computeCapability">The device's compute capability.</param>
+    /// <param name="requested">The caller's variant, or null for the automatic one.</param>
+    /// <param name="packed">For packed (varlen) sequences, which the wgmma kernel does not take.</param>
     /// <exception cref="NotSupportedException">The device is older than sm_80 or cannot run <paramref name="requested"/>.</exception>
-    public static AttentionVariant ForCuda((int Major, int Minor) computeCapability, AttentionVariant? requested)
+    public static AttentionVariant ForCuda((int Major, int Minor) computeCapability, AttentionVariant? requested, bool packed = false)
     {
-        var auto = Auto(computeCapability);
+        var auto = Auto(computeCapability, packed);
         if (requested is not { } variant)
             return auto;
+        RequirePackedSupport(variant, packed);
         if (!Supported(computeCapability).Contains(variant))
             throw new NotSupportedException(
                 variant == AttentionVariant.HopperQkInt8PvFp8
                     ? $"options.Variant {variant} needs an sm_90 GPU (H100/H200: its wgmma PTX targets sm_90a); this device is sm_{computeCapability.Major}{computeCapability.Minor}. Leave Variant null."
                     : $"options.Variant {variant} needs FP8 tensor cores (sm_89+); this device is sm_{computeCapability.Major}{computeCapability.Minor}. Use {AttentionVariant.QkInt8PvFp16} or leave Variant null.");
         return variant;
+    }
+
+    /// <summary>Throws when <paramref name="variant"/> is asked for packed sequences but has no packed kernel.</summary>
+    /// <exception cref="NotSupportedException"><paramref name="variant"/> is the wgmma kernel and <paramref name="packed"/> is set.</exception>
+    public static void RequirePackedSupport(AttentionVariant variant, bool packed)
+    {
+        if (packed && variant == AttentionVariant.HopperQkInt8PvFp8)
+            throw new NotSupportedException(
+                $"options.Variant {variant} has no packed (varlen) kernel; use {AttentionVariant.QkInt8PvFp8} (the same numerics on mma.sync), " +
+                $"{AttentionVariant.QkInt8PvFp16}, or leave Variant null.");
     }
 
     private static int Compare((int Major, int Minor) a, (int Major, int Minor) b) =>

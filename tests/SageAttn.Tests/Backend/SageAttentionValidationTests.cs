@@ -70,7 +70,15 @@ public sealed class SageAttentionValidationTests
         Assert.Equal(Kernels.Attention.AttentionVariant.QkInt8PvFp16, VariantSelector.Auto((8, 0)));
         Assert.Equal(Kernels.Attention.AttentionVariant.QkInt8PvFp16, VariantSelector.Auto((8, 6)));
         Assert.Equal(Kernels.Attention.AttentionVariant.QkInt8PvFp8Fp16Accum, VariantSelector.Auto((8, 9)));
-        Assert.Equal(Kernels.Attention.AttentionVariant.QkInt8PvFp16, VariantSelector.Auto((9, 0)));
+        Assert.Equal(Kernels.Attention.AttentionVariant.HopperQkInt8PvFp8, VariantSelector.Auto((9, 0)));
+        // Packed sequences have no wgmma kernel; newer GPUs cannot run sm_90a code.
+        Assert.Equal(Kernels.Attention.AttentionVariant.QkInt8PvFp16, VariantSelector.Auto((9, 0), packed: true));
+        Assert.Equal(Kernels.Attention.AttentionVariant.QkInt8PvFp16, VariantSelector.Auto((10, 0)));
+        Assert.Equal(Kernels.Attention.AttentionVariant.QkInt8PvFp16, SageAttentionSettings.Default.Resolve((9, 0), packed: true).Variant);
+        var hopper = new SageAttentionSettings { Variant = Kernels.Attention.AttentionVariant.HopperQkInt8PvFp8 };
+        Assert.Equal(Kernels.Attention.AttentionVariant.HopperQkInt8PvFp8, hopper.Resolve((9, 0)).Variant);
+        Assert.Contains("packed", Assert.Throws<NotSupportedException>(() => hopper.Resolve((9, 0), packed: true)).Message);
+        Assert.Contains("packed", Assert.Throws<NotSupportedException>(() => hopper.Resolve(null, packed: true)).Message);
         Assert.Throws<NotSupportedException>(() => VariantSelector.Auto((7, 5)));
         var e = Assert.Throws<NotSupportedException>(() => new SageAttentionSettings { Variant = Kernels.Attention.AttentionVariant.QkInt8PvFp8 }.Resolve((8, 6)));
         Assert.Contains("options.Variant", e.Message);
