@@ -19,6 +19,9 @@ public sealed class QuantizedAttentionInputs : IDisposable
     public MemoryBuffer1D<float, Stride1D.Dense> KStats { get; }
     public MemoryBuffer1D<float, Stride1D.Dense> VStats { get; }
 
+    /// <summary>Views of all the buffers, as the runner's launches take them.</summary>
+    internal QuantizedViews Views => new(Q.View, QScale.View, K.View, KScale.View, V.View, VScale.View, VMean.View, KStats.View, VStats.View);
+
     internal QuantizedAttentionInputs(Accelerator accelerator, AttentionShape shape, SageAttentionOptions options)
     {
         Shape = shape;

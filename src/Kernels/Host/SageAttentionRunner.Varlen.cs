@@ -77,50 +77,16 @@ public sealed partial class SageAttentionRunner
         using var vStats = _accelerator.Allocate1D<float>(layout.VStats);
         using var correction = _accelerator.Allocate1D<float>(corrected ? layout.LseRows : 1);
 
-        var qSequences = PackedSequences.Of(cuSeqlensQ, shape.TotalQ, shape.MaxQ);
-        var kSequences = PackedSequences.Of(cuSeqlensK, shape.TotalK, shape.MaxK);
-        int dp = shape.PaddedHeadDim, type = (int)elementType, chunks = shape.KStatsChunks;
-        var block = new Index3D(AttentionKernel.Threads, 1, 1);
-        var statsGrid = new KernelConfig(new Index3D(chunks, shape.HeadsKv, shape.Batch), new Index3D(dp, 1, 1));
-        _channelStats(statsGrid, k, kStats.View, type, dp, kSequences);
-        _channelStats(statsGrid, v, vStats.View, type, dp, kSequences);
-        _quantizeInt8(new KernelConfig(new Index3D(shape.QTiles, shape.HeadsQ, shape.Batch), block), new QuantizeInt8Params
-        {
-            Input = q, Sequences = qSequences, Output = qInt8.View, Scales = qScale.View, Stats = kStats.View,
-            StatsChunks = chunks, Smooth = 0, ElementType = type, PaddedHeadDim = dp, PaddedTokens = shape.QRows,
-            Granularity = (int)options.Granularity, IsKey = 0, ScaleFold = smScale * SageConstants.Log2E,
-        });
-        _quantizeInt8(new KernelConfig(new Index3D(shape.KBlocks, shape.HeadsKv, shape.Batch), block), new QuantizeInt8Params
-        {
-            Input = k, Sequences = kSequences, Output = kInt8.View, Scales = kScale.View, Stats = kStats.View,
-            StatsChunks = chunks, Smooth = options.SmoothK ? 1 : 0, ElementType = type, PaddedHeadDim = dp,
-            PaddedTokens = shape.KRows, Granularity = (int)options.Granularity, IsKey = 1, ScaleFold = 1f,
-        });
-        _quantizeV(new KernelConfig(new Index3D(shape.KBlocks, shape.HeadsKv, shape.Batch), block), new QuantizeVParams
-        {
-            Input = v, Sequences = kSequences, Output = vQuantized.View, Scales = vScale.View, Means = vMean.View,
-            Stats = vStats.View, StatsChunks = chunks, Smooth = options.SmoothV ? 1 : 0, ElementType = type,
-            PaddedHeadDim = dp, PaddedTokens = shape.KRows, Format = (int)options.VFormat,
-        });
+        var grid = RunnerGrid.Packed(shape, cuSeqlensQ, cuSeqlensK);
+        var views = new QuantizedViews(qInt8.View, qScale.View, kInt8.View, kScale.View, vQuantized.View, vScale.View, vMean.View,
+            kStats.View, vStats.View);
+        QuantizeSeparate(grid, views, q, k, v, (int)elementType, smScale, options);
         if (corrected)
-        {
-            _lseCorrection(new KernelConfig(new Index3D((shape.MaxQ + 127) / 128, shape.HeadsQ, shape.Batch), new Index3D(128, 1, 1)),
-                q, kStats.View, chunks, shape.HeadsKv, shape.TotalK, dp, type, smScale, correction.View, qSequences, kSequences);
-        }
-        var p = new AttentionParams
-        {
-            Q = ((ArrayView<sbyte>)qInt8.View).Cast<uint>(), QScale = qScale.View,
-            K = ((ArrayView<sbyte>)kInt8.View).Cast<uint>(), KScale = kScale.View,
-            V = vQuantized.View, VScale = vScale.View, VMean = vMean.View,
-            O = output.Data, Lse = writeLse ? lse : vMean.View, LseCorrection = correction.View,
-            OStrideBatch = 0, OStrideHead = output.StrideHead, OStrideToken = output.StrideToken,
-            HeadsQ = shape.HeadsQ, HeadsKv = shape.HeadsKv, Nq = shape.TotalQ, Nk = shape.TotalK, HeadDim = shape.HeadDim,
-            NqPad = shape.QRows, NkPad = shape.KRows, Causal = causal ? 1 : 0,
-            OutputType = type, WriteLse = writeLse ? 1 : 0, SmoothV = options.SmoothV ? 1 : 0,
-            HasLseCorrection = corrected ? 1 : 0, QSequences = qSequences, KSequences = kSequences,
-        };
+            LaunchLseCorrection(grid, q, kStats.View, (int)elementType, smScale, correction.View);
+        var p = AttentionParamsFor(grid, views, output, elementType, causal, 0, writeLse ? lse : null, corrected ? correction.View : null, options);
+        var block = new Index3D(AttentionKernel.Threads, 1, 1);
         _varlenAttention(new KernelConfig(new Index3D(shape.QTiles, shape.HeadsQ, shape.Batch), block, EmulationSharedMemory()),
-            p, SpecializedValue.New((int)options.Variant), SpecializedValue.New(dp));
+            p, SpecializedValue.New((int)options.Variant), SpecializedValue.New(shape.PaddedHeadDim));
         _accelerator.Synchronize();
     }
 }

@@ -89,34 +89,38 @@ public sealed partial class SageAttentionRunner
             QuantizeFused(quantized, q, k, v, elementType, smScale);
             return;
         }
-        var options = quantized.Options;
-        int dp = shape.PaddedHeadDim, type = (int)elementType, chunks = shape.KStatsChunks;
-        var statsGrid = new KernelConfig(new Index3D(chunks, shape.HeadsKv, shape.Batch), new Index3D(dp, 1, 1));
-        var dense = PackedSequences.Dense(_noSequences.View);
-        _channelStats(statsGrid, k, quantized.KStats.View, type, dp, dense);
-        _channelStats(statsGrid, v, quantized.VStats.View, type, dp, dense);
+        QuantizeSeparate(RunnerGrid.Dense(shape, _noSequences.View), quantized.Views, q, k, v, (int)elementType, smScale, quantized.Options);
+    }
 
-        var quantizeQ = new QuantizeInt8Params
+    /// <summary>
+    /// The first implementation, dense or packed: statistics of K, of V, then INT8 Q, INT8 K and V in five launches.
+    /// </summary>
+    private void QuantizeSeparate(in RunnerGrid grid, in QuantizedViews quantized, in StridedTensor q, in StridedTensor k, in StridedTensor v,
+        int type, float smScale, SageAttentionOptions options)
+    {
+        int dp = grid.PaddedHeadDim, chunks = grid.Chunks;
+        var block = new Index3D(AttentionKernel.Threads, 1, 1);
+        var statsGrid = new KernelConfig(new Index3D(chunks, grid.HeadsKv, grid.Batch), new Index3D(dp, 1, 1));
+        _channelStats(statsGrid, k, quantized.KStats, type, dp, grid.KSequences);
+        _channelStats(statsGrid, v, quantized.VStats, type, dp, grid.KSequences);
+        _quantizeInt8(new KernelConfig(new Index3D(grid.QTiles, grid.HeadsQ, grid.Batch), block), new QuantizeInt8Params
         {
-            Input = q, Sequences = dense, Output = quantized.Q.View, Scales = quantized.QScale.View, Stats = quantized.KStats.View,
-            StatsChunks = chunks, Smooth = 0, ElementType = type, PaddedHeadDim = dp, PaddedTokens = shape.NqPad,
+            Input = q, Sequences = grid.QSequences, Output = quantized.Q, Scales = quantized.QScale, Stats = quantized.KStats,
+            StatsChunks = chunks, Smooth = 0, ElementType = type, PaddedHeadDim = dp, PaddedTokens = grid.QRows,
             Granularity = (int)options.Granularity, IsKey = 0, ScaleFold = smScale * SageConstants.Log2E,
-        };
-        _quantizeInt8(new KernelConfig(new Index3D(shape.QTiles, shape.HeadsQ, shape.Batch), new Index3D(AttentionKernel.Threads, 1, 1)), quantizeQ);
-        var quantizeK = new QuantizeInt8Params
+        });
+        _quantizeInt8(new KernelConfig(new Index3D(grid.KBlocks, grid.HeadsKv, grid.Batch), block), new QuantizeInt8Params
         {
-            Input = k, Sequences = dense, Output = quantized.K.View, Scales = quantized.KScale.View, Stats = quantized.KStats.View,
+            Input = k, Sequences = grid.KSequences, Output = quantized.K, Scales = quantized.KScale, Stats = quantized.KStats,
             StatsChunks = chunks, Smooth = options.SmoothK ? 1 : 0, ElementType = type, PaddedHeadDim = dp,
-            PaddedTokens = shape.NkPad, Granularity = (int)options.Granularity, IsKey = 1, ScaleFold = 1f,
-        };
-        _quantizeInt8(new KernelConfig(new Index3D(shape.KBlocks, shape.HeadsKv, shape.Batch), new Index3D(AttentionKernel.Threads, 1, 1)), quantizeK);
-        var quantizeV = new QuantizeVParams
+            PaddedTokens = grid.KRows, Granularity = (int)options.Granularity, IsKey = 1, ScaleFold = 1f,
+        });
+        _quantizeV(new KernelConfig(new Index3D(grid.KBlocks, grid.HeadsKv, grid.Batch), block), new QuantizeVParams
         {
-            Input = v, Sequences = dense, Output = quantized.V.View, Scales = quantized.VScale.View, Means = quantized.VMean.View,
-            Stats = quantized.VStats.View, StatsChunks = chunks, Smooth = options.SmoothV ? 1 : 0, ElementType = type,
-            PaddedHeadDim = dp, PaddedTokens = shape.NkPad, Format = (int)options.VFormat,
-        };
-        _quantizeV(new KernelConfig(new Index3D(shape.KBlocks, shape.HeadsKv, shape.Batch), new Index3D(AttentionKernel.Threads, 1, 1)), quantizeV);
+            Input = v, Sequences = grid.KSequences, Output = quantized.V, Scales = quantized.VScale, Means = quantized.VMean,
+            Stats = quantized.VStats, StatsChunks = chunks, Smooth = options.SmoothV ? 1 : 0, ElementType = type,
+            PaddedHeadDim = dp, PaddedTokens = grid.KRows, Format = (int)options.VFormat,
+        });
     }
 
     /// <summary>K and V statistics in one launch, then Q, K and V tiles in one launch (see <see cref="FusedQuantizationPlan"/>).</summary>
@@ -169,26 +173,14 @@ public sealed partial class SageAttentionRunner
         try
         {
             bool corrected = writeLse && quantized.Options.SmoothK;
+            var grid = RunnerGrid.Dense(shape, _noSequences.View);
             if (corrected)
             {
                 correction = _accelerator.Allocate1D<float>(rows);
-                _lseCorrection(new KernelConfig(new Index3D((shape.Nq + 127) / 128, shape.HeadsQ, shape.Batch), new Index3D(128, 1, 1)),
-                    q, quantized.KStats.View, shape.KStatsChunks, shape.HeadsKv, shape.Nk, shape.PaddedHeadDim, (int)elementType, smScale, correction.View,
-                    PackedSequences.Dense(_noSequences.View), PackedSequences.Dense(_noSequences.View));
+                LaunchLseCorrection(grid, q, quantized.KStats.View, (int)elementType, smScale, correction.View);
             }
-            var p = new AttentionParams
-            {
-                Q = ((ArrayView<sbyte>)quantized.Q.View).Cast<uint>(), QScale = quantized.QScale.View,
-                K = ((ArrayView<sbyte>)quantized.K.View).Cast<uint>(), KScale = quantized.KScale.View,
-                V = quantized.V.View, VScale = quantized.VScale.View, VMean = quantized.VMean.View,
-                O = output.Data, Lse = writeLse ? lse : quantized.VMean.View, LseCorrection = correction?.View ?? quantized.VMean.View,
-                OStrideBatch = output.StrideBatch, OStrideHead = output.StrideHead, OStrideToken = output.StrideToken,
-                HeadsQ = shape.HeadsQ, HeadsKv = shape.HeadsKv, Nq = shape.Nq, Nk = shape.Nk, HeadDim = shape.HeadDim,
-                NqPad = shape.NqPad, NkPad = shape.NkPad, Causal = causal ? 1 : 0, CausalOffset = causalOffset,
-                OutputType = (int)elementType, WriteLse = writeLse ? 1 : 0, SmoothV = quantized.Options.SmoothV ? 1 : 0,
-                HasLseCorrection = corrected ? 1 : 0,
-                QSequences = PackedSequences.Dense(_noSequences.View), KSequences = PackedSequences.Dense(_noSequences.View),
-            };
+            var p = AttentionParamsFor(grid, quantized.Views, output, elementType, causal, causalOffset, writeLse ? lse : null,
+                corrected ? correction!.View : null, quantized.Options);
             if (quantized.Options.Variant == AttentionVariant.HopperQkInt8PvFp8)
                 LaunchHopper(shape, p, quantized.Options.HopperWarpGroups);
             else
@@ -205,6 +197,25 @@ public sealed partial class SageAttentionRunner
             }
         }
     }
+
+    /// <summary>The additive LSE correction of K smoothing (q · mean(K) per row), dense or packed.</summary>
+    private void LaunchLseCorrection(in RunnerGrid grid, in StridedTensor q, ArrayView<float> kStats, int type, float smScale, ArrayView<float> correction) =>
+        _lseCorrection(new KernelConfig(new Index3D((grid.QRowsPerSequence + 127) / 128, grid.HeadsQ, grid.Batch), new Index3D(128, 1, 1)),
+            q, kStats, grid.Chunks, grid.HeadsKv, grid.KTokens, grid.PaddedHeadDim, type, smScale, correction, grid.QSequences, grid.KSequences);
+
+    /// <summary>The attention kernel's parameters; views the kernel must not read (no LSE, no correction) point at V's means.</summary>
+    private static AttentionParams AttentionParamsFor(in RunnerGrid grid, in QuantizedViews quantized, in StridedTensor output,
+        TensorElementType elementType, bool causal, int causalOffset, ArrayView<float>? lse, ArrayView<float>? correction, SageAttentionOptions options) => new()
+    {
+        Q = quantized.Q.Cast<uint>(), QScale = quantized.QScale, K = quantized.K.Cast<uint>(), KScale = quantized.KScale,
+        V = quantized.V, VScale = quantized.VScale, VMean = quantized.VMean,
+        O = output.Data, Lse = lse ?? quantized.VMean, LseCorrection = correction ?? quantized.VMean,
+        OStrideBatch = grid.IsPacked ? 0 : output.StrideBatch, OStrideHead = output.StrideHead, OStrideToken = output.StrideToken,
+        HeadsQ = grid.HeadsQ, HeadsKv = grid.HeadsKv, Nq = grid.Nq, Nk = grid.Nk, HeadDim = grid.HeadDim,
+        NqPad = grid.QRows, NkPad = grid.KRows, Causal = causal ? 1 : 0, CausalOffset = causalOffset,
+        OutputType = (int)elementType, WriteLse = lse is null ? 0 : 1, SmoothV = options.SmoothV ? 1 : 0,
+        HasLseCorrection = correction is null ? 0 : 1, QSequences = grid.QSequences, KSequences = grid.KSequences,
+    };
 
     /// <summary>Quantize and attend in one call; the quantized tensors are freed after the kernel is ordered.</summary>
     public void Run(in StridedTensor q, in StridedTensor k, in StridedTensor v, in StridedTensor output,
