@@ -54,11 +54,11 @@ public static class AttentionMerge
         {
             var o = outputs[s] ?? throw new ArgumentNullException(nameof(outputs), $"outputs[{s}] is null.");
             var l = lses[s] ?? throw new ArgumentNullException(nameof(lses), $"lses[{s}] is null.");
-            if (!o.shape.SequenceEqual(first.shape) || o.dtype != first.dtype || !SameDevice(o, first))
+            if (!o.shape.SequenceEqual(first.shape) || o.dtype != first.dtype || !TorchInterop.SameDevice(o.device, first.device))
                 throw new ArgumentException(
                     $"outputs[{s}] is {o.dtype} [{string.Join(", ", o.shape)}] on {o.device}; outputs[0] is {first.dtype} [{string.Join(", ", first.shape)}] on {first.device}.",
                     nameof(outputs));
-            if (l.dtype != ScalarType.Float32 || l.dim() != 3 || l.shape[0] != b || l.shape[1] != h || l.shape[2] != n || !SameDevice(l, first))
+            if (l.dtype != ScalarType.Float32 || l.dim() != 3 || l.shape[0] != b || l.shape[1] != h || l.shape[2] != n || !TorchInterop.SameDevice(l.device, first.device))
                 throw new ArgumentException(
                     $"lses[{s}] must be Float32 [{b}, {h}, {n}] on {first.device}, got {l.dtype} [{string.Join(", ", l.shape)}] on {l.device}.", nameof(lses));
         }
@@ -77,7 +77,4 @@ public static class AttentionMerge
             PagedDecodeExecutor.MergeCpu(layout, partials, partialLse, output, lse);
         return (output, lse);
     }
-
-    private static bool SameDevice(Tensor a, Tensor b) =>
-        a.device_type == b.device_type && (a.device_type != DeviceType.CUDA || a.device_index == b.device_index);
 }

@@ -97,4 +97,11 @@ public static class TorchInterop
         [DllImport("libtorch_cuda.so")]
         public static extern int aoti_torch_get_current_cuda_stream(int device, out IntPtr stream);
     }
+
+    /// <summary>
+    /// Whether two devices are the same memory space: same type, and for CUDA the same ordinal (an unset index, -1, is the
+    /// current device 0 as libtorch resolves it for tensors).
+    /// </summary>
+    internal static bool SameDevice(Device a, Device b) =>
+        a.type == b.type && (a.type != DeviceType.CUDA || Math.Max(a.index, 0) == Math.Max(b.index, 0));
 }

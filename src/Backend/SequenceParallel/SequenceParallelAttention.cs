@@ -182,12 +182,12 @@ public static class SequenceParallelAttention
     private static Tensor ChunkOn(Tensor t, int tokenDim, SequencePartition plan, int chunk, Device device)
     {
         using var view = t.narrow(tokenDim, plan.ChunkStarts[chunk], plan.ChunkLength(chunk));
-        return SameDevice(view.device, device) ? view.alias() : view.to(device);
+        return TorchInterop.SameDevice(view.device, device) ? view.alias() : view.to(device);
     }
 
     private static Tensor Receive(Tensor t, Device device, List<Tensor> copies)
     {
-        if (SameDevice(t.device, device))
+        if (TorchInterop.SameDevice(t.device, device))
             return t;
         var copy = t.to(device);
         copies.Add(copy);
@@ -196,13 +196,10 @@ public static class SequenceParallelAttention
 
     private static Tensor MoveTo(Tensor t, Device device)
     {
-        if (SameDevice(t.device, device))
+        if (TorchInterop.SameDevice(t.device, device))
             return t;
         var moved = t.to(device);
         t.Dispose();
         return moved;
     }
-
-    private static bool SameDevice(Device a, Device b) =>
-        a.type == b.type && (a.type == DeviceType.CPU || Math.Max(a.index, 0) == Math.Max(b.index, 0));
 }
