@@ -43,6 +43,8 @@ public static class PtxLocalPromotion
 
     private static readonly Regex RegisterName = new(@"%rd\d+", RegexOptions.CultureInvariant);
 
+    private static readonly Regex DepotName = new(@"__local_depot\d+", RegexOptions.CultureInvariant);
+
     /// <summary>The PTX module with every provably scalar local slot of every function promoted to a register.</summary>
     /// <param name="ptx">A PTX module as ILGPU writes it.</param>
     /// <returns>The rewritten text, and how many slots were promoted and left.</returns>
@@ -92,11 +94,14 @@ public static class PtxLocalPromotion
             addressCount[m.Groups[2].Value] = addressCount.GetValueOrDefault(m.Groups[2].Value) + 1;
         }
 
+        // A slot named anywhere but its declaration and its one address move is kept (one pass over the body).
+        var mentions = DepotName.Matches(body).GroupBy(m => m.Value, StringComparer.Ordinal)
+            .ToDictionary(group => group.Key, group => group.Count(), StringComparer.Ordinal);
         var lines = body.Split('\n');
         var slotOfRegister = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var (slot, register) in addressOf)
         {
-            if (addressCount[slot] == 1 && sizes.ContainsKey(slot) && CountOccurrences(body, slot) == 2)
+            if (addressCount[slot] == 1 && sizes.ContainsKey(slot) && mentions[slot] == 2)
             {
                 slotOfRegister[register] = slot;
             }
@@ -205,15 +210,4 @@ public static class PtxLocalPromotion
         "b64" or "u64" or "s64" or "f64" => 8,
         _ => 0,
     };
-
-    private static int CountOccurrences(string text, string word)
-    {
-        int count = 0;
-        foreach (Match _ in Regex.Matches(text, Regex.Escape(word) + @"(?![\d])", RegexOptions.CultureInvariant))
-        {
-            count++;
-        }
-
-        return count;
-    }
 }
