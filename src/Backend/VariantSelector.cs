@@ -73,10 +73,8 @@ public static class VariantSelector
     /// <exception cref="NotSupportedException"><paramref name="variant"/> is the wgmma kernel and <paramref name="packed"/> is set.</exception>
     public static void RequirePackedSupport(AttentionVariant variant, bool packed)
     {
-        if (packed && variant == AttentionVariant.HopperQkInt8PvFp8)
-            throw new NotSupportedException(
-                $"options.Variant {variant} has no packed (varlen) kernel; use {AttentionVariant.QkInt8PvFp8} (the same numerics on mma.sync), " +
-                $"{AttentionVariant.QkInt8PvFp16}, or leave Variant null.");
+        if (packed)
+            VarlenAttentionKernel.RequireSupported(variant);
     }
 
     private static int Compare((int Major, int Minor) a, (int Major, int Minor) b) =>

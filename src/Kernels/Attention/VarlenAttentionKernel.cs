@@ -15,6 +15,16 @@ namespace SageAttn.Kernels.Attention;
 /// </remarks>
 public static class VarlenAttentionKernel
 {
+    /// <summary>Throws for a variant this kernel has no form of (the wgmma kernel is dense only).</summary>
+    /// <exception cref="NotSupportedException"><paramref name="variant"/> is <see cref="AttentionVariant.HopperQkInt8PvFp8"/>.</exception>
+    public static void RequireSupported(AttentionVariant variant)
+    {
+        if (variant == AttentionVariant.HopperQkInt8PvFp8)
+            throw new NotSupportedException(
+                $"options.Variant {variant} has no packed (varlen) kernel; use {AttentionVariant.QkInt8PvFp8} (the same numerics on mma.sync) " +
+                $"or {AttentionVariant.QkInt8PvFp16}.");
+    }
+
     /// <summary>Kernel entry.</summary>
     /// <param name="p">Tensors, sizes and the packed sequences.</param>
     /// <param name="variant">An <see cref="AttentionVariant"/> value, fixed at compile time.</param>

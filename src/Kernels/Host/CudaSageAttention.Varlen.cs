@@ -66,8 +66,7 @@ public sealed partial class CudaSageAttention
         output.CheckExtent(nameof(output));
         if (!(smScale > 0) || float.IsInfinity(smScale))
             throw new ArgumentException($"sm_scale must be positive and finite, got {smScale}.", nameof(smScale));
-        if (options.Variant == AttentionVariant.HopperQkInt8PvFp8)
-            throw new NotSupportedException($"options.Variant {options.Variant} has no packed (varlen) kernel.");
+        VarlenAttentionKernel.RequireSupported(options.Variant);
         var layout = shape.Layout(options);
         scratch.Check(layout);
         var (writeLse, corrected) = CheckLse(layout.LseRows, lse, lseCorrection, options.SmoothK);

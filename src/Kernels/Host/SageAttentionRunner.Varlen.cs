@@ -52,8 +52,7 @@ public sealed partial class SageAttentionRunner
         TensorElementType elementType, float smScale, bool causal, ArrayView<float> lse, SageAttentionOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        if (options.Variant == AttentionVariant.HopperQkInt8PvFp8)
-            throw new NotSupportedException($"options.Variant {options.Variant} has no packed (varlen) kernel.");
+        VarlenAttentionKernel.RequireSupported(options.Variant);
         var shape = ValidateVarlen(q, k, v, cuSeqlensQ, cuSeqlensK, maxSeqlenQ, maxSeqlenK);
         if (output.Batch != 1 || output.Heads != shape.HeadsQ || output.Tokens != shape.TotalQ || output.HeadDim != shape.HeadDim)
             throw new ArgumentException($"output must be [1, {shape.HeadsQ}, {shape.TotalQ}, {shape.HeadDim}] (packed).", nameof(output));
