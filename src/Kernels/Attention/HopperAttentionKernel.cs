@@ -70,8 +70,11 @@ public static class HopperAttentionKernel
             throw new ArgumentOutOfRangeException(nameof(requested), requested, $"warpgroups per block must be 0 (automatic) or 1..{MaxWarpGroups}.");
         if (requested > 0)
             return requested;
-        return qTiles >= 3 ? 3 : qTiles;
+        return Math.Min(qTiles, MaxWarpGroups);
     }
+
+    /// <summary>Grid x: blocks of <paramref name="warpGroups"/> tiles covering <paramref name="qTiles"/> (the last may be ragged).</summary>
+    public static int Blocks(int qTiles, int warpGroups) => (qTiles + warpGroups - 1) / warpGroups;
 
     /// <summary>Kernel entry: index math, copies, then the per-block steps.</summary>
     /// <param name="p">Tensors and sizes (V in the FP8 layout for FP32 accumulation).</param>
@@ -114,9 +117,8 @@ public static class HopperAttentionKernel
         int visitBlocks = kBlocks, blockBlocks = kBlocks;
         if (causal)
         {
-            visitBlocks = Math.Min(kBlocks, (qTile * Rows + Rows - 1 + p.CausalOffset) / KeysPerBlock + 1);
-            int lastTile = Math.Min(qTiles, (Grid.IdxX + 1) * groups) - 1;
-            blockBlocks = Math.Min(kBlocks, (lastTile * Rows + Rows - 1 + p.CausalOffset) / KeysPerBlock + 1);
+            visitBlocks = VisibleBlocks(qTile, kBlocks, p.CausalOffset);
+            blockBlocks = VisibleBlocks(Math.Min(qTiles, (Grid.IdxX + 1) * groups) - 1, kBlocks, p.CausalOffset);
         }
 
         int qWord = warpGroup * tileWords;
@@ -220,6 +222,10 @@ public static class HopperAttentionKernel
                 AttentionKernel.WriteLse(p, lseBase + rowHi, false, rowSumHi, rowMaxHi - shift);
         }
     }
+
+    /// <summary>Causal: key blocks up to the one holding the last key query tile <paramref name="tile"/>'s last row sees.</summary>
+    private static int VisibleBlocks(int tile, int kBlocks, int causalOffset) =>
+        Math.Min(kBlocks, (tile * Rows + Rows - 1 + causalOffset) / KeysPerBlock + 1);
 
     /// <summary>First word of K stage <paramref name="stage"/> (after the Q tiles).</summary>
     private static int KWord(int stage, int tileWords, int groups) => (groups + stage) * tileWords;

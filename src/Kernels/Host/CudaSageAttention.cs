@@ -164,9 +164,9 @@ public sealed partial class CudaSageAttention : IDisposable
             // device addresses passed as parameters (ILGPU cannot take a view's address in a kernel).
             var hopperTarget = target with { ArchSpecific = true };
             int groups = HopperAttentionKernel.WarpGroupsFor(shape.QTiles,
-                options.HopperWarpGroups != 0 ? options.HopperWarpGroups : HopperWarpGroupsFromEnvironment());
+                options.HopperWarpGroups != 0 ? options.HopperWarpGroups : HopperWarpGroupsOverride.Value);
             int threads = groups * HopperAttentionKernel.Threads;
-            var dims = new LaunchDimensions((shape.QTiles + groups - 1) / groups, shape.HeadsQ, shape.Batch, threads, 1, 1,
+            var dims = new LaunchDimensions(HopperAttentionKernel.Blocks(shape.QTiles, groups), shape.HeadsQ, shape.Batch, threads, 1, 1,
                 HopperAttentionKernel.SharedBytes(dp, groups));
             args.AddParameter(attention, attentionViews).Add(scratch.Q.Pointer.ToInt64()).Add(scratch.K.Pointer.ToInt64())
                 .Add(scratch.V.Pointer.ToInt64()).Add(dp).Add(groups);
@@ -327,8 +327,11 @@ public sealed partial class CudaSageAttention : IDisposable
 
     /// <summary>
     /// SAGEATTN_HOPPER_WARPGROUPS (1..3) overrides the automatic warpgroups per block of the wgmma kernel when the options
-    /// leave it at 0: a tuning knob for benchmarks (docs/hopper.md). Unset or empty means automatic.
+    /// leave it at 0: a tuning knob for benchmarks (docs/hopper.md). Unset or empty means automatic. Read once per process,
+    /// not per call; an invalid value throws at every call.
     /// </summary>
+    private static readonly Lazy<int> HopperWarpGroupsOverride = new(HopperWarpGroupsFromEnvironment);
+
     /// <exception cref="ArgumentException">The variable is set to something other than 0..3.</exception>
     private static int HopperWarpGroupsFromEnvironment()
     {

@@ -15,9 +15,8 @@ namespace SageAttn.Kernels.Host;
 /// <param name="QRows">Padded quantized Q rows per head.</param>
 /// <param name="KRows">Padded quantized K/V rows per kv head.</param>
 /// <param name="QRowsPerSequence">Query rows of one batch entry (Nq, or the longest packed sequence): sizes the LSE-correction grid.</param>
-/// <param name="KTokens">Key tokens the LSE correction averages over (Nk, or all packed keys).</param>
 internal readonly record struct RunnerGrid(int Batch, int HeadsQ, int HeadsKv, int HeadDim, int Nq, int Nk, int QTiles, int KBlocks,
-    int QRows, int KRows, int QRowsPerSequence, int KTokens, int Chunks, int PaddedHeadDim, PackedSequences QSequences, PackedSequences KSequences)
+    int QRows, int KRows, int QRowsPerSequence, int Chunks, int PaddedHeadDim, PackedSequences QSequences, PackedSequences KSequences)
 {
     /// <summary>Packed sequences: the output's batch stride is unused (rows come from cu_seqlens).</summary>
     public bool IsPacked => QSequences.Packed != 0;
@@ -25,13 +24,13 @@ internal readonly record struct RunnerGrid(int Batch, int HeadsQ, int HeadsKv, i
     /// <summary>A dense batch; <paramref name="noSequences"/> is any valid view passed for the unread cu_seqlens.</summary>
     public static RunnerGrid Dense(AttentionShape shape, ArrayView<int> noSequences) =>
         new(shape.Batch, shape.HeadsQ, shape.HeadsKv, shape.HeadDim, shape.Nq, shape.Nk, shape.QTiles, shape.KBlocks,
-            shape.NqPad, shape.NkPad, shape.Nq, shape.Nk, shape.KStatsChunks, shape.PaddedHeadDim,
+            shape.NqPad, shape.NkPad, shape.Nq, shape.KStatsChunks, shape.PaddedHeadDim,
             PackedSequences.Dense(noSequences), PackedSequences.Dense(noSequences));
 
     /// <summary>A packed batch described by cu_seqlens on the accelerator.</summary>
     public static RunnerGrid Packed(VarlenShape shape, ArrayView<int> cuSeqlensQ, ArrayView<int> cuSeqlensK) =>
         new(shape.Batch, shape.HeadsQ, shape.HeadsKv, shape.HeadDim, shape.TotalQ, shape.TotalK, shape.QTiles, shape.KBlocks,
-            shape.QRows, shape.KRows, shape.MaxQ, shape.TotalK, shape.KStatsChunks, shape.PaddedHeadDim,
+            shape.QRows, shape.KRows, shape.MaxQ, shape.KStatsChunks, shape.PaddedHeadDim,
             PackedSequences.Of(cuSeqlensQ, shape.TotalQ, shape.MaxQ), PackedSequences.Of(cuSeqlensK, shape.TotalK, shape.MaxK));
 }
 

@@ -25,7 +25,7 @@ public sealed partial class SageAttentionRunner
         // The CPU emulation copies through the views, so the device addresses are not needed (0).
         int groups = HopperAttentionKernel.WarpGroupsFor(shape.QTiles, requestedWarpGroups);
         int sharedBytes = HopperAttentionKernel.SharedBytes(shape.PaddedHeadDim, groups) + WarpGroupMma.EmulationSharedBytes;
-        _hopperAttention(new KernelConfig(new Index3D((shape.QTiles + groups - 1) / groups, shape.HeadsQ, shape.Batch),
+        _hopperAttention(new KernelConfig(new Index3D(HopperAttentionKernel.Blocks(shape.QTiles, groups), shape.HeadsQ, shape.Batch),
             new Index3D(groups * HopperAttentionKernel.Threads, 1, 1), SharedMemoryConfig.RequestDynamic<byte>(sharedBytes)),
             p, 0L, 0L, 0L, SpecializedValue.New(shape.PaddedHeadDim), SpecializedValue.New(groups));
     }

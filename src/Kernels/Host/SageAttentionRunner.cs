@@ -198,10 +198,10 @@ public sealed partial class SageAttentionRunner
         }
     }
 
-    /// <summary>The additive LSE correction of K smoothing (q · mean(K) per row), dense or packed.</summary>
+    /// <summary>The additive LSE correction of K smoothing (q · mean(K) per row), dense or packed; it averages over Nk keys.</summary>
     private void LaunchLseCorrection(in RunnerGrid grid, in StridedTensor q, ArrayView<float> kStats, int type, float smScale, ArrayView<float> correction) =>
         _lseCorrection(new KernelConfig(new Index3D((grid.QRowsPerSequence + 127) / 128, grid.HeadsQ, grid.Batch), new Index3D(128, 1, 1)),
-            q, kStats, grid.Chunks, grid.HeadsKv, grid.KTokens, grid.PaddedHeadDim, type, smScale, correction, grid.QSequences, grid.KSequences);
+            q, kStats, grid.Chunks, grid.HeadsKv, grid.Nk, grid.PaddedHeadDim, type, smScale, correction, grid.QSequences, grid.KSequences);
 
     /// <summary>The attention kernel's parameters; views the kernel must not read (no LSE, no correction) point at V's means.</summary>
     private static AttentionParams AttentionParamsFor(in RunnerGrid grid, in QuantizedViews quantized, in StridedTensor output,
