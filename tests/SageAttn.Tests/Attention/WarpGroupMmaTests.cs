@@ -40,38 +40,14 @@ public sealed class WarpGroupMmaTests(CpuAcceleratorFixture fixture) : IClassFix
         WarpGroupMma.Commit();
         WarpGroupMma.WaitAll();
         int row = 16 * (tid / 32) + (Warp.LaneIdx >> 2), col = 2 * (Warp.LaneIdx & 3);
-        d[(row + 0) * 64 + col + 0] = acc.J0C0;
-        d[(row + 0) * 64 + col + 1] = acc.J0C1;
-        d[(row + 8) * 64 + col + 0] = acc.J0C2;
-        d[(row + 8) * 64 + col + 1] = acc.J0C3;
-        d[(row + 0) * 64 + col + 8] = acc.J1C0;
-        d[(row + 0) * 64 + col + 9] = acc.J1C1;
-        d[(row + 8) * 64 + col + 8] = acc.J1C2;
-        d[(row + 8) * 64 + col + 9] = acc.J1C3;
-        d[(row + 0) * 64 + col + 16] = acc.J2C0;
-        d[(row + 0) * 64 + col + 17] = acc.J2C1;
-        d[(row + 8) * 64 + col + 16] = acc.J2C2;
-        d[(row + 8) * 64 + col + 17] = acc.J2C3;
-        d[(row + 0) * 64 + col + 24] = acc.J3C0;
-        d[(row + 0) * 64 + col + 25] = acc.J3C1;
-        d[(row + 8) * 64 + col + 24] = acc.J3C2;
-        d[(row + 8) * 64 + col + 25] = acc.J3C3;
-        d[(row + 0) * 64 + col + 32] = acc.J4C0;
-        d[(row + 0) * 64 + col + 33] = acc.J4C1;
-        d[(row + 8) * 64 + col + 32] = acc.J4C2;
-        d[(row + 8) * 64 + col + 33] = acc.J4C3;
-        d[(row + 0) * 64 + col + 40] = acc.J5C0;
-        d[(row + 0) * 64 + col + 41] = acc.J5C1;
-        d[(row + 8) * 64 + col + 40] = acc.J5C2;
-        d[(row + 8) * 64 + col + 41] = acc.J5C3;
-        d[(row + 0) * 64 + col + 48] = acc.J6C0;
-        d[(row + 0) * 64 + col + 49] = acc.J6C1;
-        d[(row + 8) * 64 + col + 48] = acc.J6C2;
-        d[(row + 8) * 64 + col + 49] = acc.J6C3;
-        d[(row + 0) * 64 + col + 56] = acc.J7C0;
-        d[(row + 0) * 64 + col + 57] = acc.J7C1;
-        d[(row + 8) * 64 + col + 56] = acc.J7C2;
-        d[(row + 8) * 64 + col + 57] = acc.J7C3;
+        Put(d, row, col, 0, acc.J0C0, acc.J0C1, acc.J0C2, acc.J0C3);
+        Put(d, row, col, 1, acc.J1C0, acc.J1C1, acc.J1C2, acc.J1C3);
+        Put(d, row, col, 2, acc.J2C0, acc.J2C1, acc.J2C2, acc.J2C3);
+        Put(d, row, col, 3, acc.J3C0, acc.J3C1, acc.J3C2, acc.J3C3);
+        Put(d, row, col, 4, acc.J4C0, acc.J4C1, acc.J4C2, acc.J4C3);
+        Put(d, row, col, 5, acc.J5C0, acc.J5C1, acc.J5C2, acc.J5C3);
+        Put(d, row, col, 6, acc.J6C0, acc.J6C1, acc.J6C2, acc.J6C3);
+        Put(d, row, col, 7, acc.J7C0, acc.J7C1, acc.J7C2, acc.J7C3);
     }
 
     /// <summary>D = A·Bᵀ with A [64, 32] e4m3 codes from registers (mma.sync A fragment per warp) and B from shared memory.</summary>
@@ -95,38 +71,23 @@ public sealed class WarpGroupMmaTests(CpuAcceleratorFixture fixture) : IClassFix
         WarpGroupMma.Commit();
         WarpGroupMma.WaitAll();
         int row = rowLo, col = 2 * t;
-        d[(row + 0) * 64 + col + 0] = acc.J0C0;
-        d[(row + 0) * 64 + col + 1] = acc.J0C1;
-        d[(row + 8) * 64 + col + 0] = acc.J0C2;
-        d[(row + 8) * 64 + col + 1] = acc.J0C3;
-        d[(row + 0) * 64 + col + 8] = acc.J1C0;
-        d[(row + 0) * 64 + col + 9] = acc.J1C1;
-        d[(row + 8) * 64 + col + 8] = acc.J1C2;
-        d[(row + 8) * 64 + col + 9] = acc.J1C3;
-        d[(row + 0) * 64 + col + 16] = acc.J2C0;
-        d[(row + 0) * 64 + col + 17] = acc.J2C1;
-        d[(row + 8) * 64 + col + 16] = acc.J2C2;
-        d[(row + 8) * 64 + col + 17] = acc.J2C3;
-        d[(row + 0) * 64 + col + 24] = acc.J3C0;
-        d[(row + 0) * 64 + col + 25] = acc.J3C1;
-        d[(row + 8) * 64 + col + 24] = acc.J3C2;
-        d[(row + 8) * 64 + col + 25] = acc.J3C3;
-        d[(row + 0) * 64 + col + 32] = acc.J4C0;
-        d[(row + 0) * 64 + col + 33] = acc.J4C1;
-        d[(row + 8) * 64 + col + 32] = acc.J4C2;
-        d[(row + 8) * 64 + col + 33] = acc.J4C3;
-        d[(row + 0) * 64 + col + 40] = acc.J5C0;
-        d[(row + 0) * 64 + col + 41] = acc.J5C1;
-        d[(row + 8) * 64 + col + 40] = acc.J5C2;
-        d[(row + 8) * 64 + col + 41] = acc.J5C3;
-        d[(row + 0) * 64 + col + 48] = acc.J6C0;
-        d[(row + 0) * 64 + col + 49] = acc.J6C1;
-        d[(row + 8) * 64 + col + 48] = acc.J6C2;
-        d[(row + 8) * 64 + col + 49] = acc.J6C3;
-        d[(row + 0) * 64 + col + 56] = acc.J7C0;
-        d[(row + 0) * 64 + col + 57] = acc.J7C1;
-        d[(row + 8) * 64 + col + 56] = acc.J7C2;
-        d[(row + 8) * 64 + col + 57] = acc.J7C3;
+        Put(d, row, col, 0, acc.J0C0, acc.J0C1, acc.J0C2, acc.J0C3);
+        Put(d, row, col, 1, acc.J1C0, acc.J1C1, acc.J1C2, acc.J1C3);
+        Put(d, row, col, 2, acc.J2C0, acc.J2C1, acc.J2C2, acc.J2C3);
+        Put(d, row, col, 3, acc.J3C0, acc.J3C1, acc.J3C2, acc.J3C3);
+        Put(d, row, col, 4, acc.J4C0, acc.J4C1, acc.J4C2, acc.J4C3);
+        Put(d, row, col, 5, acc.J5C0, acc.J5C1, acc.J5C2, acc.J5C3);
+        Put(d, row, col, 6, acc.J6C0, acc.J6C1, acc.J6C2, acc.J6C3);
+        Put(d, row, col, 7, acc.J7C0, acc.J7C1, acc.J7C2, acc.J7C3);
+    }
+
+    /// <summary>Stores n8 chunk <paramref name="j"/> of a thread's accumulator: c0, c1 in row, c2, c3 in row + 8, columns col + 8j and + 1.</summary>
+    private static void Put<T>(ArrayView<T> d, int row, int col, int j, T c0, T c1, T c2, T c3) where T : unmanaged
+    {
+        d[row * 64 + col + 8 * j] = c0;
+        d[row * 64 + col + 8 * j + 1] = c1;
+        d[(row + 8) * 64 + col + 8 * j] = c2;
+        d[(row + 8) * 64 + col + 8 * j + 1] = c3;
     }
 
     private static uint Word(ArrayView<byte> a, int row, int k) =>
