@@ -168,12 +168,11 @@ public sealed partial class CudaSageAttention : IDisposable
             int threads = groups * HopperAttentionKernel.Threads;
             var dims = new LaunchDimensions(HopperAttentionKernel.Blocks(shape.QTiles, groups), shape.HeadsQ, shape.Batch, threads, 1, 1,
                 HopperAttentionKernel.SharedBytes(dp, groups));
-            args.AddParameter(attention, attentionViews).Add(scratch.Q.Pointer.ToInt64()).Add(scratch.K.Pointer.ToInt64())
-                .Add(scratch.V.Pointer.ToInt64()).Add(dp).Add(groups);
             // .maxntid tells ptxas how many registers a thread may have (65536 / threads) so the block can launch.
-            var ptx = _launcher.Compiler.Compile(HopperAttention, hopperTarget, [dp, groups], new KernelSpecialization(threads, 1));
-            _launcher.Launch(_launcher.Load(ptx), dims, args, stream);
-            args.Clear();
+            Launch(hopperTarget, HopperAttention, dims, stream,
+                args.AddParameter(attention, attentionViews).Add(scratch.Q.Pointer.ToInt64()).Add(scratch.K.Pointer.ToInt64())
+                    .Add(scratch.V.Pointer.ToInt64()).Add(dp).Add(groups),
+                new KernelSpecialization(threads, 1), [dp, groups]);
         }
         else
         {
@@ -307,9 +306,14 @@ public sealed partial class CudaSageAttention : IDisposable
     /// <summary>Unloads the cached modules (only when no launch is in flight).</summary>
     public void Dispose() => _launcher.Dispose();
 
-    private void Launch(PtxTarget target, MethodInfo kernel, LaunchDimensions dims, IntPtr stream, KernelArgs args, params object[] specialized)
+    private void Launch(PtxTarget target, MethodInfo kernel, LaunchDimensions dims, IntPtr stream, KernelArgs args, params object[] specialized) =>
+        Launch(target, kernel, dims, stream, args, null, specialized);
+
+    /// <summary>Compiles (cached), loads and launches; <paramref name="bounds"/> gives the PTX .maxntid / .minnctapersm.</summary>
+    private void Launch(PtxTarget target, MethodInfo kernel, LaunchDimensions dims, IntPtr stream, KernelArgs args, KernelSpecialization? bounds,
+        object[] specialized)
     {
-        var ptx = _launcher.Compiler.Compile(kernel, target, specialized);
+        var ptx = _launcher.Compiler.Compile(kernel, target, specialized, bounds);
         var loaded = _launcher.Load(ptx);
         _launcher.Launch(loaded, dims, args, stream);
         args.Clear();
