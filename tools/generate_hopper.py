@@ -4,7 +4,7 @@
 Outputs (committed):
   src/Kernels/Intrinsics/Generated/WarpGroupMma.g.cs   the wgmma instructions with their long operand
                                                        lists, and the per-element emulation assignments
-  src/Kernels/Attention/Generated/HopperTile.g.cs      S dequantization and the FP32 add of P·V
+  src/Kernels/Attention/Generated/HopperTile.g.cs      S conversion, the scaled exp2 and the FP32 rescale-and-add of P·V
 
 Why generated: a m64n64 wgmma names 32 accumulator registers per thread, ILGPU 1.5.3 does not unroll
 loops, and accumulators must stay in named struct fields (an indexed array lands in local memory).
@@ -92,9 +92,9 @@ def emulation_fill(dot, cast):
     return "\n".join(lines)
 
 
-def chain_s8(steps):
-    """Q·Kᵀ over steps × k32 in one asm statement: fence, wgmma chain, commit, wait. Nothing runs between the
-    wgmma and the wait, so ptxas neither serializes the chain nor keeps the accumulators in local memory."""
+def issue_s8(steps):
+    """Q·Kᵀ over steps × k32 issued without waiting: fence, wgmma chain, commit. The outputs are undefined until a
+    later wait_group retires the group (the kernel waits before it reads them)."""
     n = len(NAMES)
     regs = ",".join(f"%{i}" for i in range(n))
     outs = "\n".join(f"            Output<int> r{i} = default;" for i in range(n))
@@ -107,16 +107,17 @@ def chain_s8(steps):
         src_a, src_b = (da, db) if step == 1 else ("da", "db")
         body.append(f"add.s64 da, {src_a}, 16; add.s64 db, {src_b}, 16; "
                     f"wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 {{{regs}}}, da, db, po; ")
-    body.append("wgmma.commit_group.sync.aligned; wgmma.wait_group.sync.aligned 0; }")
+    body.append("wgmma.commit_group.sync.aligned; }")
     text = "".join(body)
     emulate = "\n".join(f"        d = EmulateMmaS8(d, descA + {16 * st}, descB + {16 * st}, {'true' if st else 'false'}, shared);" for st in range(steps))
     return f"""
     /// <summary>
-    /// S = A·B over K = {32 * steps} as {steps} chained <c>m64n64k32 s8</c> wgmma, fenced, committed and waited for in one asm
-    /// statement. Each k32 step advances both descriptors' start address by 256 bytes (two core matrices).
+    /// Issues S = A·B over K = {32 * steps} as {steps} chained <c>m64n64k32 s8</c> wgmma and commits them as one group, without
+    /// waiting: <paramref name="d"/> may be read only after a wait (<see cref="WaitAll"/>) retires the
+    /// group. The emulation computes at once.
     /// </summary>
     {INLINE}
-    public static void MmaS8K{32 * steps}(out WarpGroupIntAccumulator d, long descA, long descB, ArrayView<byte> shared)
+    public static void IssueS8K{32 * steps}(out WarpGroupIntAccumulator d, long descA, long descB, ArrayView<byte> shared)
     {{
         if (CudaAsm.IsSupported)
         {{
@@ -135,7 +136,7 @@ def chain_s8(steps):
 """
 
 
-def chain_e4m3():
+def issue_e4m3():
     n = len(NAMES)
     regs = ",".join(f"%{i}" for i in range(n))
     outs = "\n".join(f"            Output<float> r{i} = default;" for i in range(n))
@@ -147,16 +148,16 @@ def chain_e4m3():
     text = (f"{{ .reg .pred pz, po; .reg .b64 db; setp.ne.b64 pz, {desc}, {desc}; setp.eq.b64 po, {desc}, {desc}; wgmma.fence.sync.aligned; "
             f"wgmma.mma_async.sync.aligned.m64n64k32.f32.e4m3.e4m3 {{{regs}}}, {{{a0}}}, {desc}, pz, 1, 1; "
             f"add.s64 db, {desc}, 16; "
-            f"wgmma.mma_async.sync.aligned.m64n64k32.f32.e4m3.e4m3 {{{regs}}}, {{{a1}}}, db, po, 1, 1; "
-            "wgmma.commit_group.sync.aligned; wgmma.wait_group.sync.aligned 0; }")
+            f"wgmma.mma_async.sync.aligned.m64n64k32.f32.e4m3.e4m3 {{{regs}}}, {{{a1}}}, db, po, 1, 1; }}")
     return f"""
     /// <summary>
-    /// D = A·B over K = 64 as two chained <c>m64n64k32 f32.e4m3.e4m3</c> wgmma with A from registers (<paramref name="a0"/>
-    /// for k 0..31, <paramref name="a1"/> for 32..63), fenced, committed and waited for in one asm statement; the B
-    /// descriptor advances 256 bytes per k32 step.
+    /// Issues D = A·B over K = 64 as two chained <c>m64n64k32 f32.e4m3.e4m3</c> wgmma with A from registers, without
+    /// committing or waiting: the caller commits (<see cref="Commit"/>) after the last product of the group, keeps
+    /// <paramref name="a0"/>/<paramref name="a1"/> unchanged and reads <paramref name="d"/> only after a wait retires it.
+    /// The emulation computes at once.
     /// </summary>
     {INLINE}
-    public static void MmaE4M3K64(out WarpGroupFloatAccumulator d, in AFrag a0, in AFrag a1, long descB, ArrayView<byte> shared)
+    public static void IssueE4M3K64(out WarpGroupFloatAccumulator d, in AFrag a0, in AFrag a1, long descB, ArrayView<byte> shared)
     {{
         if (CudaAsm.IsSupported)
         {{
@@ -200,7 +201,7 @@ namespace SageAttn.Kernels.Intrinsics;
                  "One thread's 32 FP32 elements of a 64×64 wgmma accumulator, laid out as <see cref=\"WarpGroupIntAccumulator\"/>.") + """
 /// <summary>The wgmma products (m64n64k32) of the Hopper attention kernel; see WarpGroupMma.cs for the emulation.</summary>
 public static partial class WarpGroupMma
-{""" + s8 + e4m3 + chain_s8(2) + chain_s8(4) + chain_e4m3() + f"""
+{""" + s8 + e4m3 + issue_s8(2) + issue_s8(4) + issue_e4m3() + f"""
     /// <summary>Emulation of <see cref="MmaS8"/>: this thread's 32 outputs from the two shared-memory tiles.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static WarpGroupIntAccumulator EmulateMmaS8(WarpGroupIntAccumulator d, long descA, long descB, bool accumulate, ArrayView<byte> tiles)
@@ -229,13 +230,26 @@ public static partial class WarpGroupMma
 
 
 def tiles():
-    deq = "\n".join(f"        s.{n} = acc.{n} * scale;" for n in NAMES)
+    convert = "\n".join(f"        s.{n} = acc.{n};" for n in NAMES)
+    scale = "\n".join(f"        s.{n} *= scale;" for n in NAMES)
+    lo_names = [n for n in NAMES if element(n)[0] == 0]
+    hi_names = [n for n in NAMES if element(n)[0] == 8]
+    exp2 = "\n".join(f"        s.{n} = FastMath.Exp2(s.{n} * scale - offset{'Lo' if element(n)[0] == 0 else 'Hi'});" for n in NAMES)
+    def tree(terms):
+        """A balanced sum: four dependent adds instead of fifteen (the compiler keeps float association as written)."""
+        while len(terms) > 1:
+            terms = [f"({terms[i]} + {terms[i + 1]})" for i in range(0, len(terms), 2)]
+        return terms[0][1:-1]
 
-    def add(half):
+    sums = (f"        sumLo = " + tree([f"s.{n}" for n in lo_names]) + ";\n"
+            f"        sumHi = " + tree([f"s.{n}" for n in hi_names]) + ";")
+
+    def rescale_add(half):
         lines = []
         for j in range(J):
             for c in range(4):
-                lines.append(f"        o.N{j + 8 * half}C{c} += f.J{j}C{c};")
+                r = "lo" if c < 2 else "hi"
+                lines.append(f"        o.N{j + 8 * half}C{c} = o.N{j + 8 * half}C{c} * {r} + f.J{j}C{c};")
         return "\n".join(lines)
 
     text = HEADER + """using System.Runtime.CompilerServices;
@@ -246,26 +260,42 @@ namespace SageAttn.Kernels.Attention;
 /// <summary>The CUDA-core steps between the wgmma products of the Hopper kernel, unrolled.</summary>
 public static class HopperTile
 {
-    /// <summary>S = INT32 Q·Kᵀ × (q scale of the row × k scale of the column group): the same element layout as <see cref="ScoreTile"/>.</summary>
+    /// <summary>S = the INT32 Q·Kᵀ as floats, not yet scaled (the scale folds into the exponent's multiply-add).</summary>
     """ + INLINE + """
-    public static void Dequantize(in WarpGroupIntAccumulator acc, float scale, ref ScoreTile s)
+    public static void Convert(in WarpGroupIntAccumulator acc, ref ScoreTile s)
     {
-""" + deq + """
+""" + convert + """
     }
 
-    /// <summary>O[:, 0..63] += one key block's P·V for channels 0..63 (FP32 two-level accumulation).</summary>
+    /// <summary>S ×= scale: only where a block is masked, so masked logits are set in the scaled domain.</summary>
     """ + INLINE + """
-    public static void AddLowChannels(ref OutputTile o, in WarpGroupFloatAccumulator f)
+    public static void Scale(ref ScoreTile s, float scale)
     {
-""" + add(0) + """
+""" + scale + """
     }
 
-    /// <summary>O[:, 64..127] += one key block's P·V for channels 64..127.</summary>
+    /// <summary>P = exp2(s · scale − offset) in place (one multiply-add and one ex2 per element); the lane's partial row sums.</summary>
     """ + INLINE + """
-    public static void AddHighChannels(ref OutputTile o, in WarpGroupFloatAccumulator f)
+    public static void Exp2(ref ScoreTile s, float scale, float offsetLo, float offsetHi, out float sumLo, out float sumHi)
     {
-""" + add(1) + """
+""" + exp2 + """
+""" + sums + """
     }
+
+    /// <summary>O[:, 0..63] = O · rescale + one key block's P·V (rows g: <paramref name="lo"/>, g + 8: <paramref name="hi"/>).</summary>
+    """ + INLINE + """
+    public static void RescaleAddLowChannels(ref OutputTile o, in WarpGroupFloatAccumulator f, float lo, float hi)
+    {
+""" + rescale_add(0) + """
+    }
+
+    /// <summary>O[:, 64..127] = O · rescale + one key block's P·V for channels 64..127.</summary>
+    """ + INLINE + """
+    public static void RescaleAddHighChannels(ref OutputTile o, in WarpGroupFloatAccumulator f, float lo, float hi)
+    {
+""" + rescale_add(1) + """
+    }
+
 }
 """
     with open(os.path.join(ROOT, "src", "Kernels", "Attention", "Generated", "HopperTile.g.cs"), "w") as f:

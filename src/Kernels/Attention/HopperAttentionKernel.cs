@@ -17,15 +17,17 @@ namespace SageAttn.Kernels.Attention;
 /// block loads (each tile crosses from L2 once per block, not once per 64 rows). The quantizers' per-thread scale
 /// layouts apply unchanged: the wgmma accumulator gives warp w rows 16w + g, 16w + g + 8 and columns 8j + 2t,
 /// 8j + 2t + 1, as mma.sync does.</para>
-/// <para>Per 64-key block: S = Q·Kᵀ with Dp/32 <c>m64n64k32 s8</c> wgmma (Q and K from shared memory), dequantized
-/// with one multiply, masked where the block crosses Nk or the diagonal, online softmax in exp2, P packed from
-/// the S registers into the FP8 A registers (V's tokens are permuted by the quantizer to match), then
-/// <c>m64n64k32 e4m3</c> wgmma with P from registers and Vᵀ from shared memory into a fresh FP32 accumulator per
-/// 64 channels, added into the FP32 output on CUDA cores (the FP8 wgmma accumulator keeps fewer bits).</para>
-/// <para>Shared memory (dynamic, <see cref="SharedBytes"/>): one Q tile per warpgroup, then three stages of K and of Vᵀ. Each tile is
-/// K-major core matrices of 8 rows × 16 bytes, ordered [8-row group][16-byte column chunk][row], so 16-byte
+/// <para>Per 64-key block: S = Q·Kᵀ with Dp/32 <c>m64n64k32 s8</c> wgmma (Q and K from shared memory), online softmax
+/// in exp2 with the dequantization folded into the exponent (<see cref="HopperRowSoftmax"/>), P packed from the S
+/// registers into the FP8 A registers (V's tokens are permuted by the quantizer to match), then <c>m64n64k32 e4m3</c>
+/// wgmma with P from registers and Vᵀ from shared memory into a fresh FP32 accumulator per 64 channels, and
+/// O = O · rescale + P·V on CUDA cores (FP32 two-level accumulation: the FP8 wgmma accumulator keeps fewer bits). The
+/// tensor cores work for one warpgroup while another runs its softmax.</para>
+/// <para>Shared memory (dynamic, <see cref="SharedBytes"/>): one Q tile per warpgroup, then four stages of K and of Vᵀ.
+/// Each tile is K-major core matrices of 8 rows × 16 bytes, ordered [8-row group][16-byte column chunk][row], so 16-byte
 /// chunk i of a tile sits at byte 16 i and the 8 threads of a store phase write 128 contiguous bytes (no bank
-/// conflicts). Block kb + 2 is copied with cp.async while block kb is computed; one barrier per block.</para>
+/// conflicts). Block kb + 3 is copied with cp.async (<see cref="HopperTileCopies"/>) during iteration kb; one barrier
+/// per block.</para>
 /// </remarks>
 public static class HopperAttentionKernel
 {
@@ -51,15 +53,16 @@ public static class HopperAttentionKernel
     public static int SharedBytes(int paddedHeadDim, int warpGroups = 1) => (warpGroups + 2 * Stages) * Rows * paddedHeadDim;
 
     /// <summary>
-    /// K/Vᵀ stages: block kb + 2 is loaded while block kb is computed, so one barrier per block suffices (the stage a
-    /// copy overwrites was last read in block kb − 1, which every warpgroup finished before that barrier).
+    /// K/Vᵀ stages. Iteration kb loads block kb + 3 into the stage of block kb − 1, which every warpgroup finished before
+    /// the iteration's barrier: one barrier per block, and each load has three iterations to land.
     /// </summary>
-    private const int Stages = 3;
+    private const int Stages = 4;
 
     /// <summary>
     /// Warpgroups per block for a shape: each K/V tile a block loads is used by all of its warpgroups, so more of them
-    /// divide the L2 → shared traffic (what bounded the one-warpgroup kernel on the H100: L2 throughput 89 %), while
-    /// fewer keep more blocks per SM and waste less on a ragged last block.
+    /// divide the L2 → shared traffic (what bounded the one-warpgroup kernel on the H100: L2 throughput 89 %) and one
+    /// warpgroup's softmax overlaps another's products, while fewer waste less on a ragged last block. Three is the most
+    /// that fit the registers (168 per thread).
     /// </summary>
     /// <param name="qTiles">64-row query tiles per (batch, head).</param>
     /// <param name="requested">An explicit choice (1 to <see cref="MaxWarpGroups"/>), or 0 for the automatic one.</param>
@@ -109,9 +112,7 @@ public static class HopperAttentionKernel
         bool causal = p.Causal != 0;
         int rowWords = dp / 4;
         long qRowWord = (((long)b * p.HeadsQ + h) * p.NqPad + qTile * Rows) * rowWords;
-        long kRowWord = kvHeadIndex * p.NkPad * rowWords;
-        long vHeadWord = kvHeadIndex * dp * (p.NkPad / 4);
-        int vRowWords = p.NkPad / 4;
+        var copies = new HopperTileCopies(p, kvHeadIndex, dp, tid, groups);
 
         // Causal: blocks past a tile's last visible key are skipped; the block walks as far as its last active tile.
         int visitBlocks = kBlocks, blockBlocks = kBlocks;
@@ -120,90 +121,65 @@ public static class HopperAttentionKernel
             visitBlocks = VisibleBlocks(qTile, kBlocks, p.CausalOffset);
             blockBlocks = VisibleBlocks(Math.Min(qTiles, (Grid.IdxX + 1) * groups) - 1, kBlocks, p.CausalOffset);
         }
+        if (!active)
+            visitBlocks = 0;
 
         int qWord = warpGroup * tileWords;
         if (active)
-            CopyRows(shared, qWord, p.Q, qAddress, qRowWord, dp, groupTid, 0, 1);
-        // Two commit groups ahead of the loop: {Q, block 0} and {block 1} (either may be empty).
-        if (blockBlocks > 0)
-            CopyBlock(shared, p, 0, tileWords, groups, kAddress, vAddress, kRowWord, vHeadWord, vRowWords, dp, groupTid, warpGroup);
-        AsyncCopy.Commit();
-        if (blockBlocks > 1)
-            CopyBlock(shared, p, 1, tileWords, groups, kAddress, vAddress, kRowWord, vHeadWord, vRowWords, dp, groupTid, warpGroup);
-        AsyncCopy.Commit();
+            CopyQ(shared, qWord, p.Q, qAddress, qRowWord, dp, groupTid);
+        // Three commit groups ahead of the loop: {Q, block 0}, {block 1}, {block 2} (any may be empty).
+        for (int ahead = 0; ahead < Stages - 1; ahead++)
+        {
+            if (ahead < blockBlocks)
+                copies.Issue(shared, p, kAddress, vAddress, ahead, KWord(ahead % Stages, tileWords, groups), VWord(ahead % Stages, tileWords, groups));
+            AsyncCopy.Commit();
+        }
 
         float qScale = active
             ? p.QScale[((long)b * p.HeadsQ + h) * (qTiles * SageConstants.QScaleSlotsPerTile)
                 + qTile * SageConstants.QScaleSlotsPerTile + warp * 8 + g]
             : 0f;
+        long kScaleBase = kvHeadIndex * kBlocks * SageConstants.KScaleSlotsPerBlock + t;
         int qkStride = 8 * dp;
-        uint qShared = sharedBase + (uint)(qWord * 4);
+        long qDesc = WarpGroupMma.Descriptor(sharedBase + (uint)(qWord * 4), CoreMatrixBytes, qkStride);
         var output = default(OutputTile);
         var scores = default(ScoreTile);
         var pFrag = default(PFragments);
-        float rowMaxLo = SageConstants.MaskedLogit, rowMaxHi = SageConstants.MaskedLogit;
-        float rowSumLo = 0, rowSumHi = 0;
-        float shift = SageConstants.Fp8Shift;
+        var softmax = new HopperRowSoftmax(rowLo, rowHi, t);
 
         for (int kb = 0; kb < blockBlocks; kb++)
         {
-            int stage = kb % Stages;
-            // Every thread commits one group per block (maybe empty), so "all but the newest" is block kb; after the
-            // barrier every warpgroup is done with block kb − 1, whose stage block kb + 2 now overwrites.
-            AsyncCopy.WaitAllButLast();
+            // Every thread commits one group per block (maybe empty), so "all but the newest two" is block kb. After the
+            // barrier every warpgroup has finished block kb − 1, so its stage can take block kb + 3.
+            AsyncCopy.WaitAllButTwo();
             AsyncCopy.FenceProxyAsync();
             Group.Barrier();
-            if (kb + 2 < blockBlocks)
-                CopyBlock(shared, p, kb + 2, tileWords, groups, kAddress, vAddress, kRowWord, vHeadWord, vRowWords, dp, groupTid, warpGroup);
+            int ahead = kb + Stages - 1;
+            if (ahead < blockBlocks)
+                copies.Issue(shared, p, kAddress, vAddress, ahead, KWord(ahead % Stages, tileWords, groups), VWord(ahead % Stages, tileWords, groups));
             AsyncCopy.Commit();
 
-            // Uniform per warpgroup, as wgmma requires.
-            if (kb < visitBlocks && active)
+            // Uniform per warpgroup, as wgmma requires. Each product is waited for right after its issue: a software
+            // pipeline that kept them in flight across the softmax needed ~234 registers (W ≤ 2) and measured slower than
+            // W = 3 warpgroups overlapping one another (docs/performance.md).
+            if (kb < visitBlocks)
             {
-                uint kShared = sharedBase + (uint)(KWord(stage, tileWords, groups) * 4);
-                uint vShared = sharedBase + (uint)(VWord(stage, tileWords, groups) * 4);
-                WarpGroupIntAccumulator logits;
-                long qDesc = WarpGroupMma.Descriptor(qShared, CoreMatrixBytes, qkStride), kDesc = WarpGroupMma.Descriptor(kShared, CoreMatrixBytes, qkStride);
-                if (wide)
-                    WarpGroupMma.MmaS8K128(out logits, qDesc, kDesc, sharedBytes);
-                else
-                    WarpGroupMma.MmaS8K64(out logits, qDesc, kDesc, sharedBytes);
-
-                float kScale = p.KScale[kvHeadIndex * kBlocks * SageConstants.KScaleSlotsPerBlock + kb * SageConstants.KScaleSlotsPerBlock + t];
-                HopperTile.Dequantize(logits, qScale * kScale, ref scores);
-                int lastKey = kb * KeysPerBlock + KeysPerBlock - 1;
-                if (lastKey >= p.Nk || (causal && lastKey > warpFirstRow + p.CausalOffset))
-                    Tile.Mask(ref scores, kb * KeysPerBlock + 2 * t, rowLo, rowHi, p.Nk, causal, p.CausalOffset);
-
-                // Online softmax: new maxima, the factor that rescales what was accumulated so far, P.
-                Tile.RowMax(scores, out float blockMaxLo, out float blockMaxHi);
-                float newMaxLo = Math.Max(rowMaxLo, AttentionKernel.QuadMax(blockMaxLo)), newMaxHi = Math.Max(rowMaxHi, AttentionKernel.QuadMax(blockMaxHi));
-                float rescaleLo = FastMath.Exp2(rowMaxLo - newMaxLo), rescaleHi = FastMath.Exp2(rowMaxHi - newMaxHi);
-                rowMaxLo = newMaxLo;
-                rowMaxHi = newMaxHi;
-                Tile.Exp2(ref scores, newMaxLo - shift, newMaxHi - shift, out float blockSumLo, out float blockSumHi);
-                rowSumLo = rowSumLo * rescaleLo + blockSumLo;
-                rowSumHi = rowSumHi * rescaleHi + blockSumHi;
+                float scale = qScale * p.KScale[kScaleBase + kb * SageConstants.KScaleSlotsPerBlock];
+                IssueScores(out var logits, qDesc, KDesc(sharedBase, kb % Stages, tileWords, groups, qkStride), wide, sharedBytes);
+                WarpGroupMma.WaitAll();
+                softmax.Step(logits, scale, kb * KeysPerBlock, p, causal, warpFirstRow, ref scores);
                 Tile.PackFp8(scores, ref pFrag);
-
-                // P·V: one fresh FP32 accumulator per 64 channels, each a two-step k32 chain over the 64 keys.
-                AFrag a0, a1;
-                a0.R0 = pFrag.S0R0; a0.R1 = pFrag.S0R1; a0.R2 = pFrag.S0R2; a0.R3 = pFrag.S0R3;
-                a1.R0 = pFrag.S1R0; a1.R1 = pFrag.S1R1; a1.R2 = pFrag.S1R2; a1.R3 = pFrag.S1R3;
-                Tile.Rescale(ref output, rescaleLo, rescaleHi, wide);
-                WarpGroupMma.MmaE4M3K64(out var low, a0, a1, WarpGroupMma.Descriptor(vShared, CoreMatrixBytes, VGroupBytes), sharedBytes);
-                HopperTile.AddLowChannels(ref output, low);
-                if (wide)
-                {
-                    WarpGroupMma.MmaE4M3K64(out var high, a0, a1, WarpGroupMma.Descriptor(vShared + VHalfBytes, CoreMatrixBytes, VGroupBytes), sharedBytes);
-                    HopperTile.AddHighChannels(ref output, high);
-                }
+                uint vShared = sharedBase + (uint)(VWord(kb % Stages, tileWords, groups) * 4);
+                IssueValues(pFrag, vShared, wide, sharedBytes, out var low, out var high);
+                WarpGroupMma.WaitAll();
+                AddValues(ref output, low, high, softmax.RescaleLo, softmax.RescaleHi, wide);
             }
         }
         AsyncCopy.WaitAll();
         if (!active)
             return;
 
+        float rowSumLo = softmax.SumLo, rowSumHi = softmax.SumHi;
         rowSumLo += Warp.ShuffleXor(rowSumLo, 1);
         rowSumLo += Warp.ShuffleXor(rowSumLo, 2);
         rowSumHi += Warp.ShuffleXor(rowSumHi, 1);
@@ -217,11 +193,50 @@ public static class HopperAttentionKernel
         {
             long lseBase = ((long)b * p.HeadsQ + h) * p.Nq;
             if (rowLo < p.Nq)
-                AttentionKernel.WriteLse(p, lseBase + rowLo, false, rowSumLo, rowMaxLo - shift);
+                AttentionKernel.WriteLse(p, lseBase + rowLo, false, rowSumLo, softmax.MaxLo - SageConstants.Fp8Shift);
             if (rowHi < p.Nq)
-                AttentionKernel.WriteLse(p, lseBase + rowHi, false, rowSumHi, rowMaxHi - shift);
+                AttentionKernel.WriteLse(p, lseBase + rowHi, false, rowSumHi, softmax.MaxHi - SageConstants.Fp8Shift);
         }
     }
+
+    /// <summary>Issues S = Q·Kᵀ for one key block (Dp / 32 chained k32 wgmma, one commit group).</summary>
+    private static void IssueScores(out WarpGroupIntAccumulator logits, long qDesc, long kDesc, bool wide, ArrayView<byte> shared)
+    {
+        if (wide)
+            WarpGroupMma.IssueS8K128(out logits, qDesc, kDesc, shared);
+        else
+            WarpGroupMma.IssueS8K64(out logits, qDesc, kDesc, shared);
+    }
+
+    /// <summary>
+    /// Issues P·V of one key block: P (FP8, registers) times the Vᵀ tile at <paramref name="vShared"/>, one fresh FP32
+    /// accumulator per 64 channels, committed as one group.
+    /// </summary>
+    private static void IssueValues(in PFragments pFrag, uint vShared, bool wide, ArrayView<byte> shared,
+        out WarpGroupFloatAccumulator low, out WarpGroupFloatAccumulator high)
+    {
+        AFrag a0, a1;
+        a0.R0 = pFrag.S0R0; a0.R1 = pFrag.S0R1; a0.R2 = pFrag.S0R2; a0.R3 = pFrag.S0R3;
+        a1.R0 = pFrag.S1R0; a1.R1 = pFrag.S1R1; a1.R2 = pFrag.S1R2; a1.R3 = pFrag.S1R3;
+        WarpGroupMma.IssueE4M3K64(out low, a0, a1, WarpGroupMma.Descriptor(vShared, CoreMatrixBytes, VGroupBytes), shared);
+        high = default;
+        if (wide)
+            WarpGroupMma.IssueE4M3K64(out high, a0, a1, WarpGroupMma.Descriptor(vShared + VHalfBytes, CoreMatrixBytes, VGroupBytes), shared);
+        WarpGroupMma.Commit();
+    }
+
+    /// <summary>O = O · rescale + the retired P·V of one block (FP32 two-level accumulation).</summary>
+    private static void AddValues(ref OutputTile output, in WarpGroupFloatAccumulator low, in WarpGroupFloatAccumulator high,
+        float rescaleLo, float rescaleHi, bool wide)
+    {
+        HopperTile.RescaleAddLowChannels(ref output, low, rescaleLo, rescaleHi);
+        if (wide)
+            HopperTile.RescaleAddHighChannels(ref output, high, rescaleLo, rescaleHi);
+    }
+
+    /// <summary>Descriptor of K stage <paramref name="stage"/>.</summary>
+    private static long KDesc(uint sharedBase, int stage, int tileWords, int groups, int qkStride) =>
+        WarpGroupMma.Descriptor(sharedBase + (uint)(KWord(stage, tileWords, groups) * 4), CoreMatrixBytes, qkStride);
 
     /// <summary>Causal: key blocks up to the one holding the last key query tile <paramref name="tile"/>'s last row sees.</summary>
     private static int VisibleBlocks(int tile, int kBlocks, int causalOffset) =>
@@ -233,48 +248,16 @@ public static class HopperAttentionKernel
     /// <summary>First word of Vᵀ stage <paramref name="stage"/> (after the Q tiles and the K stages).</summary>
     private static int VWord(int stage, int tileWords, int groups) => (groups + Stages + stage) * tileWords;
 
-    /// <summary>Issues this thread's share of the copies of key block <paramref name="kb"/> (K rows and Vᵀ columns) into its stage.</summary>
-    private static void CopyBlock(ArrayView<uint> shared, AttentionParams p, int kb, int tileWords, int groups, long kAddress, long vAddress,
-        long kRowWord, long vHeadWord, int vRowWords, int dp, int groupTid, int warpGroup)
-    {
-        int stage = kb % Stages;
-        CopyRows(shared, KWord(stage, tileWords, groups), p.K, kAddress, kRowWord + (long)kb * KeysPerBlock * (dp / 4), dp, groupTid, warpGroup, groups);
-        CopyVColumns(shared, VWord(stage, tileWords, groups), p.V, vAddress, vHeadWord + kb * (KeysPerBlock / 4), vRowWords, dp,
-            groupTid, warpGroup, groups);
-    }
-
     /// <summary>
-    /// Copies 64 rows of Dp INT8 bytes (Q or K, row-major from <paramref name="rowWord"/>) into a K-major tile.
-    /// Chunk i = tid + 128r: row (i / 8) / (Dp / 16) · 8 + i % 8, column chunk (i / 8) % (Dp / 16), stored at byte
-    /// 16 i; a warp reads 64 contiguous bytes of each of 8 rows. Warpgroup <paramref name="part"/> of
-    /// <paramref name="parts"/> copies the rounds r ≡ part (mod parts).
+    /// Copies the warpgroup's 64 query rows (Dp INT8 bytes each, row-major from <paramref name="rowWord"/>) into a
+    /// K-major tile: chunk i = tid + 128r goes to byte 16 i (see <see cref="HopperTileCopies"/> for the chunk order).
     /// </summary>
-    private static void CopyRows(ArrayView<uint> shared, int tileWord, ArrayView<uint> global, long globalAddress, long rowWord, int dp, int tid,
-        int part, int parts)
+    private static void CopyQ(ArrayView<uint> shared, int tileWord, ArrayView<uint> global, long globalAddress, long rowWord, int dp, int tid)
     {
-        int chunksPerRow = dp / 16, rowWords = dp / 4;
-        for (int r = part; r < dp / 32; r += parts)
+        for (int r = 0; r < dp / 32; r++)
         {
             int chunk = tid + Threads * r;
-            int group = chunk >> 3;
-            int row = group / chunksPerRow * 8 + (chunk & 7), column = group % chunksPerRow;
-            AsyncCopy.Copy16(shared, tileWord + 4 * chunk, global, globalAddress, rowWord + (long)row * rowWords + 4 * column);
-        }
-    }
-
-    /// <summary>
-    /// Copies the 64 keys of one block for every channel of Vᵀ (Dp rows of 64 FP8 bytes) into a K-major tile,
-    /// chunk i = tid + 128r: channel (i / 32) · 8 + i % 8, key chunk (i / 8) % 4, stored at byte 16 i; rounds split
-    /// among warpgroups as in <see cref="CopyRows"/>.
-    /// </summary>
-    private static void CopyVColumns(ArrayView<uint> shared, int tileWord, ArrayView<uint> global, long globalAddress, long firstWord,
-        int channelWords, int dp, int tid, int part, int parts)
-    {
-        for (int r = part; r < dp / 32; r += parts)
-        {
-            int chunk = tid + Threads * r;
-            int channel = (chunk >> 5) * 8 + (chunk & 7), column = (chunk >> 3) & 3;
-            AsyncCopy.Copy16(shared, tileWord + 4 * chunk, global, globalAddress, firstWord + (long)channel * channelWords + 4 * column);
+            AsyncCopy.Copy16(shared, tileWord + 4 * chunk, global, globalAddress, rowWord + HopperTileCopies.RowChunkWord(chunk, dp));
         }
     }
 }

@@ -330,13 +330,13 @@ public sealed partial class CudaSageAttention : IDisposable
     };
 
     /// <summary>
-    /// SAGEATTN_HOPPER_WARPGROUPS (1..3) overrides the automatic warpgroups per block of the wgmma kernel when the options
+    /// SAGEATTN_HOPPER_WARPGROUPS (1..MaxWarpGroups) overrides the automatic warpgroups per block of the wgmma kernel when the options
     /// leave it at 0: a tuning knob for benchmarks (docs/hopper.md). Unset or empty means automatic. Read once per process,
     /// not per call; an invalid value throws at every call.
     /// </summary>
     private static readonly Lazy<int> HopperWarpGroupsOverride = new(HopperWarpGroupsFromEnvironment);
 
-    /// <exception cref="ArgumentException">The variable is set to something other than 0..3.</exception>
+    /// <exception cref="ArgumentException">The variable is set to something other than 0..MaxWarpGroups.</exception>
     private static int HopperWarpGroupsFromEnvironment()
     {
         var text = Environment.GetEnvironmentVariable("SAGEATTN_HOPPER_WARPGROUPS");

@@ -82,6 +82,14 @@ public static class AsyncCopy
             CudaAsm.Emit("cp.async.wait_group 1;");
     }
 
+    /// <summary><c>cp.async.wait_group 2</c>: all but the two most recent groups of this thread have landed.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void WaitAllButTwo()
+    {
+        if (CudaAsm.IsSupported)
+            CudaAsm.Emit("cp.async.wait_group 2;");
+    }
+
     /// <summary>
     /// <c>fence.proxy.async.shared::cta</c>: this thread's earlier shared-memory writes (ordinary stores or
     /// landed cp.async) become visible to the async proxy that wgmma reads through; a barrier must follow.

@@ -24,8 +24,10 @@ public sealed class CpuHopperAttentionKernelTests(CpuAcceleratorFixture fixture,
     public static TheoryData<Case> HopperCases => new()
     {
         new Case("hopper d64 n1", 1, 2, 1, 1, 1, 64, Hopper),
-        // Several warpgroups per block sharing K/V tiles; 4 query tiles over blocks of 3 leave a block with 2 idle warpgroups.
+        // Several warpgroups per block sharing K/V tiles; 4 query tiles over blocks of 3 leave a block with 2 idle warpgroups,
+        // and 256 K/V chunks over 384 threads leave a ragged copy round.
         new Case("hopper d64 n200 causal wg3", 1, 2, 1, 200, 200, 64, Hopper, Causal: true, HopperWarpGroups: 3),
+        new Case("hopper d128 n200 wg3 ragged copies", 1, 1, 1, 200, 330, 128, Hopper, HopperWarpGroups: 3),
         new Case("hopper d128 n200 q<k causal wg2 lse", 1, 2, 2, 150, 260, 128, Hopper, Causal: true, Lse: true, HopperWarpGroups: 2),
         new Case("hopper d64 n130 wg1", 1, 2, 1, 130, 130, 64, Hopper, HopperWarpGroups: 1),
         new Case("hopper d128 n130 lse K-bias", 1, 2, 1, 130, 130, 128, Hopper, Lse: true, KOffset: 8f),

@@ -10,117 +10,196 @@ namespace SageAttn.Kernels.Attention;
 /// <summary>The CUDA-core steps between the wgmma products of the Hopper kernel, unrolled.</summary>
 public static class HopperTile
 {
-    /// <summary>S = INT32 Q·Kᵀ × (q scale of the row × k scale of the column group): the same element layout as <see cref="ScoreTile"/>.</summary>
+    /// <summary>S = the INT32 Q·Kᵀ as floats, not yet scaled (the scale folds into the exponent's multiply-add).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Dequantize(in WarpGroupIntAccumulator acc, float scale, ref ScoreTile s)
+    public static void Convert(in WarpGroupIntAccumulator acc, ref ScoreTile s)
     {
-        s.J0C0 = acc.J0C0 * scale;
-        s.J0C1 = acc.J0C1 * scale;
-        s.J0C2 = acc.J0C2 * scale;
-        s.J0C3 = acc.J0C3 * scale;
-        s.J1C0 = acc.J1C0 * scale;
-        s.J1C1 = acc.J1C1 * scale;
-        s.J1C2 = acc.J1C2 * scale;
-        s.J1C3 = acc.J1C3 * scale;
-        s.J2C0 = acc.J2C0 * scale;
-        s.J2C1 = acc.J2C1 * scale;
-        s.J2C2 = acc.J2C2 * scale;
-        s.J2C3 = acc.J2C3 * scale;
-        s.J3C0 = acc.J3C0 * scale;
-        s.J3C1 = acc.J3C1 * scale;
-        s.J3C2 = acc.J3C2 * scale;
-        s.J3C3 = acc.J3C3 * scale;
-        s.J4C0 = acc.J4C0 * scale;
-        s.J4C1 = acc.J4C1 * scale;
-        s.J4C2 = acc.J4C2 * scale;
-        s.J4C3 = acc.J4C3 * scale;
-        s.J5C0 = acc.J5C0 * scale;
-        s.J5C1 = acc.J5C1 * scale;
-        s.J5C2 = acc.J5C2 * scale;
-        s.J5C3 = acc.J5C3 * scale;
-        s.J6C0 = acc.J6C0 * scale;
-        s.J6C1 = acc.J6C1 * scale;
-        s.J6C2 = acc.J6C2 * scale;
-        s.J6C3 = acc.J6C3 * scale;
-        s.J7C0 = acc.J7C0 * scale;
-        s.J7C1 = acc.J7C1 * scale;
-        s.J7C2 = acc.J7C2 * scale;
-        s.J7C3 = acc.J7C3 * scale;
+        s.J0C0 = acc.J0C0;
+        s.J0C1 = acc.J0C1;
+        s.J0C2 = acc.J0C2;
+        s.J0C3 = acc.J0C3;
+        s.J1C0 = acc.J1C0;
+        s.J1C1 = acc.J1C1;
+        s.J1C2 = acc.J1C2;
+        s.J1C3 = acc.J1C3;
+        s.J2C0 = acc.J2C0;
+        s.J2C1 = acc.J2C1;
+        s.J2C2 = acc.J2C2;
+        s.J2C3 = acc.J2C3;
+        s.J3C0 = acc.J3C0;
+        s.J3C1 = acc.J3C1;
+        s.J3C2 = acc.J3C2;
+        s.J3C3 = acc.J3C3;
+        s.J4C0 = acc.J4C0;
+        s.J4C1 = acc.J4C1;
+        s.J4C2 = acc.J4C2;
+        s.J4C3 = acc.J4C3;
+        s.J5C0 = acc.J5C0;
+        s.J5C1 = acc.J5C1;
+        s.J5C2 = acc.J5C2;
+        s.J5C3 = acc.J5C3;
+        s.J6C0 = acc.J6C0;
+        s.J6C1 = acc.J6C1;
+        s.J6C2 = acc.J6C2;
+        s.J6C3 = acc.J6C3;
+        s.J7C0 = acc.J7C0;
+        s.J7C1 = acc.J7C1;
+        s.J7C2 = acc.J7C2;
+        s.J7C3 = acc.J7C3;
     }
 
-    /// <summary>O[:, 0..63] += one key block's P·V for channels 0..63 (FP32 two-level accumulation).</summary>
+    /// <summary>S ×= scale: only where a block is masked, so masked logits are set in the scaled domain.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void AddLowChannels(ref OutputTile o, in WarpGroupFloatAccumulator f)
+    public static void Scale(ref ScoreTile s, float scale)
     {
-        o.N0C0 += f.J0C0;
-        o.N0C1 += f.J0C1;
-        o.N0C2 += f.J0C2;
-        o.N0C3 += f.J0C3;
-        o.N1C0 += f.J1C0;
-        o.N1C1 += f.J1C1;
-        o.N1C2 += f.J1C2;
-        o.N1C3 += f.J1C3;
-        o.N2C0 += f.J2C0;
-        o.N2C1 += f.J2C1;
-        o.N2C2 += f.J2C2;
-        o.N2C3 += f.J2C3;
-        o.N3C0 += f.J3C0;
-        o.N3C1 += f.J3C1;
-        o.N3C2 += f.J3C2;
-        o.N3C3 += f.J3C3;
-        o.N4C0 += f.J4C0;
-        o.N4C1 += f.J4C1;
-        o.N4C2 += f.J4C2;
-        o.N4C3 += f.J4C3;
-        o.N5C0 += f.J5C0;
-        o.N5C1 += f.J5C1;
-        o.N5C2 += f.J5C2;
-        o.N5C3 += f.J5C3;
-        o.N6C0 += f.J6C0;
-        o.N6C1 += f.J6C1;
-        o.N6C2 += f.J6C2;
-        o.N6C3 += f.J6C3;
-        o.N7C0 += f.J7C0;
-        o.N7C1 += f.J7C1;
-        o.N7C2 += f.J7C2;
-        o.N7C3 += f.J7C3;
+        s.J0C0 *= scale;
+        s.J0C1 *= scale;
+        s.J0C2 *= scale;
+        s.J0C3 *= scale;
+        s.J1C0 *= scale;
+        s.J1C1 *= scale;
+        s.J1C2 *= scale;
+        s.J1C3 *= scale;
+        s.J2C0 *= scale;
+        s.J2C1 *= scale;
+        s.J2C2 *= scale;
+        s.J2C3 *= scale;
+        s.J3C0 *= scale;
+        s.J3C1 *= scale;
+        s.J3C2 *= scale;
+        s.J3C3 *= scale;
+        s.J4C0 *= scale;
+        s.J4C1 *= scale;
+        s.J4C2 *= scale;
+        s.J4C3 *= scale;
+        s.J5C0 *= scale;
+        s.J5C1 *= scale;
+        s.J5C2 *= scale;
+        s.J5C3 *= scale;
+        s.J6C0 *= scale;
+        s.J6C1 *= scale;
+        s.J6C2 *= scale;
+        s.J6C3 *= scale;
+        s.J7C0 *= scale;
+        s.J7C1 *= scale;
+        s.J7C2 *= scale;
+        s.J7C3 *= scale;
     }
 
-    /// <summary>O[:, 64..127] += one key block's P·V for channels 64..127.</summary>
+    /// <summary>P = exp2(s · scale − offset) in place (one multiply-add and one ex2 per element); the lane's partial row sums.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void AddHighChannels(ref OutputTile o, in WarpGroupFloatAccumulator f)
+    public static void Exp2(ref ScoreTile s, float scale, float offsetLo, float offsetHi, out float sumLo, out float sumHi)
     {
-        o.N8C0 += f.J0C0;
-        o.N8C1 += f.J0C1;
-        o.N8C2 += f.J0C2;
-        o.N8C3 += f.J0C3;
-        o.N9C0 += f.J1C0;
-        o.N9C1 += f.J1C1;
-        o.N9C2 += f.J1C2;
-        o.N9C3 += f.J1C3;
-        o.N10C0 += f.J2C0;
-        o.N10C1 += f.J2C1;
-        o.N10C2 += f.J2C2;
-        o.N10C3 += f.J2C3;
-        o.N11C0 += f.J3C0;
-        o.N11C1 += f.J3C1;
-        o.N11C2 += f.J3C2;
-        o.N11C3 += f.J3C3;
-        o.N12C0 += f.J4C0;
-        o.N12C1 += f.J4C1;
-        o.N12C2 += f.J4C2;
-        o.N12C3 += f.J4C3;
-        o.N13C0 += f.J5C0;
-        o.N13C1 += f.J5C1;
-        o.N13C2 += f.J5C2;
-        o.N13C3 += f.J5C3;
-        o.N14C0 += f.J6C0;
-        o.N14C1 += f.J6C1;
-        o.N14C2 += f.J6C2;
-        o.N14C3 += f.J6C3;
-        o.N15C0 += f.J7C0;
-        o.N15C1 += f.J7C1;
-        o.N15C2 += f.J7C2;
-        o.N15C3 += f.J7C3;
+        s.J0C0 = FastMath.Exp2(s.J0C0 * scale - offsetLo);
+        s.J0C1 = FastMath.Exp2(s.J0C1 * scale - offsetLo);
+        s.J0C2 = FastMath.Exp2(s.J0C2 * scale - offsetHi);
+        s.J0C3 = FastMath.Exp2(s.J0C3 * scale - offsetHi);
+        s.J1C0 = FastMath.Exp2(s.J1C0 * scale - offsetLo);
+        s.J1C1 = FastMath.Exp2(s.J1C1 * scale - offsetLo);
+        s.J1C2 = FastMath.Exp2(s.J1C2 * scale - offsetHi);
+        s.J1C3 = FastMath.Exp2(s.J1C3 * scale - offsetHi);
+        s.J2C0 = FastMath.Exp2(s.J2C0 * scale - offsetLo);
+        s.J2C1 = FastMath.Exp2(s.J2C1 * scale - offsetLo);
+        s.J2C2 = FastMath.Exp2(s.J2C2 * scale - offsetHi);
+        s.J2C3 = FastMath.Exp2(s.J2C3 * scale - offsetHi);
+        s.J3C0 = FastMath.Exp2(s.J3C0 * scale - offsetLo);
+        s.J3C1 = FastMath.Exp2(s.J3C1 * scale - offsetLo);
+        s.J3C2 = FastMath.Exp2(s.J3C2 * scale - offsetHi);
+        s.J3C3 = FastMath.Exp2(s.J3C3 * scale - offsetHi);
+        s.J4C0 = FastMath.Exp2(s.J4C0 * scale - offsetLo);
+        s.J4C1 = FastMath.Exp2(s.J4C1 * scale - offsetLo);
+        s.J4C2 = FastMath.Exp2(s.J4C2 * scale - offsetHi);
+        s.J4C3 = FastMath.Exp2(s.J4C3 * scale - offsetHi);
+        s.J5C0 = FastMath.Exp2(s.J5C0 * scale - offsetLo);
+        s.J5C1 = FastMath.Exp2(s.J5C1 * scale - offsetLo);
+        s.J5C2 = FastMath.Exp2(s.J5C2 * scale - offsetHi);
+        s.J5C3 = FastMath.Exp2(s.J5C3 * scale - offsetHi);
+        s.J6C0 = FastMath.Exp2(s.J6C0 * scale - offsetLo);
+        s.J6C1 = FastMath.Exp2(s.J6C1 * scale - offsetLo);
+        s.J6C2 = FastMath.Exp2(s.J6C2 * scale - offsetHi);
+        s.J6C3 = FastMath.Exp2(s.J6C3 * scale - offsetHi);
+        s.J7C0 = FastMath.Exp2(s.J7C0 * scale - offsetLo);
+        s.J7C1 = FastMath.Exp2(s.J7C1 * scale - offsetLo);
+        s.J7C2 = FastMath.Exp2(s.J7C2 * scale - offsetHi);
+        s.J7C3 = FastMath.Exp2(s.J7C3 * scale - offsetHi);
+        sumLo = (((s.J0C0 + s.J0C1) + (s.J1C0 + s.J1C1)) + ((s.J2C0 + s.J2C1) + (s.J3C0 + s.J3C1))) + (((s.J4C0 + s.J4C1) + (s.J5C0 + s.J5C1)) + ((s.J6C0 + s.J6C1) + (s.J7C0 + s.J7C1)));
+        sumHi = (((s.J0C2 + s.J0C3) + (s.J1C2 + s.J1C3)) + ((s.J2C2 + s.J2C3) + (s.J3C2 + s.J3C3))) + (((s.J4C2 + s.J4C3) + (s.J5C2 + s.J5C3)) + ((s.J6C2 + s.J6C3) + (s.J7C2 + s.J7C3)));
     }
+
+    /// <summary>O[:, 0..63] = O · rescale + one key block's P·V (rows g: <paramref name="lo"/>, g + 8: <paramref name="hi"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void RescaleAddLowChannels(ref OutputTile o, in WarpGroupFloatAccumulator f, float lo, float hi)
+    {
+        o.N0C0 = o.N0C0 * lo + f.J0C0;
+        o.N0C1 = o.N0C1 * lo + f.J0C1;
+        o.N0C2 = o.N0C2 * hi + f.J0C2;
+        o.N0C3 = o.N0C3 * hi + f.J0C3;
+        o.N1C0 = o.N1C0 * lo + f.J1C0;
+        o.N1C1 = o.N1C1 * lo + f.J1C1;
+        o.N1C2 = o.N1C2 * hi + f.J1C2;
+        o.N1C3 = o.N1C3 * hi + f.J1C3;
+        o.N2C0 = o.N2C0 * lo + f.J2C0;
+        o.N2C1 = o.N2C1 * lo + f.J2C1;
+        o.N2C2 = o.N2C2 * hi + f.J2C2;
+        o.N2C3 = o.N2C3 * hi + f.J2C3;
+        o.N3C0 = o.N3C0 * lo + f.J3C0;
+        o.N3C1 = o.N3C1 * lo + f.J3C1;
+        o.N3C2 = o.N3C2 * hi + f.J3C2;
+        o.N3C3 = o.N3C3 * hi + f.J3C3;
+        o.N4C0 = o.N4C0 * lo + f.J4C0;
+        o.N4C1 = o.N4C1 * lo + f.J4C1;
+        o.N4C2 = o.N4C2 * hi + f.J4C2;
+        o.N4C3 = o.N4C3 * hi + f.J4C3;
+        o.N5C0 = o.N5C0 * lo + f.J5C0;
+        o.N5C1 = o.N5C1 * lo + f.J5C1;
+        o.N5C2 = o.N5C2 * hi + f.J5C2;
+        o.N5C3 = o.N5C3 * hi + f.J5C3;
+        o.N6C0 = o.N6C0 * lo + f.J6C0;
+        o.N6C1 = o.N6C1 * lo + f.J6C1;
+        o.N6C2 = o.N6C2 * hi + f.J6C2;
+        o.N6C3 = o.N6C3 * hi + f.J6C3;
+        o.N7C0 = o.N7C0 * lo + f.J7C0;
+        o.N7C1 = o.N7C1 * lo + f.J7C1;
+        o.N7C2 = o.N7C2 * hi + f.J7C2;
+        o.N7C3 = o.N7C3 * hi + f.J7C3;
+    }
+
+    /// <summary>O[:, 64..127] = O · rescale + one key block's P·V for channels 64..127.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void RescaleAddHighChannels(ref OutputTile o, in WarpGroupFloatAccumulator f, float lo, float hi)
+    {
+        o.N8C0 = o.N8C0 * lo + f.J0C0;
+        o.N8C1 = o.N8C1 * lo + f.J0C1;
+        o.N8C2 = o.N8C2 * hi + f.J0C2;
+        o.N8C3 = o.N8C3 * hi + f.J0C3;
+        o.N9C0 = o.N9C0 * lo + f.J1C0;
+        o.N9C1 = o.N9C1 * lo + f.J1C1;
+        o.N9C2 = o.N9C2 * hi + f.J1C2;
+        o.N9C3 = o.N9C3 * hi + f.J1C3;
+        o.N10C0 = o.N10C0 * lo + f.J2C0;
+        o.N10C1 = o.N10C1 * lo + f.J2C1;
+        o.N10C2 = o.N10C2 * hi + f.J2C2;
+        o.N10C3 = o.N10C3 * hi + f.J2C3;
+        o.N11C0 = o.N11C0 * lo + f.J3C0;
+        o.N11C1 = o.N11C1 * lo + f.J3C1;
+        o.N11C2 = o.N11C2 * hi + f.J3C2;
+        o.N11C3 = o.N11C3 * hi + f.J3C3;
+        o.N12C0 = o.N12C0 * lo + f.J4C0;
+        o.N12C1 = o.N12C1 * lo + f.J4C1;
+        o.N12C2 = o.N12C2 * hi + f.J4C2;
+        o.N12C3 = o.N12C3 * hi + f.J4C3;
+        o.N13C0 = o.N13C0 * lo + f.J5C0;
+        o.N13C1 = o.N13C1 * lo + f.J5C1;
+        o.N13C2 = o.N13C2 * hi + f.J5C2;
+        o.N13C3 = o.N13C3 * hi + f.J5C3;
+        o.N14C0 = o.N14C0 * lo + f.J6C0;
+        o.N14C1 = o.N14C1 * lo + f.J6C1;
+        o.N14C2 = o.N14C2 * hi + f.J6C2;
+        o.N14C3 = o.N14C3 * hi + f.J6C3;
+        o.N15C0 = o.N15C0 * lo + f.J7C0;
+        o.N15C1 = o.N15C1 * lo + f.J7C1;
+        o.N15C2 = o.N15C2 * hi + f.J7C2;
+        o.N15C3 = o.N15C3 * hi + f.J7C3;
+    }
+
 }

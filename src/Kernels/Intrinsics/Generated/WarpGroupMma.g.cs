@@ -211,11 +211,12 @@ public static partial class WarpGroupMma
     }
 
     /// <summary>
-    /// S = A·B over K = 64 as 2 chained <c>m64n64k32 s8</c> wgmma, fenced, committed and waited for in one asm
-    /// statement. Each k32 step advances both descriptors' start address by 256 bytes (two core matrices).
+    /// Issues S = A·B over K = 64 as 2 chained <c>m64n64k32 s8</c> wgmma and commits them as one group, without
+    /// waiting: <paramref name="d"/> may be read only after a wait (<see cref="WaitAll"/>) retires the
+    /// group. The emulation computes at once.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void MmaS8K64(out WarpGroupIntAccumulator d, long descA, long descB, ArrayView<byte> shared)
+    public static void IssueS8K64(out WarpGroupIntAccumulator d, long descA, long descB, ArrayView<byte> shared)
     {
         if (CudaAsm.IsSupported)
         {
@@ -253,7 +254,7 @@ public static partial class WarpGroupMma
             Output<int> r31 = default;
             Input<long> a = descA, b = descB;
             CudaAsm.EmitRef(
-                "{ .reg .pred pz, po; .reg .b64 da, db; setp.ne.b64 pz, %32, %32; setp.eq.b64 po, %32, %32; wgmma.fence.sync.aligned; wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, %32, %33, pz; add.s64 da, %32, 16; add.s64 db, %33, 16; wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, da, db, po; wgmma.commit_group.sync.aligned; wgmma.wait_group.sync.aligned 0; }",
+                "{ .reg .pred pz, po; .reg .b64 da, db; setp.ne.b64 pz, %32, %32; setp.eq.b64 po, %32, %32; wgmma.fence.sync.aligned; wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, %32, %33, pz; add.s64 da, %32, 16; add.s64 db, %33, 16; wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, da, db, po; wgmma.commit_group.sync.aligned; }",
                 ref r0, ref r1, ref r2, ref r3, ref r4, ref r5, ref r6, ref r7, ref r8, ref r9, ref r10, ref r11, ref r12, ref r13, ref r14, ref r15, ref r16, ref r17, ref r18, ref r19, ref r20, ref r21, ref r22, ref r23, ref r24, ref r25, ref r26, ref r27, ref r28, ref r29, ref r30, ref r31, ref a, ref b);
             d = default;
             d.J0C0 = r0.Value;
@@ -296,11 +297,12 @@ public static partial class WarpGroupMma
     }
 
     /// <summary>
-    /// S = A·B over K = 128 as 4 chained <c>m64n64k32 s8</c> wgmma, fenced, committed and waited for in one asm
-    /// statement. Each k32 step advances both descriptors' start address by 256 bytes (two core matrices).
+    /// Issues S = A·B over K = 128 as 4 chained <c>m64n64k32 s8</c> wgmma and commits them as one group, without
+    /// waiting: <paramref name="d"/> may be read only after a wait (<see cref="WaitAll"/>) retires the
+    /// group. The emulation computes at once.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void MmaS8K128(out WarpGroupIntAccumulator d, long descA, long descB, ArrayView<byte> shared)
+    public static void IssueS8K128(out WarpGroupIntAccumulator d, long descA, long descB, ArrayView<byte> shared)
     {
         if (CudaAsm.IsSupported)
         {
@@ -338,7 +340,7 @@ public static partial class WarpGroupMma
             Output<int> r31 = default;
             Input<long> a = descA, b = descB;
             CudaAsm.EmitRef(
-                "{ .reg .pred pz, po; .reg .b64 da, db; setp.ne.b64 pz, %32, %32; setp.eq.b64 po, %32, %32; wgmma.fence.sync.aligned; wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, %32, %33, pz; add.s64 da, %32, 16; add.s64 db, %33, 16; wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, da, db, po; add.s64 da, da, 16; add.s64 db, db, 16; wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, da, db, po; add.s64 da, da, 16; add.s64 db, db, 16; wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, da, db, po; wgmma.commit_group.sync.aligned; wgmma.wait_group.sync.aligned 0; }",
+                "{ .reg .pred pz, po; .reg .b64 da, db; setp.ne.b64 pz, %32, %32; setp.eq.b64 po, %32, %32; wgmma.fence.sync.aligned; wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, %32, %33, pz; add.s64 da, %32, 16; add.s64 db, %33, 16; wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, da, db, po; add.s64 da, da, 16; add.s64 db, db, 16; wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, da, db, po; add.s64 da, da, 16; add.s64 db, db, 16; wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, da, db, po; wgmma.commit_group.sync.aligned; }",
                 ref r0, ref r1, ref r2, ref r3, ref r4, ref r5, ref r6, ref r7, ref r8, ref r9, ref r10, ref r11, ref r12, ref r13, ref r14, ref r15, ref r16, ref r17, ref r18, ref r19, ref r20, ref r21, ref r22, ref r23, ref r24, ref r25, ref r26, ref r27, ref r28, ref r29, ref r30, ref r31, ref a, ref b);
             d = default;
             d.J0C0 = r0.Value;
@@ -383,12 +385,13 @@ public static partial class WarpGroupMma
     }
 
     /// <summary>
-    /// D = A·B over K = 64 as two chained <c>m64n64k32 f32.e4m3.e4m3</c> wgmma with A from registers (<paramref name="a0"/>
-    /// for k 0..31, <paramref name="a1"/> for 32..63), fenced, committed and waited for in one asm statement; the B
-    /// descriptor advances 256 bytes per k32 step.
+    /// Issues D = A·B over K = 64 as two chained <c>m64n64k32 f32.e4m3.e4m3</c> wgmma with A from registers, without
+    /// committing or waiting: the caller commits (<see cref="Commit"/>) after the last product of the group, keeps
+    /// <paramref name="a0"/>/<paramref name="a1"/> unchanged and reads <paramref name="d"/> only after a wait retires it.
+    /// The emulation computes at once.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void MmaE4M3K64(out WarpGroupFloatAccumulator d, in AFrag a0, in AFrag a1, long descB, ArrayView<byte> shared)
+    public static void IssueE4M3K64(out WarpGroupFloatAccumulator d, in AFrag a0, in AFrag a1, long descB, ArrayView<byte> shared)
     {
         if (CudaAsm.IsSupported)
         {
@@ -427,7 +430,7 @@ public static partial class WarpGroupMma
             Input<uint> x0 = a0.R0, x1 = a0.R1, x2 = a0.R2, x3 = a0.R3, y0 = a1.R0, y1 = a1.R1, y2 = a1.R2, y3 = a1.R3;
             Input<long> b = descB;
             CudaAsm.EmitRef(
-                "{ .reg .pred pz, po; .reg .b64 db; setp.ne.b64 pz, %40, %40; setp.eq.b64 po, %40, %40; wgmma.fence.sync.aligned; wgmma.mma_async.sync.aligned.m64n64k32.f32.e4m3.e4m3 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%32,%33,%34,%35}, %40, pz, 1, 1; add.s64 db, %40, 16; wgmma.mma_async.sync.aligned.m64n64k32.f32.e4m3.e4m3 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%36,%37,%38,%39}, db, po, 1, 1; wgmma.commit_group.sync.aligned; wgmma.wait_group.sync.aligned 0; }",
+                "{ .reg .pred pz, po; .reg .b64 db; setp.ne.b64 pz, %40, %40; setp.eq.b64 po, %40, %40; wgmma.fence.sync.aligned; wgmma.mma_async.sync.aligned.m64n64k32.f32.e4m3.e4m3 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%32,%33,%34,%35}, %40, pz, 1, 1; add.s64 db, %40, 16; wgmma.mma_async.sync.aligned.m64n64k32.f32.e4m3.e4m3 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%36,%37,%38,%39}, db, po, 1, 1; }",
                 ref r0, ref r1, ref r2, ref r3, ref r4, ref r5, ref r6, ref r7, ref r8, ref r9, ref r10, ref r11, ref r12, ref r13, ref r14, ref r15, ref r16, ref r17, ref r18, ref r19, ref r20, ref r21, ref r22, ref r23, ref r24, ref r25, ref r26, ref r27, ref r28, ref r29, ref r30, ref r31, ref x0, ref x1, ref x2, ref x3, ref y0, ref y1, ref y2, ref y3, ref b);
             d = default;
             d.J0C0 = r0.Value;

@@ -1,0 +1,81 @@
+using System.Runtime.CompilerServices;
+using SageAttn.Kernels.Intrinsics;
+using SageAttn.Quantization;
+
+namespace SageAttn.Kernels.Attention;
+
+/// <summary>
+/// The online-softmax state of one lane of the wgmma kernel for its two rows (g and g + 8 of its warp): running
+/// maxima m and partial sums l (over the lane's own columns; the quad is reduced once at the end), and the factor
+/// exp2(m_old − m_new) of the last step, which the caller applies to O when that block's P·V retires.
+/// </summary>
+/// <remarks>
+/// Logits arrive as INT32 Q·Kᵀ. The dequantization scale (q scale × k scale, positive, one per lane: the lane's columns
+/// share a K scale slot, its two rows a Q slot) is folded into the exponent: the lane's max(x)·scale is the maximum of
+/// its scaled logits (reduced over the quad after scaling, since the quad's lanes have different K scales), and
+/// P = exp2(x · scale − (m − shift)) is one multiply-add and one ex2 per element. Only a block that crosses Nk or the causal diagonal is scaled first, so that masked logits are set in
+/// the scaled domain as in the other kernels.
+/// </remarks>
+public struct HopperRowSoftmax
+{
+    /// <summary>Running maxima of rows g and g + 8, in exp2 units.</summary>
+    public float MaxLo, MaxHi;
+
+    /// <summary>The lane's partial row sums of P.</summary>
+    public float SumLo, SumHi;
+
+    /// <summary>exp2(previous max − current max) of the last <see cref="Step"/>, for the O update of that block.</summary>
+    public float RescaleLo, RescaleHi;
+
+    private readonly int _rowLo, _rowHi, _column;
+
+    /// <summary>A lane's state before the first block.</summary>
+    /// <param name="rowLo">Query row g of the lane's warp (row g + 8 is <paramref name="rowHi"/>).</param>
+    /// <param name="rowHi">Query row g + 8.</param>
+    /// <param name="t">Lane % 4: the lane's columns are 8j + 2t and 8j + 2t + 1.</param>
+    public HopperRowSoftmax(int rowLo, int rowHi, int t)
+    {
+        MaxLo = MaxHi = SageConstants.MaskedLogit;
+        SumLo = SumHi = 0f;
+        RescaleLo = RescaleHi = 1f;
+        _rowLo = rowLo;
+        _rowHi = rowHi;
+        _column = 2 * t;
+    }
+
+    /// <summary>
+    /// One key block: S from <paramref name="logits"/> × <paramref name="scale"/>, masked where the block crosses Nk or
+    /// the diagonal, new maxima and rescale factor, P = exp2(S − m + shift) into <paramref name="scores"/> (not yet packed).
+    /// </summary>
+    /// <param name="logits">The block's INT32 Q·Kᵀ (retired).</param>
+    /// <param name="scale">q scale × k scale (includes sm_scale · log2 e).</param>
+    /// <param name="firstKey">The block's first key.</param>
+    /// <param name="p">Sizes and the causal offset.</param>
+    /// <param name="causal">Whether keys past row + offset are masked.</param>
+    /// <param name="warpFirstRow">The warp's first query row: a block past its diagonal needs the mask.</param>
+    /// <param name="scores">Receives P as floats.</param>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Step(in WarpGroupIntAccumulator logits, float scale, int firstKey, in AttentionParams p, bool causal, int warpFirstRow,
+        ref ScoreTile scores)
+    {
+        HopperTile.Convert(logits, ref scores);
+        int lastKey = firstKey + SageConstants.KBlockKeys - 1;
+        if (lastKey >= p.Nk || (causal && lastKey > warpFirstRow + p.CausalOffset))
+        {
+            HopperTile.Scale(ref scores, scale);
+            Tile.Mask(ref scores, firstKey + _column, _rowLo, _rowHi, p.Nk, causal, p.CausalOffset);
+            scale = 1f;
+        }
+
+        Tile.RowMax(scores, out float blockMaxLo, out float blockMaxHi);
+        float newMaxLo = Math.Max(MaxLo, AttentionKernel.QuadMax(blockMaxLo * scale));
+        float newMaxHi = Math.Max(MaxHi, AttentionKernel.QuadMax(blockMaxHi * scale));
+        RescaleLo = FastMath.Exp2(MaxLo - newMaxLo);
+        RescaleHi = FastMath.Exp2(MaxHi - newMaxHi);
+        MaxLo = newMaxLo;
+        MaxHi = newMaxHi;
+        HopperTile.Exp2(ref scores, scale, newMaxLo - SageConstants.Fp8Shift, newMaxHi - SageConstants.Fp8Shift, out float blockSumLo, out float blockSumHi);
+        SumLo = SumLo * RescaleLo + blockSumLo;
+        SumHi = SumHi * RescaleHi + blockSumHi;
+    }
+}
