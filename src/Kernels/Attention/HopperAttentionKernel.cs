@@ -50,13 +50,18 @@ public static class HopperAttentionKernel
     /// Dynamic shared memory of one block on the GPU: one Q tile per warpgroup, then <see cref="Stages"/> K and Vᵀ
     /// stages (64 × Dp bytes each) shared by the warpgroups.
     /// </summary>
-    public static int SharedBytes(int paddedHeadDim, int warpGroups = 1) => (warpGroups + 2 * Stages) * Rows * paddedHeadDim;
+    public static int SharedBytes(int paddedHeadDim, int warpGroups = 1, int blocksPerBarrier = 1) =>
+        (warpGroups + 2 * Stages(blocksPerBarrier)) * Rows * paddedHeadDim;
 
     /// <summary>
-    /// K/Vᵀ stages. Iteration kb loads block kb + 3 into the stage of block kb − 1, which every warpgroup finished before
-    /// the iteration's barrier: one barrier per block, and each load has three iterations to land.
+    /// K/Vᵀ stages for <paramref name="blocksPerBarrier"/> key blocks between barriers: each step (one barrier) loads the
+    /// blocks of the step three (1 block per step: 4 stages) or two (2 blocks per step: 6 stages) steps ahead into the
+    /// stages of the previous step, which every warpgroup finished before the barrier.
     /// </summary>
-    private const int Stages = 4;
+    public static int Stages(int blocksPerBarrier) => blocksPerBarrier == 1 ? 4 : 6;
+
+    /// <summary>Most key blocks one barrier may cover.</summary>
+    public const int MaxBlocksPerBarrier = 2;
 
     /// <summary>
     /// Warpgroups per block for a shape: each K/V tile a block loads is used by all of its warpgroups, so more of them
@@ -76,6 +81,21 @@ public static class HopperAttentionKernel
         return Math.Min(qTiles, MaxWarpGroups);
     }
 
+    /// <summary>Key blocks per barrier for a request: 1 to <see cref="MaxBlocksPerBarrier"/>, or 0 for the default.</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="requested"/> is outside 0..<see cref="MaxBlocksPerBarrier"/>.</exception>
+    public static int BlocksPerBarrierFor(int requested)
+    {
+        if (requested < 0 || requested > MaxBlocksPerBarrier)
+            throw new ArgumentOutOfRangeException(nameof(requested), requested, $"key blocks per barrier must be 0 (default) or 1..{MaxBlocksPerBarrier}.");
+        return requested > 0 ? requested : DefaultBlocksPerBarrier;
+    }
+
+    /// <summary>
+    /// The default of <see cref="BlocksPerBarrierFor"/>: two blocks per barrier let the warpgroups drift a block apart
+    /// (H100, same run: kernel +4 % at hd128 16K, +6–9 % at hd64).
+    /// </summary>
+    private const int DefaultBlocksPerBarrier = 2;
+
     /// <summary>Grid x: blocks of <paramref name="warpGroups"/> tiles covering <paramref name="qTiles"/> (the last may be ragged).</summary>
     public static int Blocks(int qTiles, int warpGroups) => (qTiles + warpGroups - 1) / warpGroups;
 
@@ -86,10 +106,11 @@ public static class HopperAttentionKernel
     /// <param name="vAddress">Device address of <c>p.V</c>.</param>
     /// <param name="paddedHeadDim">64 or 128, fixed at compile time.</param>
     /// <param name="warpGroups">Warpgroups (64-row query tiles) per block, 1 to <see cref="MaxWarpGroups"/>, fixed at compile time.</param>
+    /// <param name="blocksPerBarrier">Key blocks per block-wide barrier, 1 or 2 (<see cref="Stages"/>), fixed at compile time.</param>
     public static void Run(AttentionParams p, long qAddress, long kAddress, long vAddress, SpecializedValue<int> paddedHeadDim,
-        SpecializedValue<int> warpGroups)
+        SpecializedValue<int> warpGroups, SpecializedValue<int> blocksPerBarrier)
     {
-        int dp = paddedHeadDim, groups = warpGroups;
+        int dp = paddedHeadDim, groups = warpGroups, perBarrier = blocksPerBarrier, stages = Stages(perBarrier);
         bool wide = dp == 128;
         int tileWords = Rows * dp / 4;
         // One view of dynamic shared memory for the whole kernel: on ILGPU's CPU accelerator each GetDynamic call
@@ -127,11 +148,11 @@ public static class HopperAttentionKernel
         int qWord = warpGroup * tileWords;
         if (active)
             CopyQ(shared, qWord, p.Q, qAddress, qRowWord, dp, groupTid);
-        // Three commit groups ahead of the loop: {Q, block 0}, {block 1}, {block 2} (any may be empty).
-        for (int ahead = 0; ahead < Stages - 1; ahead++)
+        // Commit groups ahead of the loop, one per step: {Q, step 0}, {step 1}, … (any may be empty).
+        int groupsAhead = stages / perBarrier - 1;
+        for (int ahead = 0; ahead < groupsAhead; ahead++)
         {
-            if (ahead < blockBlocks)
-                copies.Issue(shared, p, kAddress, vAddress, ahead, KWord(ahead % Stages, tileWords, groups), VWord(ahead % Stages, tileWords, groups));
+            IssueStep(copies, shared, p, kAddress, vAddress, ahead, perBarrier, blockBlocks, stages, tileWords, groups);
             AsyncCopy.Commit();
         }
 
@@ -147,32 +168,37 @@ public static class HopperAttentionKernel
         var pFrag = default(PFragments);
         var softmax = new HopperRowSoftmax(rowLo, rowHi, t);
 
-        for (int kb = 0; kb < blockBlocks; kb++)
+        int steps = (blockBlocks + perBarrier - 1) / perBarrier;
+        for (int step = 0; step < steps; step++)
         {
-            // Every thread commits one group per block (maybe empty), so "all but the newest two" is block kb. After the
-            // barrier every warpgroup has finished block kb − 1, so its stage can take block kb + 3.
-            AsyncCopy.WaitAllButTwo();
+            // Every thread commits one group per step (maybe empty), so all but the newest groupsAhead − 1 is this step's.
+            // After the barrier every warpgroup has finished the previous step, whose stages the new copies take.
+            if (perBarrier == 1)
+                AsyncCopy.WaitAllButTwo();
+            else
+                AsyncCopy.WaitAllButLast();
             AsyncCopy.FenceProxyAsync();
             Group.Barrier();
-            int ahead = kb + Stages - 1;
-            if (ahead < blockBlocks)
-                copies.Issue(shared, p, kAddress, vAddress, ahead, KWord(ahead % Stages, tileWords, groups), VWord(ahead % Stages, tileWords, groups));
+            IssueStep(copies, shared, p, kAddress, vAddress, step + groupsAhead, perBarrier, blockBlocks, stages, tileWords, groups);
             AsyncCopy.Commit();
 
-            // Uniform per warpgroup, as wgmma requires. Each product is waited for right after its issue: a software
-            // pipeline that kept them in flight across the softmax needed ~234 registers (W ≤ 2) and measured slower than
-            // W = 3 warpgroups overlapping one another (docs/performance.md).
-            if (kb < visitBlocks)
+            for (int kb = step * perBarrier; kb < Math.Min(step * perBarrier + perBarrier, blockBlocks); kb++)
             {
-                float scale = qScale * p.KScale[kScaleBase + kb * SageConstants.KScaleSlotsPerBlock];
-                IssueScores(out var logits, qDesc, KDesc(sharedBase, kb % Stages, tileWords, groups, qkStride), wide, sharedBytes);
-                WarpGroupMma.WaitAll();
-                softmax.Step(logits, scale, kb * KeysPerBlock, p, causal, warpFirstRow, ref scores);
-                Tile.PackFp8(scores, ref pFrag);
-                uint vShared = sharedBase + (uint)(VWord(kb % Stages, tileWords, groups) * 4);
-                IssueValues(pFrag, vShared, wide, sharedBytes, out var low, out var high);
-                WarpGroupMma.WaitAll();
-                AddValues(ref output, low, high, softmax.RescaleLo, softmax.RescaleHi, wide);
+                // Uniform per warpgroup, as wgmma requires. Each product is waited for right after its issue: a software
+                // pipeline that kept them in flight across the softmax needed ~234 registers (W ≤ 2) and measured slower than
+                // W = 3 warpgroups overlapping one another (docs/performance.md).
+                if (kb < visitBlocks)
+                {
+                    float scale = qScale * p.KScale[kScaleBase + kb * SageConstants.KScaleSlotsPerBlock];
+                    IssueScores(out var logits, qDesc, KDesc(sharedBase, kb % stages, tileWords, groups, qkStride), wide, sharedBytes);
+                    WarpGroupMma.WaitAll();
+                    softmax.Step(logits, scale, kb * KeysPerBlock, p, causal, warpFirstRow, ref scores);
+                    Tile.PackFp8(scores, ref pFrag);
+                    uint vShared = sharedBase + (uint)(VWord(kb % stages, stages, tileWords, groups) * 4);
+                    IssueValues(pFrag, vShared, wide, sharedBytes, out var low, out var high);
+                    WarpGroupMma.WaitAll();
+                    AddValues(ref output, low, high, softmax.RescaleLo, softmax.RescaleHi, wide);
+                }
             }
         }
         AsyncCopy.WaitAll();
@@ -234,6 +260,14 @@ public static class HopperAttentionKernel
             HopperTile.RescaleAddHighChannels(ref output, high, rescaleLo, rescaleHi);
     }
 
+    /// <summary>Issues this thread's copies of the key blocks of step <paramref name="step"/> (those below <paramref name="blockBlocks"/>).</summary>
+    private static void IssueStep(in HopperTileCopies copies, ArrayView<uint> shared, in AttentionParams p, long kAddress, long vAddress, int step,
+        int perBarrier, int blockBlocks, int stages, int tileWords, int groups)
+    {
+        for (int kb = step * perBarrier; kb < Math.Min(step * perBarrier + perBarrier, blockBlocks); kb++)
+            copies.Issue(shared, p, kAddress, vAddress, kb, KWord(kb % stages, tileWords, groups), VWord(kb % stages, stages, tileWords, groups));
+    }
+
     /// <summary>Descriptor of K stage <paramref name="stage"/>.</summary>
     private static long KDesc(uint sharedBase, int stage, int tileWords, int groups, int qkStride) =>
         WarpGroupMma.Descriptor(sharedBase + (uint)(KWord(stage, tileWords, groups) * 4), CoreMatrixBytes, qkStride);
@@ -246,7 +280,7 @@ public static class HopperAttentionKernel
     private static int KWord(int stage, int tileWords, int groups) => (groups + stage) * tileWords;
 
     /// <summary>First word of Vᵀ stage <paramref name="stage"/> (after the Q tiles and the K stages).</summary>
-    private static int VWord(int stage, int tileWords, int groups) => (groups + Stages + stage) * tileWords;
+    private static int VWord(int stage, int stages, int tileWords, int groups) => (groups + stages + stage) * tileWords;
 
     /// <summary>
     /// Copies the warpgroup's 64 query rows (Dp INT8 bytes each, row-major from <paramref name="rowWord"/>) into a

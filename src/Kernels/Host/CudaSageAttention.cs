@@ -165,14 +165,16 @@ public sealed partial class CudaSageAttention : IDisposable
             var hopperTarget = target with { ArchSpecific = true };
             int groups = HopperAttentionKernel.WarpGroupsFor(shape.QTiles,
                 options.HopperWarpGroups != 0 ? options.HopperWarpGroups : HopperWarpGroupsOverride.Value);
+            int perBarrier = HopperAttentionKernel.BlocksPerBarrierFor(
+                options.HopperBlocksPerBarrier != 0 ? options.HopperBlocksPerBarrier : HopperBlocksPerBarrierOverride.Value);
             int threads = groups * HopperAttentionKernel.Threads;
             var dims = new LaunchDimensions(HopperAttentionKernel.Blocks(shape.QTiles, groups), shape.HeadsQ, shape.Batch, threads, 1, 1,
-                HopperAttentionKernel.SharedBytes(dp, groups));
+                HopperAttentionKernel.SharedBytes(dp, groups, perBarrier));
             // .maxntid tells ptxas how many registers a thread may have (65536 / threads) so the block can launch.
             Launch(hopperTarget, HopperAttention, dims, stream,
                 args.AddParameter(attention, attentionViews).Add(scratch.Q.Pointer.ToInt64()).Add(scratch.K.Pointer.ToInt64())
-                    .Add(scratch.V.Pointer.ToInt64()).Add(dp).Add(groups),
-                new KernelSpecialization(threads, 1), [dp, groups]);
+                    .Add(scratch.V.Pointer.ToInt64()).Add(dp).Add(groups).Add(perBarrier),
+                new KernelSpecialization(threads, 1), [dp, groups, perBarrier]);
         }
         else
         {
@@ -334,18 +336,23 @@ public sealed partial class CudaSageAttention : IDisposable
     /// leave it at 0: a tuning knob for benchmarks (docs/hopper.md). Unset or empty means automatic. Read once per process,
     /// not per call; an invalid value throws at every call.
     /// </summary>
-    private static readonly Lazy<int> HopperWarpGroupsOverride = new(HopperWarpGroupsFromEnvironment);
+    private static readonly Lazy<int> HopperWarpGroupsOverride =
+        new(() => TuningKnob("SAGEATTN_HOPPER_WARPGROUPS", HopperAttentionKernel.MaxWarpGroups));
 
-    /// <exception cref="ArgumentException">The variable is set to something other than 0..MaxWarpGroups.</exception>
-    private static int HopperWarpGroupsFromEnvironment()
+    /// <summary>SAGEATTN_HOPPER_BLOCKS_PER_BARRIER (1..MaxBlocksPerBarrier): the same kind of knob for the key blocks per barrier.</summary>
+    private static readonly Lazy<int> HopperBlocksPerBarrierOverride =
+        new(() => TuningKnob("SAGEATTN_HOPPER_BLOCKS_PER_BARRIER", HopperAttentionKernel.MaxBlocksPerBarrier));
+
+    /// <summary>An integer tuning variable: 0 when unset or empty.</summary>
+    /// <exception cref="ArgumentException">The variable is set to something other than 0..<paramref name="max"/>.</exception>
+    private static int TuningKnob(string name, int max)
     {
-        var text = Environment.GetEnvironmentVariable("SAGEATTN_HOPPER_WARPGROUPS");
+        var text = Environment.GetEnvironmentVariable(name);
         if (string.IsNullOrWhiteSpace(text))
             return 0;
         if (!int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int value)
-            || value > HopperAttentionKernel.MaxWarpGroups)
-            throw new ArgumentException(
-                $"SAGEATTN_HOPPER_WARPGROUPS must be 0..{HopperAttentionKernel.MaxWarpGroups}, got '{text}'.", "SAGEATTN_HOPPER_WARPGROUPS");
+            || value > max)
+            throw new ArgumentException($"{name} must be 0..{max}, got '{text}'.", name);
         return value;
     }
 }

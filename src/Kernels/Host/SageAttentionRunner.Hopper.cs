@@ -8,25 +8,27 @@ namespace SageAttn.Kernels.Host;
 /// <summary>The launch of <see cref="HopperAttentionKernel"/> on ILGPU accelerators.</summary>
 public sealed partial class SageAttentionRunner
 {
-    private Action<KernelConfig, AttentionParams, long, long, long, SpecializedValue<int>, SpecializedValue<int>>? _hopperAttention;
+    private Action<KernelConfig, AttentionParams, long, long, long, SpecializedValue<int>, SpecializedValue<int>, SpecializedValue<int>>? _hopperAttention;
 
     /// <summary>
     /// Runs the wgmma kernel. Only the CPU accelerator (the emulation, for tests) can: its PTX needs the
     /// sm_90a target, which ILGPU's CUDA accelerator cannot emit; CUDA uses <see cref="CudaSageAttention"/>.
     /// </summary>
-    private void LaunchHopper(AttentionShape shape, AttentionParams p, int requestedWarpGroups)
+    private void LaunchHopper(AttentionShape shape, AttentionParams p, SageAttentionOptions options)
     {
         if (_accelerator.AcceleratorType != AcceleratorType.CPU)
             throw new NotSupportedException(
                 $"{AttentionVariant.HopperQkInt8PvFp8} needs PTX for sm_90a, which ILGPU's {_accelerator.AcceleratorType} accelerator cannot load; " +
                 $"use {nameof(CudaSageAttention)} (the TorchSharp path) on an sm_90 device.");
         // Loaded on first use so CUDA runners never compile it.
-        _hopperAttention ??= _accelerator.LoadStreamKernel<AttentionParams, long, long, long, SpecializedValue<int>, SpecializedValue<int>>(HopperAttentionKernel.Run);
+        _hopperAttention ??= _accelerator.LoadStreamKernel<AttentionParams, long, long, long, SpecializedValue<int>, SpecializedValue<int>, SpecializedValue<int>>(
+            HopperAttentionKernel.Run);
         // The CPU emulation copies through the views, so the device addresses are not needed (0).
-        int groups = HopperAttentionKernel.WarpGroupsFor(shape.QTiles, requestedWarpGroups);
-        int sharedBytes = HopperAttentionKernel.SharedBytes(shape.PaddedHeadDim, groups) + WarpGroupMma.EmulationSharedBytes;
+        int groups = HopperAttentionKernel.WarpGroupsFor(shape.QTiles, options.HopperWarpGroups);
+        int perBarrier = HopperAttentionKernel.BlocksPerBarrierFor(options.HopperBlocksPerBarrier);
+        int sharedBytes = HopperAttentionKernel.SharedBytes(shape.PaddedHeadDim, groups, perBarrier) + WarpGroupMma.EmulationSharedBytes;
         _hopperAttention(new KernelConfig(new Index3D(HopperAttentionKernel.Blocks(shape.QTiles, groups), shape.HeadsQ, shape.Batch),
             new Index3D(groups * HopperAttentionKernel.Threads, 1, 1), SharedMemoryConfig.RequestDynamic<byte>(sharedBytes)),
-            p, 0L, 0L, 0L, SpecializedValue.New(shape.PaddedHeadDim), SpecializedValue.New(groups));
+            p, 0L, 0L, 0L, SpecializedValue.New(shape.PaddedHeadDim), SpecializedValue.New(groups), SpecializedValue.New(perBarrier));
     }
 }
