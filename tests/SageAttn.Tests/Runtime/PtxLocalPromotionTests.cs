@@ -127,13 +127,14 @@ public sealed class PtxLocalPromotionTests : IDisposable
     }
 
     [Theory]
-    [InlineData(64)]
-    [InlineData(128)]
-    public void HopperKernelHasNoLocalMemory(int paddedHeadDim)
+    [InlineData(64, 3, 2)]
+    [InlineData(128, 3, 2)]
+    [InlineData(128, 1, 1)]
+    public void HopperKernelHasNoLocalMemory(int paddedHeadDim, int warpGroups, int blocksPerBarrier)
     {
         // The wgmma kernel's cp.async and wgmma operands went through 294 local slots (a 936-byte stack frame on the H100).
         var kernel = typeof(HopperAttentionKernel).GetMethod(nameof(HopperAttentionKernel.Run))!;
-        var ptx = _compiler.Compile(kernel, PtxTarget.Hopper with { ArchSpecific = true }, [paddedHeadDim, 1]).Ptx;
+        var ptx = _compiler.Compile(kernel, PtxTarget.Hopper with { ArchSpecific = true }, [paddedHeadDim, warpGroups, blocksPerBarrier]).Ptx;
 
         Assert.DoesNotContain(".local", ptx);
         Assert.Contains("cp.async.cg.shared.global", ptx);
