@@ -5,6 +5,8 @@
 #   bash scripts/gpu_session.sh perf    benchmark (torch SDPA and every Sage variant in one process on one card), paged
 #                                       decode, sequence-parallel split -> perf.txt bench.log bench.csv bench.json bench_tops.png
 #   bash scripts/gpu_session.sh e2e     end-to-end model prefill/decode, both backends -> e2e.txt
+#   bash scripts/gpu_session.sh profile ncu of the wgmma kernel (hd128 4K: scheduler, warp states, instruction mix and
+#                                       per-instruction execution counts) and its SASS -> profile.txt ncu_source.csv.gz sass.txt.gz
 # At most 8 files come back from the machine, so the small reports share gpu.txt / perf.txt.
 set -o pipefail
 mode=${1:-tests}
@@ -15,6 +17,17 @@ if [ "$mode" = tests ]; then
   bash .gpu/run.sh sageattn ptx --out /tmp/ptx > /dev/null && for f in /tmp/ptx/*.ptx; do
     arch=sm_90; grep -q "sm_90a" "$f" && arch=sm_90a
     echo "$f ($arch)"; ptxas -arch=$arch -v "$f" -o /dev/null 2>&1 | grep -E "registers|spill|stack"; done >> $OUT/gpu.txt
+elif [ "$mode" = profile ]; then
+  nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > $OUT/profile.txt
+  # Every ILGPU entry is named Kernel_Run; the attention kernel is the 384-thread launch, so the grid filter picks it.
+  bench=(bash .gpu/run.sh sageattn bench --hd 128 --n 4096 --causal off --dtype fp16 --variants HopperQkInt8PvFp8 --no-torch --reps 1 --warmup 0 --inputs 1)
+  timeout 300 ncu --clock-control none --target-processes all -k regex:Kernel --launch-skip 2 -c 1 \
+    --section SpeedOfLight --section SchedulerStats --section WarpStateStats --section Occupancy --section InstructionStats \
+    --section SourceCounters --export /tmp/wgmma "${bench[@]}" >> $OUT/profile.txt 2>&1
+  ncu --import /tmp/wgmma.ncu-rep --page details >> $OUT/profile.txt 2>&1
+  ncu --import /tmp/wgmma.ncu-rep --page source --csv --print-source sass 2>/dev/null | gzip -c > $OUT/ncu_source.csv.gz
+  bash .gpu/run.sh sageattn ptx --out /tmp/ptx > /dev/null
+  ptxas -arch=sm_90a /tmp/ptx/attention_HopperQkInt8PvFp8_d128_wg3_b2.ptx -o /tmp/wgmma.cubin && cuobjdump -sass /tmp/wgmma.cubin | gzip -c > $OUT/sass.txt.gz
 elif [ "$mode" = e2e ]; then
   nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > $OUT/e2e.txt
   timeout 500 bash .gpu/run.sh sageattn e2e --model qwen3-8b --backend both --prompt 8192,32768 --batch 1 --decode 32 2>&1 | tee -a $OUT/e2e.txt
