@@ -50,7 +50,7 @@ public static class HopperAttentionKernel
     /// Dynamic shared memory of one block on the GPU: one Q tile per warpgroup, then <see cref="Stages"/> K and Vᵀ
     /// stages (64 × Dp bytes each) shared by the warpgroups.
     /// </summary>
-    public static int SharedBytes(int paddedHeadDim, int warpGroups = 1, int blocksPerBarrier = 1) =>
+    public static int SharedBytes(int paddedHeadDim, int warpGroups, int blocksPerBarrier) =>
         (warpGroups + 2 * Stages(blocksPerBarrier)) * Rows * paddedHeadDim;
 
     /// <summary>
