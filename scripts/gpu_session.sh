@@ -19,7 +19,8 @@ if [ "$mode" = tests ]; then
     echo "$f ($arch)"; ptxas -arch=$arch -v "$f" -o /dev/null 2>&1 | grep -E "registers|spill|stack"; done >> $OUT/gpu.txt
 elif [ "$mode" = profile ]; then
   nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > $OUT/profile.txt
-  # Every ILGPU entry is named Kernel_Run; the attention kernel is the 384-thread launch, so the grid filter picks it.
+  # Every ILGPU entry is named Kernel_Run; an end-to-end call launches the statistics, the Q/K/V quantization, then the
+  # attention kernel, so skipping two launches lands on the attention launch.
   bench=(bash .gpu/run.sh sageattn bench --hd 128 --n 4096 --causal off --dtype fp16 --variants HopperQkInt8PvFp8 --no-torch --reps 1 --warmup 0 --inputs 1)
   timeout 300 ncu --clock-control none --target-processes all -k regex:Kernel --launch-skip 2 -c 1 \
     --section SpeedOfLight --section SchedulerStats --section WarpStateStats --section Occupancy --section InstructionStats \

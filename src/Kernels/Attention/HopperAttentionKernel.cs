@@ -23,11 +23,12 @@ namespace SageAttn.Kernels.Attention;
 /// wgmma with P from registers and Vᵀ from shared memory into a fresh FP32 accumulator per 64 channels, and
 /// O = O · rescale + P·V on CUDA cores (FP32 two-level accumulation: the FP8 wgmma accumulator keeps fewer bits). The
 /// tensor cores work for one warpgroup while another runs its softmax.</para>
-/// <para>Shared memory (dynamic, <see cref="SharedBytes"/>): one Q tile per warpgroup, then four stages of K and of Vᵀ.
-/// Each tile is K-major core matrices of 8 rows × 16 bytes, ordered [8-row group][16-byte column chunk][row], so 16-byte
-/// chunk i of a tile sits at byte 16 i and the 8 threads of a store phase write 128 contiguous bytes (no bank
-/// conflicts). Block kb + 3 is copied with cp.async (<see cref="HopperTileCopies"/>) during iteration kb; one barrier
-/// per block.</para>
+/// <para>Shared memory (dynamic, <see cref="SharedBytes"/>): one Q tile per warpgroup, then <see cref="Stages"/> stages
+/// of K and of Vᵀ. Each tile is K-major core matrices of 8 rows × 16 bytes, ordered [8-row group][16-byte column
+/// chunk][row], so 16-byte chunk i of a tile sits at byte 16 i and the 8 threads of a store phase write 128 contiguous
+/// bytes (no bank conflicts). The key blocks run in steps of one or two blocks (blocksPerBarrier) with one block-wide
+/// barrier per step; each step copies with cp.async (<see cref="HopperTileCopies"/>) the blocks of the step three
+/// (one block per step) or two (two per step) steps ahead.</para>
 /// </remarks>
 public static class HopperAttentionKernel
 {
