@@ -28,7 +28,7 @@ elif [ "$mode" = profile ]; then
   ncu --import /tmp/wgmma.ncu-rep --page details >> $OUT/profile.txt 2>&1
   ncu --import /tmp/wgmma.ncu-rep --page source --csv --print-source sass 2>/dev/null | gzip -c > $OUT/ncu_source.csv.gz
   bash .gpu/run.sh sageattn ptx --out /tmp/ptx > /dev/null
-  ptxas -arch=sm_90a /tmp/ptx/attention_HopperQkInt8PvFp8_d128_wg3_b2.ptx -o /tmp/wgmma.cubin && cuobjdump -sass /tmp/wgmma.cubin | gzip -c > $OUT/sass.txt.gz
+  ptxas -arch=sm_90a /tmp/ptx/attention_HopperQkInt8PvFp8_d128_wg3.ptx -o /tmp/wgmma.cubin && cuobjdump -sass /tmp/wgmma.cubin | gzip -c > $OUT/sass.txt.gz
 elif [ "$mode" = e2e ]; then
   nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > $OUT/e2e.txt
   timeout 500 bash .gpu/run.sh sageattn e2e --model qwen3-8b --backend both --prompt 8192,32768 --batch 1 --decode 32 2>&1 | tee -a $OUT/e2e.txt

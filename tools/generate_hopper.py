@@ -92,6 +92,16 @@ def emulation_fill(dot, cast):
     return "\n".join(lines)
 
 
+# Descriptor words of the issue functions: the kernel passes the low word (start address) and the high word (SBO and
+# swizzle mode) of swizzled K-major descriptors; a k32 slice is 32 bytes further along each row, so the chain steps the
+# start address by 2 (16-byte units) with 32-bit adds.
+STEP = 2
+
+
+def descriptor(low_reg, high_reg, name):
+    return f"mov.b64 {name}, {{{low_reg}, {high_reg}}}; "
+
+
 def issue_s8(steps):
     """Q·Kᵀ over steps × k32 issued without waiting: fence, wgmma chain, commit. The outputs are undefined until a
     later wait_group retires the group (the kernel waits before it reads them)."""
@@ -100,36 +110,42 @@ def issue_s8(steps):
     outs = "\n".join(f"            Output<int> r{i} = default;" for i in range(n))
     back = "\n".join(f"            d.{name} = r{i}.Value;" for i, name in enumerate(NAMES))
     refs = ", ".join(f"ref r{i}" for i in range(n))
-    da, db = f"%{n}", f"%{n + 1}"
-    body = [f"{{ .reg .pred pz, po; .reg .b64 da, db; setp.ne.b64 pz, {da}, {da}; setp.eq.b64 po, {da}, {da}; wgmma.fence.sync.aligned; "
-            f"wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 {{{regs}}}, {da}, {db}, pz; "]
+    la, lb, hi = f"%{n}", f"%{n + 1}", f"%{n + 2}"
+    body = [f"{{ .reg .pred pz, po; .reg .b32 la, lb; .reg .b64 da, db; setp.ne.b32 pz, {la}, {la}; setp.eq.b32 po, {la}, {la}; "
+            + descriptor(la, hi, "da") + descriptor(lb, hi, "db") + "wgmma.fence.sync.aligned; "
+            f"wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 {{{regs}}}, da, db, pz; "]
     for step in range(1, steps):
-        src_a, src_b = (da, db) if step == 1 else ("da", "db")
-        body.append(f"add.s64 da, {src_a}, 16; add.s64 db, {src_b}, 16; "
-                    f"wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 {{{regs}}}, da, db, po; ")
+        body.append(f"add.u32 la, {la}, {STEP * step}; add.u32 lb, {lb}, {STEP * step}; " + descriptor("la", hi, "da") + descriptor("lb", hi, "db")
+                    + f"wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 {{{regs}}}, da, db, po; ")
     body.append("wgmma.commit_group.sync.aligned; }")
     text = "".join(body)
-    emulate = "\n".join(f"        d = EmulateMmaS8(d, descA + {16 * st}, descB + {16 * st}, {'true' if st else 'false'}, shared);" for st in range(steps))
+    emulate = "\n".join(f"        d = EmulateMmaS8(d, fullA + {STEP * st}, fullB + {STEP * st}, {'true' if st else 'false'}, shared);" for st in range(steps))
     return f"""
     /// <summary>
     /// Issues S = A·B over K = {32 * steps} as {steps} chained <c>m64n64k32 s8</c> wgmma and commits them as one group, without
     /// waiting: <paramref name="d"/> may be read only after a wait (<see cref="WaitAll"/>) retires the
     /// group. The emulation computes at once.
     /// </summary>
+    /// <param name="d">This thread's share of S.</param>
+    /// <param name="descA">Low word of A's swizzled descriptor (<see cref="DescriptorLow"/>).</param>
+    /// <param name="descB">Low word of B's descriptor.</param>
+    /// <param name="descHigh">High word of both (<see cref="DescriptorHigh"/>): A and B have the same row width.</param>
+    /// <param name="shared">All dynamic shared memory (read by the emulation).</param>
     {INLINE}
-    public static void IssueS8K{32 * steps}(out WarpGroupIntAccumulator d, long descA, long descB, ArrayView<byte> shared)
+    public static void IssueS8K{32 * steps}(out WarpGroupIntAccumulator d, uint descA, uint descB, uint descHigh, ArrayView<byte> shared)
     {{
         if (CudaAsm.IsSupported)
         {{
 {outs}
-            Input<long> a = descA, b = descB;
+            Input<uint> a = descA, b = descB, h = descHigh;
             CudaAsm.EmitRef(
                 "{text}",
-                {refs}, ref a, ref b);
+                {refs}, ref a, ref b, ref h);
             d = default;
 {back}
             return;
         }}
+        long fullA = descA | (long)descHigh << 32, fullB = descB | (long)descHigh << 32;
         d = default;
 {emulate}
     }}
@@ -144,10 +160,11 @@ def issue_e4m3():
     refs = ", ".join(f"ref r{i}" for i in range(n))
     a0 = ",".join(f"%{n + i}" for i in range(4))
     a1 = ",".join(f"%{n + 4 + i}" for i in range(4))
-    desc = f"%{n + 8}"
-    text = (f"{{ .reg .pred pz, po; .reg .b64 db; setp.ne.b64 pz, {desc}, {desc}; setp.eq.b64 po, {desc}, {desc}; wgmma.fence.sync.aligned; "
-            f"wgmma.mma_async.sync.aligned.m64n64k32.f32.e4m3.e4m3 {{{regs}}}, {{{a0}}}, {desc}, pz, 1, 1; "
-            f"add.s64 db, {desc}, 16; "
+    low, high = f"%{n + 8}", f"%{n + 9}"
+    text = (f"{{ .reg .pred pz, po; .reg .b32 lb; .reg .b64 db; setp.ne.b32 pz, {low}, {low}; setp.eq.b32 po, {low}, {low}; "
+            + descriptor(low, high, "db") + "wgmma.fence.sync.aligned; "
+            f"wgmma.mma_async.sync.aligned.m64n64k32.f32.e4m3.e4m3 {{{regs}}}, {{{a0}}}, db, pz, 1, 1; "
+            f"add.u32 lb, {low}, {STEP}; " + descriptor("lb", high, "db") +
             f"wgmma.mma_async.sync.aligned.m64n64k32.f32.e4m3.e4m3 {{{regs}}}, {{{a1}}}, db, po, 1, 1; }}")
     return f"""
     /// <summary>
@@ -156,24 +173,31 @@ def issue_e4m3():
     /// <paramref name="a0"/>/<paramref name="a1"/> unchanged and reads <paramref name="d"/> only after a wait retires it.
     /// The emulation computes at once.
     /// </summary>
+    /// <param name="d">This thread's share of D.</param>
+    /// <param name="a0">A for k 0..31 (registers).</param>
+    /// <param name="a1">A for k 32..63.</param>
+    /// <param name="descB">Low word of B's swizzled descriptor (<see cref="DescriptorLow"/>).</param>
+    /// <param name="descHigh">High word of B's descriptor (<see cref="DescriptorHigh"/>).</param>
+    /// <param name="shared">All dynamic shared memory (read by the emulation).</param>
     {INLINE}
-    public static void IssueE4M3K64(out WarpGroupFloatAccumulator d, in AFrag a0, in AFrag a1, long descB, ArrayView<byte> shared)
+    public static void IssueE4M3K64(out WarpGroupFloatAccumulator d, in AFrag a0, in AFrag a1, uint descB, uint descHigh, ArrayView<byte> shared)
     {{
         if (CudaAsm.IsSupported)
         {{
 {outs}
             Input<uint> x0 = a0.R0, x1 = a0.R1, x2 = a0.R2, x3 = a0.R3, y0 = a1.R0, y1 = a1.R1, y2 = a1.R2, y3 = a1.R3;
-            Input<long> b = descB;
+            Input<uint> b = descB, h = descHigh;
             CudaAsm.EmitRef(
                 "{text}",
-                {refs}, ref x0, ref x1, ref x2, ref x3, ref y0, ref y1, ref y2, ref y3, ref b);
+                {refs}, ref x0, ref x1, ref x2, ref x3, ref y0, ref y1, ref y2, ref y3, ref b, ref h);
             d = default;
 {back}
             return;
         }}
+        long full = descB | (long)descHigh << 32;
         d = default;
-        d = EmulateMmaE4M3(d, a0, descB, false, shared);
-        d = EmulateMmaE4M3(d, a1, descB + 16, true, shared);
+        d = EmulateMmaE4M3(d, a0, full, false, shared);
+        d = EmulateMmaE4M3(d, a1, full + {STEP}, true, shared);
     }}
 """
 

@@ -25,11 +25,10 @@ internal static class PtxCommand
         var hopper = typeof(HopperAttentionKernel).GetMethod(nameof(HopperAttentionKernel.Run))!;
         foreach (int dp in new[] { 64, 128 })
         foreach (int groups in new[] { 1, HopperAttentionKernel.MaxWarpGroups })
-        foreach (int perBarrier in new[] { 1, HopperAttentionKernel.MaxBlocksPerBarrier })
         {
-            var ptx = compiler.Compile(hopper, target with { ArchSpecific = true }, [dp, groups, perBarrier],
+            var ptx = compiler.Compile(hopper, target with { ArchSpecific = true }, [dp, groups],
                 new ILGPU.Runtime.KernelSpecialization(groups * HopperAttentionKernel.Threads, 1));
-            string path = Path.Combine(dir, $"attention_{AttentionVariant.HopperQkInt8PvFp8}_d{dp}_wg{groups}_b{perBarrier}.ptx");
+            string path = Path.Combine(dir, $"attention_{AttentionVariant.HopperQkInt8PvFp8}_d{dp}_wg{groups}.ptx");
             File.WriteAllText(path, ptx.Ptx);
             Console.WriteLine($"{path}: entry {ptx.EntryName}, {ptx.Ptx.Length} chars (sm_90a)");
         }

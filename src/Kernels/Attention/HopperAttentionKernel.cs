@@ -23,12 +23,17 @@ namespace SageAttn.Kernels.Attention;
 /// wgmma with P from registers and Vᵀ from shared memory into a fresh FP32 accumulator per 64 channels, and
 /// O = O · rescale + P·V on CUDA cores (FP32 two-level accumulation: the FP8 wgmma accumulator keeps fewer bits). The
 /// tensor cores work for one warpgroup while another runs its softmax.</para>
-/// <para>Shared memory (dynamic, <see cref="SharedBytes"/>): one Q tile per warpgroup, then <see cref="Stages"/> stages
-/// of K and of Vᵀ. Each tile is K-major core matrices of 8 rows × 16 bytes, ordered [8-row group][16-byte column
-/// chunk][row], so 16-byte chunk i of a tile sits at byte 16 i and the 8 threads of a store phase write 128 contiguous
-/// bytes (no bank conflicts). The key blocks run in steps of one or two blocks (blocksPerBarrier) with one block-wide
-/// barrier per step; each step copies with cp.async (<see cref="HopperTileCopies"/>) the blocks of the step three
-/// (one block per step) or two (two per step) steps ahead.</para>
+/// <para>Tiles arrive by the copy engine (<see cref="TensorCopy"/>): thread 0 of the block is the producer. It loads
+/// the Q tiles once, then keeps the K and Vᵀ tiles of <see cref="Lead"/> key blocks ahead of its own warpgroup in a
+/// ring of <see cref="Stages"/> stages. Stage s has a "full" <see cref="Mbarrier"/> (one arrival with the byte count;
+/// the copies complete it) that every warp waits on before it reads the stage, and an "empty" one that every warp
+/// arrives on once its products of the stage have retired; the producer waits on "empty" before it refills a stage.
+/// No block-wide barrier is left in the loop, so the warpgroups drift apart by up to Stages − Lead blocks.</para>
+/// <para>Shared memory (dynamic, <see cref="SharedBytes"/>): one Q tile per warpgroup, the K stages, the Vᵀ stages,
+/// then the barriers. A tile is its rows one after another, swizzled as the copy engine writes them and the swizzled
+/// descriptors read them (<see cref="SharedSwizzle"/>): Q and K rows of Dp bytes (128-byte swizzle at Dp = 128,
+/// 64-byte at 64), Vᵀ rows (channels) of 64 keys (64-byte swizzle). One copy per tile; 8-row groups are 8 rows apart
+/// (SBO), and a k32 slice starts 32 bytes further along the rows.</para>
 /// </remarks>
 public static class HopperAttentionKernel
 {
@@ -38,31 +43,26 @@ public static class HopperAttentionKernel
     /// <summary>Most warpgroups (64-row query tiles) one block may have.</summary>
     public const int MaxWarpGroups = 3;
 
+    /// <summary>K/Vᵀ stages in shared memory (a power of two: stage = block &amp; (Stages − 1), phase = block / Stages).</summary>
+    public const int Stages = 8;
+
+    /// <summary>
+    /// Key blocks the producer loads ahead of its warpgroup's current block. A refill of block j waits until every warp
+    /// released block j − Stages, i.e. the other warpgroups may trail the producer's by Stages − Lead − 1 blocks.
+    /// </summary>
+    public const int Lead = 5;
+
     private const int Rows = SageConstants.QTileRows;
     private const int KeysPerBlock = SageConstants.KBlockKeys;
-    /// <summary>Bytes of one core matrix (8 rows × 16 bytes): the step between core matrices along K (LBO).</summary>
-    private const int CoreMatrixBytes = 128;
-    /// <summary>Vᵀ tile: 64 keys = 4 core matrices per 8-channel group (its SBO).</summary>
-    private const int VGroupBytes = KeysPerBlock / 16 * CoreMatrixBytes;
-    /// <summary>Bytes between the two 64-channel halves of the Vᵀ tile (8 channel groups).</summary>
-    private const int VHalfBytes = 8 * VGroupBytes;
+    /// <summary>Barriers: Stages "full", Stages "empty", one for Q.</summary>
+    private const int Barriers = 2 * Stages + 1;
 
     /// <summary>
-    /// Dynamic shared memory of one block on the GPU: one Q tile per warpgroup, then <see cref="Stages"/> K and Vᵀ
-    /// stages (64 × Dp bytes each) shared by the warpgroups.
+    /// Dynamic shared memory of one block on the GPU: one Q tile per warpgroup, <see cref="Stages"/> K and Vᵀ stages
+    /// (64 × Dp bytes each) shared by the warpgroups, and the barriers.
     /// </summary>
-    public static int SharedBytes(int paddedHeadDim, int warpGroups, int blocksPerBarrier) =>
-        (warpGroups + 2 * Stages(blocksPerBarrier)) * Rows * paddedHeadDim;
-
-    /// <summary>
-    /// K/Vᵀ stages for <paramref name="blocksPerBarrier"/> key blocks between barriers: each step (one barrier) loads the
-    /// blocks of the step three (1 block per step: 4 stages) or two (2 blocks per step: 6 stages) steps ahead into the
-    /// stages of the previous step, which every warpgroup finished before the barrier.
-    /// </summary>
-    public static int Stages(int blocksPerBarrier) => blocksPerBarrier == 1 ? 4 : 6;
-
-    /// <summary>Most key blocks one barrier may cover.</summary>
-    public const int MaxBlocksPerBarrier = 2;
+    public static int SharedBytes(int paddedHeadDim, int warpGroups) =>
+        (warpGroups + 2 * Stages) * Rows * paddedHeadDim + (Barriers * Mbarrier.Bytes + 15) / 16 * 16;
 
     /// <summary>
     /// Warpgroups per block for a shape: each K/V tile a block loads is used by all of its warpgroups, so more of them
@@ -82,36 +82,30 @@ public static class HopperAttentionKernel
         return Math.Min(qTiles, MaxWarpGroups);
     }
 
-    /// <summary>Key blocks per barrier for a request: 1 to <see cref="MaxBlocksPerBarrier"/>, or 0 for the default.</summary>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="requested"/> is outside 0..<see cref="MaxBlocksPerBarrier"/>.</exception>
-    public static int BlocksPerBarrierFor(int requested)
-    {
-        if (requested < 0 || requested > MaxBlocksPerBarrier)
-            throw new ArgumentOutOfRangeException(nameof(requested), requested, $"key blocks per barrier must be 0 (default) or 1..{MaxBlocksPerBarrier}.");
-        return requested > 0 ? requested : DefaultBlocksPerBarrier;
-    }
-
-    /// <summary>
-    /// The default of <see cref="BlocksPerBarrierFor"/>: two blocks per barrier let the warpgroups drift a block apart
-    /// (H100, same run: kernel +4 % at hd128 16K, +6–9 % at hd64).
-    /// </summary>
-    private const int DefaultBlocksPerBarrier = 2;
-
     /// <summary>Grid x: blocks of <paramref name="warpGroups"/> tiles covering <paramref name="qTiles"/> (the last may be ragged).</summary>
     public static int Blocks(int qTiles, int warpGroups) => (qTiles + warpGroups - 1) / warpGroups;
 
-    /// <summary>Kernel entry: index math, copies, then the per-block steps.</summary>
+    /// <summary>Tensor maps the kernel reads from <c>tensorMaps</c>, 128 bytes each in this order.</summary>
+    public enum Map
+    {
+        /// <summary>INT8 Q as [B · Hq · NqPad rows, Dp bytes], boxes of Dp bytes × 64 rows.</summary>
+        Q,
+
+        /// <summary>INT8 K as [B · Hkv · NkPad rows, Dp bytes], boxes of Dp bytes × 64 rows.</summary>
+        K,
+
+        /// <summary>FP8 Vᵀ as [B · Hkv · Dp rows, NkPad bytes], boxes of 64 bytes × Dp rows.</summary>
+        V,
+    }
+
+    /// <summary>Kernel entry: index math, the producer's copies, then the per-block products.</summary>
     /// <param name="p">Tensors and sizes (V in the FP8 layout for FP32 accumulation).</param>
-    /// <param name="qAddress">Device address of <c>p.Q</c> for cp.async (ILGPU cannot take it in a kernel); unused on the CPU.</param>
-    /// <param name="kAddress">Device address of <c>p.K</c>.</param>
-    /// <param name="vAddress">Device address of <c>p.V</c>.</param>
+    /// <param name="tensorMaps">Device address of the three tensor maps (<see cref="Map"/>, 64-byte aligned); unused on the CPU.</param>
     /// <param name="paddedHeadDim">64 or 128, fixed at compile time.</param>
     /// <param name="warpGroups">Warpgroups (64-row query tiles) per block, 1 to <see cref="MaxWarpGroups"/>, fixed at compile time.</param>
-    /// <param name="blocksPerBarrier">Key blocks per block-wide barrier, 1 or 2 (<see cref="Stages"/>), fixed at compile time.</param>
-    public static void Run(AttentionParams p, long qAddress, long kAddress, long vAddress, SpecializedValue<int> paddedHeadDim,
-        SpecializedValue<int> warpGroups, SpecializedValue<int> blocksPerBarrier)
+    public static void Run(AttentionParams p, long tensorMaps, SpecializedValue<int> paddedHeadDim, SpecializedValue<int> warpGroups)
     {
-        int dp = paddedHeadDim, groups = warpGroups, perBarrier = blocksPerBarrier, stages = Stages(perBarrier);
+        int dp = paddedHeadDim, groups = warpGroups;
         bool wide = dp == 128;
         int tileWords = Rows * dp / 4;
         // One view of dynamic shared memory for the whole kernel: on ILGPU's CPU accelerator each GetDynamic call
@@ -119,12 +113,13 @@ public static class HopperAttentionKernel
         var sharedBytes = SharedMemory.GetDynamic<byte>();
         var shared = sharedBytes.Cast<uint>();
         uint sharedBase = AsyncCopy.SharedAddress(0);
+        uint barriers = sharedBase + (uint)((groups + 2 * Stages) * tileWords * 4);
 
         int tid = Group.IdxX, warpGroup = tid / Threads, groupTid = tid % Threads, warp = groupTid / 32, lane = Warp.LaneIdx;
         int g = lane >> 2, t = lane & 3;
         int qTile = Grid.IdxX * groups + warpGroup, h = Grid.IdxY, b = Grid.IdxZ;
         int qTiles = p.NqPad / Rows;
-        // A ragged last block's spare warpgroups copy and wait with the others but compute nothing.
+        // A ragged last block's spare warpgroups wait and release with the others but compute nothing.
         bool active = qTile < qTiles;
         int kvHead = h / (p.HeadsQ / p.HeadsKv);
         int warpFirstRow = qTile * Rows + warp * SageConstants.WarpRows;
@@ -132,29 +127,31 @@ public static class HopperAttentionKernel
         long kvHeadIndex = (long)b * p.HeadsKv + kvHead;
         int kBlocks = p.NkPad / KeysPerBlock;
         bool causal = p.Causal != 0;
-        int rowWords = dp / 4;
-        long qRowWord = (((long)b * p.HeadsQ + h) * p.NqPad + qTile * Rows) * rowWords;
-        var copies = new HopperTileCopies(p, kvHeadIndex, dp, tid, groups);
 
         // Causal: blocks past a tile's last visible key are skipped; the block walks as far as its last active tile.
         int visitBlocks = kBlocks, blockBlocks = kBlocks;
+        int activeGroups = Math.Min(groups, qTiles - Grid.IdxX * groups);
         if (causal)
         {
             visitBlocks = VisibleBlocks(qTile, kBlocks, p.CausalOffset);
-            blockBlocks = VisibleBlocks(Math.Min(qTiles, (Grid.IdxX + 1) * groups) - 1, kBlocks, p.CausalOffset);
+            blockBlocks = VisibleBlocks(Grid.IdxX * groups + activeGroups - 1, kBlocks, p.CausalOffset);
         }
         if (!active)
             visitBlocks = 0;
 
-        int qWord = warpGroup * tileWords;
-        if (active)
-            CopyQ(shared, qWord, p.Q, qAddress, qRowWord, dp, groupTid);
-        // Commit groups ahead of the loop, one per step: {Q, step 0}, {step 1}, … (any may be empty).
-        int groupsAhead = stages / perBarrier - 1;
-        for (int ahead = 0; ahead < groupsAhead; ahead++)
+        var producer = new Producer(p, tensorMaps, barriers, kvHeadIndex, dp, groups, blockBlocks);
+        if (tid == 0)
         {
-            IssueStep(copies, shared, p, kAddress, vAddress, ahead, perBarrier, blockBlocks, stages, tileWords, groups);
-            AsyncCopy.Commit();
+            for (int i = 0; i < Barriers; i++)
+                Mbarrier.Init(barriers + (uint)(i * Mbarrier.Bytes), i >= Stages && i < 2 * Stages ? 4 * groups : 1);
+            Mbarrier.FenceInit();
+        }
+        Group.Barrier();
+        if (tid == 0)
+        {
+            producer.LoadQ(shared, ((long)b * p.HeadsQ + h) * p.NqPad + (long)Grid.IdxX * groups * Rows, activeGroups);
+            for (int j = 0; j < Lead; j++)
+                producer.LoadBlock(shared, j);
         }
 
         float qScale = active
@@ -162,47 +159,43 @@ public static class HopperAttentionKernel
                 + qTile * SageConstants.QScaleSlotsPerTile + warp * 8 + g]
             : 0f;
         long kScaleBase = kvHeadIndex * kBlocks * SageConstants.KScaleSlotsPerBlock + t;
-        int qkStride = 8 * dp;
-        long qDesc = WarpGroupMma.Descriptor(sharedBase + (uint)(qWord * 4), CoreMatrixBytes, qkStride);
+        // Q and K tiles have rows of Dp bytes, Vᵀ tiles rows of 64 keys; stages and the two 64-channel halves of a Vᵀ
+        // tile are whole numbers of 8-row groups apart (steps in 16-byte descriptor units).
+        uint qDesc = WarpGroupMma.DescriptorLow(sharedBase + (uint)(warpGroup * tileWords * 4));
+        uint kDesc0 = WarpGroupMma.DescriptorLow(sharedBase + (uint)(groups * tileWords * 4));
+        uint vDesc0 = WarpGroupMma.DescriptorLow(sharedBase + (uint)((groups + Stages) * tileWords * 4));
+        uint qkHigh = WarpGroupMma.DescriptorHigh(dp), vHigh = WarpGroupMma.DescriptorHigh(KeysPerBlock);
+        uint stageStep = (uint)(tileWords / 4), vHalfStep = 64 * KeysPerBlock / 16;
         var output = default(OutputTile);
         var scores = default(ScoreTile);
         var pFrag = default(PFragments);
         var softmax = new HopperRowSoftmax(rowLo, rowHi, t);
+        Mbarrier.WaitBlock(producer.QBarrier, 0);
 
-        int steps = (blockBlocks + perBarrier - 1) / perBarrier;
-        for (int step = 0; step < steps; step++)
+        for (int kb = 0; kb < blockBlocks; kb++)
         {
-            // Every thread commits one group per step (maybe empty), so all but the newest groupsAhead − 1 is this step's.
-            // After the barrier every warpgroup has finished the previous step, whose stages the new copies take.
-            if (perBarrier == 1)
-                AsyncCopy.WaitAllButTwo();
-            else
-                AsyncCopy.WaitAllButLast();
-            AsyncCopy.FenceProxyAsync();
-            Group.Barrier();
-            IssueStep(copies, shared, p, kAddress, vAddress, step + groupsAhead, perBarrier, blockBlocks, stages, tileWords, groups);
-            AsyncCopy.Commit();
-
-            for (int kb = step * perBarrier; kb < Math.Min(step * perBarrier + perBarrier, blockBlocks); kb++)
+            int stage = kb & (Stages - 1);
+            if (tid == 0 && kb + Lead < blockBlocks)
+                producer.LoadBlock(shared, kb + Lead);
+            Mbarrier.WaitBlock(producer.Full(stage), (kb / Stages) & 1);
+            // Uniform per warpgroup, as wgmma requires. Each product is waited for right after its issue: a software
+            // pipeline that kept them in flight across the softmax needed ~234 registers (W ≤ 2) and measured slower than
+            // W = 3 warpgroups overlapping one another (docs/performance.md).
+            if (kb < visitBlocks)
             {
-                // Uniform per warpgroup, as wgmma requires. Each product is waited for right after its issue: a software
-                // pipeline that kept them in flight across the softmax needed ~234 registers (W ≤ 2) and measured slower than
-                // W = 3 warpgroups overlapping one another (docs/performance.md).
-                if (kb < visitBlocks)
-                {
-                    float scale = qScale * p.KScale[kScaleBase + kb * SageConstants.KScaleSlotsPerBlock];
-                    IssueScores(out var logits, qDesc, KDesc(sharedBase, kb % stages, tileWords, groups, qkStride), wide, sharedBytes);
-                    WarpGroupMma.WaitAll();
-                    softmax.Step(logits, scale, kb * KeysPerBlock, p, causal, warpFirstRow, ref scores);
-                    Tile.PackFp8(scores, ref pFrag);
-                    uint vShared = sharedBase + (uint)(VWord(kb % stages, stages, tileWords, groups) * 4);
-                    IssueValues(pFrag, vShared, wide, sharedBytes, out var low, out var high);
-                    WarpGroupMma.WaitAll();
-                    AddValues(ref output, low, high, softmax.RescaleLo, softmax.RescaleHi, wide);
-                }
+                float scale = qScale * p.KScale[kScaleBase + kb * SageConstants.KScaleSlotsPerBlock];
+                IssueScores(out var logits, qDesc, kDesc0 + (uint)stage * stageStep, qkHigh, wide, sharedBytes);
+                WarpGroupMma.WaitAll();
+                softmax.Step(logits, scale, kb * KeysPerBlock, p, causal, warpFirstRow, ref scores);
+                Tile.PackFp8(scores, ref pFrag);
+                IssueValues(pFrag, vDesc0 + (uint)stage * stageStep, vHigh, vHalfStep, wide, sharedBytes, out var low, out var high);
+                WarpGroupMma.WaitAll();
+                AddValues(ref output, low, high, softmax.RescaleLo, softmax.RescaleHi, wide);
             }
+            // The warp's products of this stage have retired: the producer may refill it.
+            if (lane == 0)
+                Mbarrier.Arrive(producer.Empty(stage));
         }
-        AsyncCopy.WaitAll();
         if (!active)
             return;
 
@@ -227,28 +220,29 @@ public static class HopperAttentionKernel
     }
 
     /// <summary>Issues S = Q·Kᵀ for one key block (Dp / 32 chained k32 wgmma, one commit group).</summary>
-    private static void IssueScores(out WarpGroupIntAccumulator logits, long qDesc, long kDesc, bool wide, ArrayView<byte> shared)
+    private static void IssueScores(out WarpGroupIntAccumulator logits, uint qDesc, uint kDesc, uint high, bool wide, ArrayView<byte> shared)
     {
         if (wide)
-            WarpGroupMma.IssueS8K128(out logits, qDesc, kDesc, shared);
+            WarpGroupMma.IssueS8K128(out logits, qDesc, kDesc, high, shared);
         else
-            WarpGroupMma.IssueS8K64(out logits, qDesc, kDesc, shared);
+            WarpGroupMma.IssueS8K64(out logits, qDesc, kDesc, high, shared);
     }
 
     /// <summary>
-    /// Issues P·V of one key block: P (FP8, registers) times the Vᵀ tile at <paramref name="vShared"/>, one fresh FP32
-    /// accumulator per 64 channels, committed as one group.
+    /// Issues P·V of one key block: P (FP8, registers) times the Vᵀ tile named by <paramref name="vDesc"/> and
+    /// <paramref name="high"/>, one fresh FP32 accumulator per 64 channels (<paramref name="low"/>, <paramref name="upper"/>),
+    /// committed as one group.
     /// </summary>
-    private static void IssueValues(in PFragments pFrag, uint vShared, bool wide, ArrayView<byte> shared,
-        out WarpGroupFloatAccumulator low, out WarpGroupFloatAccumulator high)
+    private static void IssueValues(in PFragments pFrag, uint vDesc, uint high, uint halfStep, bool wide, ArrayView<byte> shared,
+        out WarpGroupFloatAccumulator low, out WarpGroupFloatAccumulator upper)
     {
         AFrag a0, a1;
         a0.R0 = pFrag.S0R0; a0.R1 = pFrag.S0R1; a0.R2 = pFrag.S0R2; a0.R3 = pFrag.S0R3;
         a1.R0 = pFrag.S1R0; a1.R1 = pFrag.S1R1; a1.R2 = pFrag.S1R2; a1.R3 = pFrag.S1R3;
-        WarpGroupMma.IssueE4M3K64(out low, a0, a1, WarpGroupMma.Descriptor(vShared, CoreMatrixBytes, VGroupBytes), shared);
-        high = default;
+        WarpGroupMma.IssueE4M3K64(out low, a0, a1, vDesc, high, shared);
+        upper = default;
         if (wide)
-            WarpGroupMma.IssueE4M3K64(out high, a0, a1, WarpGroupMma.Descriptor(vShared + VHalfBytes, CoreMatrixBytes, VGroupBytes), shared);
+            WarpGroupMma.IssueE4M3K64(out upper, a0, a1, vDesc + halfStep, high, shared);
         WarpGroupMma.Commit();
     }
 
@@ -261,38 +255,72 @@ public static class HopperAttentionKernel
             HopperTile.RescaleAddHighChannels(ref output, high, rescaleLo, rescaleHi);
     }
 
-    /// <summary>Issues this thread's copies of the key blocks of step <paramref name="step"/> (those below <paramref name="blockBlocks"/>).</summary>
-    private static void IssueStep(in HopperTileCopies copies, ArrayView<uint> shared, in AttentionParams p, long kAddress, long vAddress, int step,
-        int perBarrier, int blockBlocks, int stages, int tileWords, int groups)
-    {
-        for (int kb = step * perBarrier; kb < Math.Min(step * perBarrier + perBarrier, blockBlocks); kb++)
-            copies.Issue(shared, p, kAddress, vAddress, kb, KWord(kb % stages, tileWords, groups), VWord(kb % stages, stages, tileWords, groups));
-    }
-
-    /// <summary>Descriptor of K stage <paramref name="stage"/>.</summary>
-    private static long KDesc(uint sharedBase, int stage, int tileWords, int groups, int qkStride) =>
-        WarpGroupMma.Descriptor(sharedBase + (uint)(KWord(stage, tileWords, groups) * 4), CoreMatrixBytes, qkStride);
-
     /// <summary>Causal: key blocks up to the one holding the last key query tile <paramref name="tile"/>'s last row sees.</summary>
     private static int VisibleBlocks(int tile, int kBlocks, int causalOffset) =>
         Math.Min(kBlocks, (tile * Rows + Rows - 1 + causalOffset) / KeysPerBlock + 1);
 
-    /// <summary>First word of K stage <paramref name="stage"/> (after the Q tiles).</summary>
-    private static int KWord(int stage, int tileWords, int groups) => (groups + stage) * tileWords;
-
-    /// <summary>First word of Vᵀ stage <paramref name="stage"/> (after the Q tiles and the K stages).</summary>
-    private static int VWord(int stage, int stages, int tileWords, int groups) => (groups + stages + stage) * tileWords;
-
     /// <summary>
-    /// Copies the warpgroup's 64 query rows (Dp INT8 bytes each, row-major from <paramref name="rowWord"/>) into a
-    /// K-major tile: chunk i = tid + 128r goes to byte 16 i (see <see cref="HopperTileCopies"/> for the chunk order).
+    /// The copies thread 0 issues: the block's Q tiles, and the K and Vᵀ tiles of key block j into stage j mod
+    /// <see cref="Stages"/> once every warp has released that stage's previous block.
     /// </summary>
-    private static void CopyQ(ArrayView<uint> shared, int tileWord, ArrayView<uint> global, long globalAddress, long rowWord, int dp, int tid)
+    private readonly struct Producer
     {
-        for (int r = 0; r < dp / 32; r++)
+        private readonly ArrayView<uint> _q, _k, _v;
+        private readonly long _qMap, _kMap, _vMap;
+        private readonly uint _barriers;
+        private readonly int _dp, _groups, _tileWords, _kRow0, _vRow0, _vRowWords, _blocks;
+
+        public Producer(in AttentionParams p, long tensorMaps, uint barriers, long kvHeadIndex, int dp, int groups, int blocks)
         {
-            int chunk = tid + Threads * r;
-            AsyncCopy.Copy16(shared, tileWord + 4 * chunk, global, globalAddress, rowWord + HopperTileCopies.RowChunkWord(chunk, dp));
+            _q = p.Q;
+            _k = p.K;
+            _v = p.V;
+            _vRowWords = p.NkPad / 4;
+            _qMap = tensorMaps + (int)Map.Q * TensorCopy.MapBytes;
+            _kMap = tensorMaps + (int)Map.K * TensorCopy.MapBytes;
+            _vMap = tensorMaps + (int)Map.V * TensorCopy.MapBytes;
+            _barriers = barriers;
+            _dp = dp;
+            _groups = groups;
+            _tileWords = Rows * dp / 4;
+            _kRow0 = (int)(kvHeadIndex * p.NkPad);
+            _vRow0 = (int)(kvHeadIndex * dp);
+            _blocks = blocks;
+        }
+
+        /// <summary>The "full" barrier of stage <paramref name="stage"/>: its K and Vᵀ tiles have landed.</summary>
+        public uint Full(int stage) => _barriers + (uint)(stage * Mbarrier.Bytes);
+
+        /// <summary>The "empty" barrier of stage <paramref name="stage"/>: every warp is done with it.</summary>
+        public uint Empty(int stage) => _barriers + (uint)((Stages + stage) * Mbarrier.Bytes);
+
+        /// <summary>The barrier of the Q tiles.</summary>
+        public uint QBarrier => _barriers + (uint)(2 * Stages * Mbarrier.Bytes);
+
+        /// <summary>Loads the <paramref name="tiles"/> Q tiles of the block, whose first row is <paramref name="firstRow"/>.</summary>
+        public void LoadQ(ArrayView<uint> shared, long firstRow, int tiles)
+        {
+            TensorCopy.AcquireMap(_qMap);
+            TensorCopy.AcquireMap(_kMap);
+            TensorCopy.AcquireMap(_vMap);
+            Mbarrier.ArriveExpectBytes(QBarrier, tiles * Rows * _dp);
+            for (int w = 0; w < tiles; w++)
+                TensorCopy.LoadTile(shared, w * _tileWords, QBarrier, _qMap, 0, (int)(firstRow + w * Rows), _q, _dp / 4, _dp, Rows);
+        }
+
+        /// <summary>Loads key block <paramref name="j"/> (if below the block's count) into its stage.</summary>
+        public void LoadBlock(ArrayView<uint> shared, int j)
+        {
+            if (j >= _blocks)
+                return;
+            int stage = j & (Stages - 1);
+            if (j >= Stages)
+                Mbarrier.Wait(Empty(stage), (j / Stages - 1) & 1);
+            uint full = Full(stage);
+            Mbarrier.ArriveExpectBytes(full, 2 * KeysPerBlock * _dp);
+            int kWord = (_groups + stage) * _tileWords, vWord = (_groups + Stages + stage) * _tileWords;
+            TensorCopy.LoadTile(shared, kWord, full, _kMap, 0, _kRow0 + j * KeysPerBlock, _k, _dp / 4, _dp, KeysPerBlock);
+            TensorCopy.LoadTile(shared, vWord, full, _vMap, j * KeysPerBlock, _vRow0, _v, _vRowWords, KeysPerBlock, _dp);
         }
     }
 }

@@ -160,21 +160,21 @@ public sealed partial class CudaSageAttention : IDisposable
         var attentionViews = AttentionViews(grid, output, scratch, writeLse ? lse : null, corrected ? lseCorrection : null);
         if (options.Variant == AttentionVariant.HopperQkInt8PvFp8)
         {
-            // wgmma needs the arch-specific sm_90a target; the kernel's cp.async reads Q, K and V through
-            // device addresses passed as parameters (ILGPU cannot take a view's address in a kernel).
+            // wgmma needs the arch-specific sm_90a target; the kernel's copy engine reads Q, K and Vᵀ through tensor maps
+            // the host encodes and writes into the scratch's map buffer on the stream (ILGPU cannot take a view's address
+            // in a kernel, and the maps live as long as the scratch).
             var hopperTarget = target with { ArchSpecific = true };
             int groups = HopperAttentionKernel.WarpGroupsFor(shape.QTiles,
                 options.HopperWarpGroups != 0 ? options.HopperWarpGroups : HopperWarpGroupsOverride.Value);
-            int perBarrier = HopperAttentionKernel.BlocksPerBarrierFor(
-                options.HopperBlocksPerBarrier != 0 ? options.HopperBlocksPerBarrier : HopperBlocksPerBarrierOverride.Value);
             int threads = groups * HopperAttentionKernel.Threads;
+            var maps = scratch.AlignedTensorMaps;
+            WriteTensorMaps(maps, shape, scratch, stream);
             var dims = new LaunchDimensions(HopperAttentionKernel.Blocks(shape.QTiles, groups), shape.HeadsQ, shape.Batch, threads, 1, 1,
-                HopperAttentionKernel.SharedBytes(dp, groups, perBarrier));
+                HopperAttentionKernel.SharedBytes(dp, groups));
             // .maxntid tells ptxas how many registers a thread may have (65536 / threads) so the block can launch.
             Launch(hopperTarget, HopperAttention, dims, stream,
-                args.AddParameter(attention, attentionViews).Add(scratch.Q.Pointer.ToInt64()).Add(scratch.K.Pointer.ToInt64())
-                    .Add(scratch.V.Pointer.ToInt64()).Add(dp).Add(groups).Add(perBarrier),
-                new KernelSpecialization(threads, 1), [dp, groups, perBarrier]);
+                args.AddParameter(attention, attentionViews).Add(maps.ToInt64()).Add(dp).Add(groups),
+                new KernelSpecialization(threads, 1), [dp, groups]);
         }
         else
         {
@@ -339,10 +339,6 @@ public sealed partial class CudaSageAttention : IDisposable
     private static readonly Lazy<int> HopperWarpGroupsOverride =
         new(() => TuningKnob("SAGEATTN_HOPPER_WARPGROUPS", HopperAttentionKernel.MaxWarpGroups));
 
-    /// <summary>SAGEATTN_HOPPER_BLOCKS_PER_BARRIER (1..MaxBlocksPerBarrier): the same kind of knob for the key blocks per barrier.</summary>
-    private static readonly Lazy<int> HopperBlocksPerBarrierOverride =
-        new(() => TuningKnob("SAGEATTN_HOPPER_BLOCKS_PER_BARRIER", HopperAttentionKernel.MaxBlocksPerBarrier));
-
     /// <summary>An integer tuning variable: 0 when unset or empty.</summary>
     /// <exception cref="ArgumentException">The variable is set to something other than 0..<paramref name="max"/>.</exception>
     private static int TuningKnob(string name, int max)
@@ -354,5 +350,25 @@ public sealed partial class CudaSageAttention : IDisposable
             || value > max)
             throw new ArgumentException($"{name} must be 0..{max}, got '{text}'.", name);
         return value;
+    }
+
+    /// <summary>
+    /// Encodes the wgmma kernel's tensor maps (<see cref="HopperAttentionKernel.Map"/> order) of the quantized Q, K and Vᵀ
+    /// in <paramref name="scratch"/> and writes them to <paramref name="maps"/> on <paramref name="stream"/>.
+    /// </summary>
+    /// <exception cref="ArgumentException">A tensor has more rows than the kernel's 32-bit copy coordinates reach.</exception>
+    private static void WriteTensorMaps(IntPtr maps, AttentionShape shape, QuantizedScratch scratch, IntPtr stream)
+    {
+        int dp = shape.PaddedHeadDim;
+        long qRows = (long)shape.Batch * shape.HeadsQ * shape.NqPad, kRows = (long)shape.Batch * shape.HeadsKv * shape.NkPad;
+        long vRows = (long)shape.Batch * shape.HeadsKv * dp;
+        if (Math.Max(qRows, kRows) > int.MaxValue)
+            throw new ArgumentException(
+                $"{AttentionVariant.HopperQkInt8PvFp8} addresses rows with 32-bit coordinates; B · H · padded tokens = {Math.Max(qRows, kRows)} is too many.", "q");
+        Span<byte> bytes = stackalloc byte[3 * CudaTensorMap.Bytes];
+        CudaTensorMap.Encode(bytes.Slice((int)HopperAttentionKernel.Map.Q * CudaTensorMap.Bytes), scratch.Q.Pointer, qRows, dp, dp, SageConstants.QTileRows);
+        CudaTensorMap.Encode(bytes.Slice((int)HopperAttentionKernel.Map.K * CudaTensorMap.Bytes), scratch.K.Pointer, kRows, dp, dp, SageConstants.KBlockKeys);
+        CudaTensorMap.Encode(bytes.Slice((int)HopperAttentionKernel.Map.V * CudaTensorMap.Bytes), scratch.V.Pointer, vRows, shape.NkPad, SageConstants.KBlockKeys, dp);
+        CudaTensorMap.CopyToDevice(maps, bytes, stream);
     }
 }

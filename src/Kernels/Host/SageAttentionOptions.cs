@@ -24,12 +24,6 @@ public sealed record SageAttentionOptions
     /// </summary>
     public int HopperWarpGroups { get; init; }
 
-    /// <summary>
-    /// Key blocks per block-wide barrier of the wgmma kernel: 1 or <see cref="HopperAttentionKernel.MaxBlocksPerBarrier"/>,
-    /// or 0 (default) for the kernel's choice. A tuning knob; other variants ignore it.
-    /// </summary>
-    public int HopperBlocksPerBarrier { get; init; }
-
     /// <summary>The V storage the variant needs.</summary>
     public VFormat VFormat => Variant switch
     {

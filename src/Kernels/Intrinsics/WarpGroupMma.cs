@@ -55,6 +55,22 @@ public static partial class WarpGroupMma
         | ((long)((leadingByteOffset >> 4) & 0x3FFF) << 16)
         | ((long)((strideByteOffset >> 4) & 0x3FFF) << 32);
 
+    /// <summary>
+    /// The low word of a swizzled K-major descriptor (start address; LBO = 1, unused when a k32 slice lies inside one
+    /// swizzled row): what the issue functions take, stepping the start by 32 bytes per k32 slice with 32-bit adds.
+    /// The tile must start on a multiple of 8 rows (1024 bytes for 128-byte rows, 512 for 64).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static uint DescriptorLow(uint sharedAddress) => ((sharedAddress & 0x3FFFF) >> 4) | (1u << 16);
+
+    /// <summary>
+    /// The high word of a swizzled K-major descriptor (bits 32–63): SBO (bytes between 8-row groups, i.e. 8 rows of
+    /// <paramref name="rowBytes"/>) and the swizzle mode of <paramref name="rowBytes"/>-byte rows (64 or 128).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static uint DescriptorHigh(int rowBytes) =>
+        (uint)(8 * rowBytes >> 4) | ((uint)(rowBytes == 128 ? SharedSwizzle.Bytes128 : SharedSwizzle.Bytes64) << 30);
+
     /// <summary><c>wgmma.fence.sync.aligned</c>: orders earlier register writes before the next wgmma reads them.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Fence()
@@ -82,13 +98,21 @@ public static partial class WarpGroupMma
     /// <summary>First accumulator row of this thread: 16 · (warp in the warpgroup) + lane / 4.</summary>
     private static int RowBase() => 16 * ((Group.IdxX / 32) & 3) + (Warp.LaneIdx >> 2);
 
-    /// <summary>Byte offset, inside the shared window, of element (row, k) of a K-major tile named by a descriptor.</summary>
+    /// <summary>
+    /// Byte offset, inside the shared window, of element (row, k) of a K-major tile named by a descriptor: without swizzle
+    /// core matrices of 8 rows × 16 bytes (LBO along K, SBO along rows); with a 64- or 128-byte swizzle rows of that many
+    /// bytes, 8-row groups SBO apart, and the 16-byte chunks of each address permuted (<see cref="SharedSwizzle"/>).
+    /// </summary>
     private static int ElementAddress(long descriptor, int row, int k)
     {
         int start = (int)(descriptor & 0x3FFF) << 4;
         int leading = (int)((descriptor >> 16) & 0x3FFF) << 4;
         int stride = (int)((descriptor >> 32) & 0x3FFF) << 4;
-        return start + (row >> 3) * stride + (k >> 4) * leading + (row & 7) * 16 + (k & 15);
+        int mode = (int)((descriptor >> 62) & 3);
+        if (mode == 0)
+            return start + (row >> 3) * stride + (k >> 4) * leading + (row & 7) * 16 + (k & 15);
+        int rowBytes = mode == SharedSwizzle.Bytes128 ? 128 : 64;
+        return SharedSwizzle.Apply(start + (row >> 3) * stride + (row & 7) * rowBytes + k, rowBytes);
     }
 
     /// <summary>Σ_k A[row, k] · B[col, k] over k32, both INT8 tiles in shared memory.</summary>

@@ -54,6 +54,12 @@ internal static unsafe class CudaNative
     [DllImport(Library, EntryPoint = "cuMemFree_v2")] public static extern int cuMemFree(IntPtr pointer);
     [DllImport(Library, EntryPoint = "cuMemcpyHtoD_v2")] public static extern int cuMemcpyHtoD(IntPtr destination, void* source, nuint bytes);
     [DllImport(Library, EntryPoint = "cuMemcpyDtoH_v2")] public static extern int cuMemcpyDtoH(void* destination, IntPtr source, nuint bytes);
+    [DllImport(Library, EntryPoint = "cuMemcpyHtoDAsync_v2")] public static extern int cuMemcpyHtoDAsync(IntPtr destination, void* source, nuint bytes, IntPtr stream);
+
+    [DllImport(Library)]
+    public static extern int cuTensorMapEncodeTiled(
+        void* tensorMap, int dataType, uint rank, IntPtr globalAddress, ulong* globalDim, ulong* globalStrides,
+        uint* boxDim, uint* elementStrides, int interleave, int swizzle, int l2Promotion, int oobFill);
 
     [DllImport(Library, EntryPoint = "cuMemGetInfo_v2")] public static extern int cuMemGetInfo(out nuint free, out nuint total);
 

@@ -34,6 +34,8 @@ namespace SageAttn.Kernels.Runtime;
 /// </remarks>
 public sealed class PtxCompiler : IDisposable
 {
+    private const string DynamicSharedAlign4 = ".extern .shared .align 4 .b8 __dyn_shared_alloca[];";
+    private const string DynamicSharedAlign1024 = ".extern .shared .align 1024 .b8 __dyn_shared_alloca[];";
     private static readonly Regex TargetLine = new(@"^\.target\s+sm_\w+", RegexOptions.Multiline | RegexOptions.CultureInvariant);
     private static readonly Regex EntryLine = new(@"\.entry\s+([A-Za-z_$][\w$]*)", RegexOptions.CultureInvariant);
 
@@ -143,6 +145,8 @@ public sealed class PtxCompiler : IDisposable
             if (target.ArchSpecific)
             {
                 ptx = PatchTarget(ptx, target.TargetName);
+                // The copy engine writes tiles at 128-byte aligned shared addresses (offsets from the dynamic base).
+                ptx = ptx.Replace(DynamicSharedAlign4, DynamicSharedAlign1024, StringComparison.Ordinal);
             }
 
             return new CompiledPtx(ptx, FindEntryName(ptx), target, key);

@@ -29,8 +29,7 @@ public abstract class AttentionKernelTests(AcceleratorFixture fixture, ITestOutp
     public sealed record Case(string Name, int Batch, int HeadsQ, int HeadsKv, int Nq, int Nk, int HeadDim,
         AttentionVariant Variant, bool Causal = false, bool Nhd = false, TensorElementType Type = TensorElementType.Float16,
         bool Lse = false, float KOffset = 0f, bool SmoothV = false, QuantGranularity Granularity = QuantGranularity.PerThread,
-        int HopperWarpGroups = 0,
-        int HopperBlocksPerBarrier = 0)
+        int HopperWarpGroups = 0)
     {
         public override string ToString() => Name;
     }
@@ -45,8 +44,7 @@ public abstract class AttentionKernelTests(AcceleratorFixture fixture, ITestOutp
         var v = TestData.Randn(random, c.Batch, c.HeadsKv, c.Nk, c.HeadDim, c.Type, c.Nhd);
         float smScale = 1f / MathF.Sqrt(c.HeadDim);
         int causalOffset = c.Causal ? Math.Max(0, c.Nk - c.Nq) : 0;
-        var options = new SageAttentionOptions { Variant = c.Variant, Granularity = c.Granularity, SmoothV = c.SmoothV, HopperWarpGroups = c.HopperWarpGroups,
-            HopperBlocksPerBarrier = c.HopperBlocksPerBarrier };
+        var options = new SageAttentionOptions { Variant = c.Variant, Granularity = c.Granularity, SmoothV = c.SmoothV, HopperWarpGroups = c.HopperWarpGroups };
         var accelerator = fixture.Accelerator!;
 
         int outLength = c.Batch * c.HeadsQ * c.Nq * c.HeadDim;

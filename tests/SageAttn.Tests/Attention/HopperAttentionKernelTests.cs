@@ -24,16 +24,17 @@ public sealed class CpuHopperAttentionKernelTests(CpuAcceleratorFixture fixture,
     public static TheoryData<Case> HopperCases => new()
     {
         new Case("hopper d64 n1", 1, 2, 1, 1, 1, 64, Hopper),
-        // Several warpgroups per block sharing K/V tiles; 4 query tiles over blocks of 3 leave a block with 2 idle warpgroups,
-        // and 256 K/V chunks over 384 threads leave a ragged copy round.
+        // Several warpgroups per block sharing K/V tiles; 4 query tiles over blocks of 3 leave a block with 2 idle warpgroups
+        // (the producer loads only the active Q tiles; idle warpgroups still release every stage).
         new Case("hopper d64 n200 causal wg3", 1, 2, 1, 200, 200, 64, Hopper, Causal: true, HopperWarpGroups: 3),
-        new Case("hopper d128 n200 wg3 ragged copies", 1, 1, 1, 200, 330, 128, Hopper, HopperWarpGroups: 3),
+        new Case("hopper d128 n200 wg3 ragged block", 1, 1, 1, 200, 330, 128, Hopper, HopperWarpGroups: 3),
         new Case("hopper d128 n200 q<k causal wg2 lse", 1, 2, 2, 150, 260, 128, Hopper, Causal: true, Lse: true, HopperWarpGroups: 2),
         new Case("hopper d64 n130 wg1", 1, 2, 1, 130, 130, 64, Hopper, HopperWarpGroups: 1),
-        // Two key blocks per barrier: an odd block count (a half-empty last step), causal skips, three warpgroups.
-        new Case("hopper d128 n330 causal wg3 2 blocks per barrier", 1, 1, 1, 330, 330, 128, Hopper, Causal: true, HopperWarpGroups: 3,
-            HopperBlocksPerBarrier: 2),
-        new Case("hopper d64 n260 q<k 2 blocks per barrier", 1, 2, 1, 100, 260, 64, Hopper, HopperBlocksPerBarrier: 2),
+        // More key blocks than stages (the ring wraps: stages are refilled and barrier phases alternate), causal skips, three
+        // warpgroups; fewer blocks than the producer's lead.
+        new Case("hopper d128 n700 causal wg3 ring wraps", 1, 1, 1, 700, 700, 128, Hopper, Causal: true, HopperWarpGroups: 3),
+        new Case("hopper d64 n100 k1100 ring wraps twice", 1, 2, 1, 100, 1100, 64, Hopper),
+        new Case("hopper d64 n100 k260 fewer blocks than lead", 1, 2, 1, 100, 260, 64, Hopper),
         new Case("hopper d128 n130 lse K-bias", 1, 2, 1, 130, 130, 128, Hopper, Lse: true, KOffset: 8f),
         new Case("hopper d64 n200 causal gqa2", 1, 4, 2, 200, 200, 64, Hopper, Causal: true),
         new Case("hopper d128 n200 bf16 nhd smoothV", 1, 1, 1, 200, 200, 128, Hopper, Nhd: true, Type: TensorElementType.BFloat16, SmoothV: true),

@@ -215,8 +215,13 @@ public static partial class WarpGroupMma
     /// waiting: <paramref name="d"/> may be read only after a wait (<see cref="WaitAll"/>) retires the
     /// group. The emulation computes at once.
     /// </summary>
+    /// <param name="d">This thread's share of S.</param>
+    /// <param name="descA">Low word of A's swizzled descriptor (<see cref="DescriptorLow"/>).</param>
+    /// <param name="descB">Low word of B's descriptor.</param>
+    /// <param name="descHigh">High word of both (<see cref="DescriptorHigh"/>): A and B have the same row width.</param>
+    /// <param name="shared">All dynamic shared memory (read by the emulation).</param>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void IssueS8K64(out WarpGroupIntAccumulator d, long descA, long descB, ArrayView<byte> shared)
+    public static void IssueS8K64(out WarpGroupIntAccumulator d, uint descA, uint descB, uint descHigh, ArrayView<byte> shared)
     {
         if (CudaAsm.IsSupported)
         {
@@ -252,10 +257,10 @@ public static partial class WarpGroupMma
             Output<int> r29 = default;
             Output<int> r30 = default;
             Output<int> r31 = default;
-            Input<long> a = descA, b = descB;
+            Input<uint> a = descA, b = descB, h = descHigh;
             CudaAsm.EmitRef(
-                "{ .reg .pred pz, po; .reg .b64 da, db; setp.ne.b64 pz, %32, %32; setp.eq.b64 po, %32, %32; wgmma.fence.sync.aligned; wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, %32, %33, pz; add.s64 da, %32, 16; add.s64 db, %33, 16; wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, da, db, po; wgmma.commit_group.sync.aligned; }",
-                ref r0, ref r1, ref r2, ref r3, ref r4, ref r5, ref r6, ref r7, ref r8, ref r9, ref r10, ref r11, ref r12, ref r13, ref r14, ref r15, ref r16, ref r17, ref r18, ref r19, ref r20, ref r21, ref r22, ref r23, ref r24, ref r25, ref r26, ref r27, ref r28, ref r29, ref r30, ref r31, ref a, ref b);
+                "{ .reg .pred pz, po; .reg .b32 la, lb; .reg .b64 da, db; setp.ne.b32 pz, %32, %32; setp.eq.b32 po, %32, %32; mov.b64 da, {%32, %34}; mov.b64 db, {%33, %34}; wgmma.fence.sync.aligned; wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, da, db, pz; add.u32 la, %32, 2; add.u32 lb, %33, 2; mov.b64 da, {la, %34}; mov.b64 db, {lb, %34}; wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, da, db, po; wgmma.commit_group.sync.aligned; }",
+                ref r0, ref r1, ref r2, ref r3, ref r4, ref r5, ref r6, ref r7, ref r8, ref r9, ref r10, ref r11, ref r12, ref r13, ref r14, ref r15, ref r16, ref r17, ref r18, ref r19, ref r20, ref r21, ref r22, ref r23, ref r24, ref r25, ref r26, ref r27, ref r28, ref r29, ref r30, ref r31, ref a, ref b, ref h);
             d = default;
             d.J0C0 = r0.Value;
             d.J0C1 = r1.Value;
@@ -291,9 +296,10 @@ public static partial class WarpGroupMma
             d.J7C3 = r31.Value;
             return;
         }
+        long fullA = descA | (long)descHigh << 32, fullB = descB | (long)descHigh << 32;
         d = default;
-        d = EmulateMmaS8(d, descA + 0, descB + 0, false, shared);
-        d = EmulateMmaS8(d, descA + 16, descB + 16, true, shared);
+        d = EmulateMmaS8(d, fullA + 0, fullB + 0, false, shared);
+        d = EmulateMmaS8(d, fullA + 2, fullB + 2, true, shared);
     }
 
     /// <summary>
@@ -301,8 +307,13 @@ public static partial class WarpGroupMma
     /// waiting: <paramref name="d"/> may be read only after a wait (<see cref="WaitAll"/>) retires the
     /// group. The emulation computes at once.
     /// </summary>
+    /// <param name="d">This thread's share of S.</param>
+    /// <param name="descA">Low word of A's swizzled descriptor (<see cref="DescriptorLow"/>).</param>
+    /// <param name="descB">Low word of B's descriptor.</param>
+    /// <param name="descHigh">High word of both (<see cref="DescriptorHigh"/>): A and B have the same row width.</param>
+    /// <param name="shared">All dynamic shared memory (read by the emulation).</param>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void IssueS8K128(out WarpGroupIntAccumulator d, long descA, long descB, ArrayView<byte> shared)
+    public static void IssueS8K128(out WarpGroupIntAccumulator d, uint descA, uint descB, uint descHigh, ArrayView<byte> shared)
     {
         if (CudaAsm.IsSupported)
         {
@@ -338,10 +349,10 @@ public static partial class WarpGroupMma
             Output<int> r29 = default;
             Output<int> r30 = default;
             Output<int> r31 = default;
-            Input<long> a = descA, b = descB;
+            Input<uint> a = descA, b = descB, h = descHigh;
             CudaAsm.EmitRef(
-                "{ .reg .pred pz, po; .reg .b64 da, db; setp.ne.b64 pz, %32, %32; setp.eq.b64 po, %32, %32; wgmma.fence.sync.aligned; wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, %32, %33, pz; add.s64 da, %32, 16; add.s64 db, %33, 16; wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, da, db, po; add.s64 da, da, 16; add.s64 db, db, 16; wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, da, db, po; add.s64 da, da, 16; add.s64 db, db, 16; wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, da, db, po; wgmma.commit_group.sync.aligned; }",
-                ref r0, ref r1, ref r2, ref r3, ref r4, ref r5, ref r6, ref r7, ref r8, ref r9, ref r10, ref r11, ref r12, ref r13, ref r14, ref r15, ref r16, ref r17, ref r18, ref r19, ref r20, ref r21, ref r22, ref r23, ref r24, ref r25, ref r26, ref r27, ref r28, ref r29, ref r30, ref r31, ref a, ref b);
+                "{ .reg .pred pz, po; .reg .b32 la, lb; .reg .b64 da, db; setp.ne.b32 pz, %32, %32; setp.eq.b32 po, %32, %32; mov.b64 da, {%32, %34}; mov.b64 db, {%33, %34}; wgmma.fence.sync.aligned; wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, da, db, pz; add.u32 la, %32, 2; add.u32 lb, %33, 2; mov.b64 da, {la, %34}; mov.b64 db, {lb, %34}; wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, da, db, po; add.u32 la, %32, 4; add.u32 lb, %33, 4; mov.b64 da, {la, %34}; mov.b64 db, {lb, %34}; wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, da, db, po; add.u32 la, %32, 6; add.u32 lb, %33, 6; mov.b64 da, {la, %34}; mov.b64 db, {lb, %34}; wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, da, db, po; wgmma.commit_group.sync.aligned; }",
+                ref r0, ref r1, ref r2, ref r3, ref r4, ref r5, ref r6, ref r7, ref r8, ref r9, ref r10, ref r11, ref r12, ref r13, ref r14, ref r15, ref r16, ref r17, ref r18, ref r19, ref r20, ref r21, ref r22, ref r23, ref r24, ref r25, ref r26, ref r27, ref r28, ref r29, ref r30, ref r31, ref a, ref b, ref h);
             d = default;
             d.J0C0 = r0.Value;
             d.J0C1 = r1.Value;
@@ -377,11 +388,12 @@ public static partial class WarpGroupMma
             d.J7C3 = r31.Value;
             return;
         }
+        long fullA = descA | (long)descHigh << 32, fullB = descB | (long)descHigh << 32;
         d = default;
-        d = EmulateMmaS8(d, descA + 0, descB + 0, false, shared);
-        d = EmulateMmaS8(d, descA + 16, descB + 16, true, shared);
-        d = EmulateMmaS8(d, descA + 32, descB + 32, true, shared);
-        d = EmulateMmaS8(d, descA + 48, descB + 48, true, shared);
+        d = EmulateMmaS8(d, fullA + 0, fullB + 0, false, shared);
+        d = EmulateMmaS8(d, fullA + 2, fullB + 2, true, shared);
+        d = EmulateMmaS8(d, fullA + 4, fullB + 4, true, shared);
+        d = EmulateMmaS8(d, fullA + 6, fullB + 6, true, shared);
     }
 
     /// <summary>
@@ -390,8 +402,14 @@ public static partial class WarpGroupMma
     /// <paramref name="a0"/>/<paramref name="a1"/> unchanged and reads <paramref name="d"/> only after a wait retires it.
     /// The emulation computes at once.
     /// </summary>
+    /// <param name="d">This thread's share of D.</param>
+    /// <param name="a0">A for k 0..31 (registers).</param>
+    /// <param name="a1">A for k 32..63.</param>
+    /// <param name="descB">Low word of B's swizzled descriptor (<see cref="DescriptorLow"/>).</param>
+    /// <param name="descHigh">High word of B's descriptor (<see cref="DescriptorHigh"/>).</param>
+    /// <param name="shared">All dynamic shared memory (read by the emulation).</param>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void IssueE4M3K64(out WarpGroupFloatAccumulator d, in AFrag a0, in AFrag a1, long descB, ArrayView<byte> shared)
+    public static void IssueE4M3K64(out WarpGroupFloatAccumulator d, in AFrag a0, in AFrag a1, uint descB, uint descHigh, ArrayView<byte> shared)
     {
         if (CudaAsm.IsSupported)
         {
@@ -428,10 +446,10 @@ public static partial class WarpGroupMma
             Output<float> r30 = default;
             Output<float> r31 = default;
             Input<uint> x0 = a0.R0, x1 = a0.R1, x2 = a0.R2, x3 = a0.R3, y0 = a1.R0, y1 = a1.R1, y2 = a1.R2, y3 = a1.R3;
-            Input<long> b = descB;
+            Input<uint> b = descB, h = descHigh;
             CudaAsm.EmitRef(
-                "{ .reg .pred pz, po; .reg .b64 db; setp.ne.b64 pz, %40, %40; setp.eq.b64 po, %40, %40; wgmma.fence.sync.aligned; wgmma.mma_async.sync.aligned.m64n64k32.f32.e4m3.e4m3 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%32,%33,%34,%35}, %40, pz, 1, 1; add.s64 db, %40, 16; wgmma.mma_async.sync.aligned.m64n64k32.f32.e4m3.e4m3 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%36,%37,%38,%39}, db, po, 1, 1; }",
-                ref r0, ref r1, ref r2, ref r3, ref r4, ref r5, ref r6, ref r7, ref r8, ref r9, ref r10, ref r11, ref r12, ref r13, ref r14, ref r15, ref r16, ref r17, ref r18, ref r19, ref r20, ref r21, ref r22, ref r23, ref r24, ref r25, ref r26, ref r27, ref r28, ref r29, ref r30, ref r31, ref x0, ref x1, ref x2, ref x3, ref y0, ref y1, ref y2, ref y3, ref b);
+                "{ .reg .pred pz, po; .reg .b32 lb; .reg .b64 db; setp.ne.b32 pz, %40, %40; setp.eq.b32 po, %40, %40; mov.b64 db, {%40, %41}; wgmma.fence.sync.aligned; wgmma.mma_async.sync.aligned.m64n64k32.f32.e4m3.e4m3 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%32,%33,%34,%35}, db, pz, 1, 1; add.u32 lb, %40, 2; mov.b64 db, {lb, %41}; wgmma.mma_async.sync.aligned.m64n64k32.f32.e4m3.e4m3 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%36,%37,%38,%39}, db, po, 1, 1; }",
+                ref r0, ref r1, ref r2, ref r3, ref r4, ref r5, ref r6, ref r7, ref r8, ref r9, ref r10, ref r11, ref r12, ref r13, ref r14, ref r15, ref r16, ref r17, ref r18, ref r19, ref r20, ref r21, ref r22, ref r23, ref r24, ref r25, ref r26, ref r27, ref r28, ref r29, ref r30, ref r31, ref x0, ref x1, ref x2, ref x3, ref y0, ref y1, ref y2, ref y3, ref b, ref h);
             d = default;
             d.J0C0 = r0.Value;
             d.J0C1 = r1.Value;
@@ -467,9 +485,10 @@ public static partial class WarpGroupMma
             d.J7C3 = r31.Value;
             return;
         }
+        long full = descB | (long)descHigh << 32;
         d = default;
-        d = EmulateMmaE4M3(d, a0, descB, false, shared);
-        d = EmulateMmaE4M3(d, a1, descB + 16, true, shared);
+        d = EmulateMmaE4M3(d, a0, full, false, shared);
+        d = EmulateMmaE4M3(d, a1, full + 2, true, shared);
     }
 
     /// <summary>Emulation of <see cref="MmaS8"/>: this thread's 32 outputs from the two shared-memory tiles.</summary>
