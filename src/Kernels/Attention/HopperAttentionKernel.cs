@@ -85,7 +85,7 @@ public static class HopperAttentionKernel
     /// <summary>Grid x: blocks of <paramref name="warpGroups"/> tiles covering <paramref name="qTiles"/> (the last may be ragged).</summary>
     public static int Blocks(int qTiles, int warpGroups) => (qTiles + warpGroups - 1) / warpGroups;
 
-    /// <summary>Tensor maps the kernel reads from <c>tensorMaps</c>, 128 bytes each in this order.</summary>
+    /// <summary>The tensor maps of the kernel's <c>tensorMaps</c> parameter, in this order.</summary>
     public enum Map
     {
         /// <summary>INT8 Q as [B · Hq · NqPad rows, Dp bytes], boxes of Dp bytes × 64 rows.</summary>
@@ -100,10 +100,10 @@ public static class HopperAttentionKernel
 
     /// <summary>Kernel entry: index math, the producer's copies, then the per-block products.</summary>
     /// <param name="p">Tensors and sizes (V in the FP8 layout for FP32 accumulation).</param>
-    /// <param name="tensorMaps">Device address of the three tensor maps (<see cref="Map"/>, 64-byte aligned); unused on the CPU.</param>
+    /// <param name="tensorMaps">The three tensor maps (<see cref="Map"/>), read by the copy engine; unused on the CPU.</param>
     /// <param name="paddedHeadDim">64 or 128, fixed at compile time.</param>
     /// <param name="warpGroups">Warpgroups (64-row query tiles) per block, 1 to <see cref="MaxWarpGroups"/>, fixed at compile time.</param>
-    public static void Run(AttentionParams p, long tensorMaps, SpecializedValue<int> paddedHeadDim, SpecializedValue<int> warpGroups)
+    public static void Run(AttentionParams p, TensorMapParameter tensorMaps, SpecializedValue<int> paddedHeadDim, SpecializedValue<int> warpGroups)
     {
         int dp = paddedHeadDim, groups = warpGroups;
         bool wide = dp == 128;
@@ -139,7 +139,7 @@ public static class HopperAttentionKernel
         if (!active)
             visitBlocks = 0;
 
-        var producer = new Producer(p, tensorMaps, barriers, kvHeadIndex, dp, groups, blockBlocks);
+        var producer = new Producer(p, barriers, kvHeadIndex, dp, groups, blockBlocks);
         if (tid == 0)
         {
             for (int i = 0; i < Barriers; i++)
@@ -270,15 +270,15 @@ public static class HopperAttentionKernel
         private readonly uint _barriers;
         private readonly int _dp, _groups, _tileWords, _kRow0, _vRow0, _vRowWords, _blocks;
 
-        public Producer(in AttentionParams p, long tensorMaps, uint barriers, long kvHeadIndex, int dp, int groups, int blocks)
+        public Producer(in AttentionParams p, uint barriers, long kvHeadIndex, int dp, int groups, int blocks)
         {
             _q = p.Q;
             _k = p.K;
             _v = p.V;
             _vRowWords = p.NkPad / 4;
-            _qMap = tensorMaps + (int)Map.Q * TensorCopy.MapBytes;
-            _kMap = tensorMaps + (int)Map.K * TensorCopy.MapBytes;
-            _vMap = tensorMaps + (int)Map.V * TensorCopy.MapBytes;
+            _qMap = TensorCopy.MapAddress((int)Map.Q);
+            _kMap = TensorCopy.MapAddress((int)Map.K);
+            _vMap = TensorCopy.MapAddress((int)Map.V);
             _barriers = barriers;
             _dp = dp;
             _groups = groups;
@@ -300,9 +300,6 @@ public static class HopperAttentionKernel
         /// <summary>Loads the <paramref name="tiles"/> Q tiles of the block, whose first row is <paramref name="firstRow"/>.</summary>
         public void LoadQ(ArrayView<uint> shared, long firstRow, int tiles)
         {
-            TensorCopy.AcquireMap(_qMap);
-            TensorCopy.AcquireMap(_kMap);
-            TensorCopy.AcquireMap(_vMap);
             Mbarrier.ArriveExpectBytes(QBarrier, tiles * Rows * _dp);
             for (int w = 0; w < tiles; w++)
                 TensorCopy.LoadTile(shared, w * _tileWords, QBarrier, _qMap, 0, (int)(firstRow + w * Rows), _q, _dp / 4, _dp, Rows);

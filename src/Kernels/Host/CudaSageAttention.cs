@@ -3,6 +3,7 @@ using System.Reflection;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
 using SageAttn.Kernels.Attention;
+using SageAttn.Kernels.Intrinsics;
 using SageAttn.Kernels.Runtime;
 using SageAttn.Quantization;
 using SageAttn.Quantization.Kernels;
@@ -161,19 +162,18 @@ public sealed partial class CudaSageAttention : IDisposable
         if (options.Variant == AttentionVariant.HopperQkInt8PvFp8)
         {
             // wgmma needs the arch-specific sm_90a target; the kernel's copy engine reads Q, K and Vᵀ through tensor maps
-            // the host encodes and writes into the scratch's map buffer on the stream (ILGPU cannot take a view's address
-            // in a kernel, and the maps live as long as the scratch).
+            // the host encodes and passes by value as a kernel parameter (the driver copies it with the launch).
             var hopperTarget = target with { ArchSpecific = true };
             int groups = HopperAttentionKernel.WarpGroupsFor(shape.QTiles,
                 options.HopperWarpGroups != 0 ? options.HopperWarpGroups : HopperWarpGroupsOverride.Value);
             int threads = groups * HopperAttentionKernel.Threads;
-            var maps = scratch.AlignedTensorMaps;
-            WriteTensorMaps(maps, shape, scratch, stream);
+            Span<byte> maps = stackalloc byte[TensorMapParameter.Bytes];
+            EncodeTensorMaps(maps, shape, scratch);
             var dims = new LaunchDimensions(HopperAttentionKernel.Blocks(shape.QTiles, groups), shape.HeadsQ, shape.Batch, threads, 1, 1,
                 HopperAttentionKernel.SharedBytes(dp, groups));
             // .maxntid tells ptxas how many registers a thread may have (65536 / threads) so the block can launch.
             Launch(hopperTarget, HopperAttention, dims, stream,
-                args.AddParameter(attention, attentionViews).Add(maps.ToInt64()).Add(dp).Add(groups),
+                args.AddParameter(attention, attentionViews).AddBytes(maps, 8).Add(dp).Add(groups),
                 new KernelSpecialization(threads, 1), [dp, groups]);
         }
         else
@@ -354,10 +354,10 @@ public sealed partial class CudaSageAttention : IDisposable
 
     /// <summary>
     /// Encodes the wgmma kernel's tensor maps (<see cref="HopperAttentionKernel.Map"/> order) of the quantized Q, K and Vᵀ
-    /// in <paramref name="scratch"/> and writes them to <paramref name="maps"/> on <paramref name="stream"/>.
+    /// in <paramref name="scratch"/> into <paramref name="bytes"/> (a pure host call: nothing is enqueued).
     /// </summary>
     /// <exception cref="ArgumentException">A tensor has more rows than the kernel's 32-bit copy coordinates reach.</exception>
-    private static void WriteTensorMaps(IntPtr maps, AttentionShape shape, QuantizedScratch scratch, IntPtr stream)
+    private static void EncodeTensorMaps(Span<byte> bytes, AttentionShape shape, QuantizedScratch scratch)
     {
         int dp = shape.PaddedHeadDim;
         long qRows = (long)shape.Batch * shape.HeadsQ * shape.NqPad, kRows = (long)shape.Batch * shape.HeadsKv * shape.NkPad;
@@ -365,10 +365,8 @@ public sealed partial class CudaSageAttention : IDisposable
         if (Math.Max(qRows, kRows) > int.MaxValue)
             throw new ArgumentException(
                 $"{AttentionVariant.HopperQkInt8PvFp8} addresses rows with 32-bit coordinates; B · H · padded tokens = {Math.Max(qRows, kRows)} is too many.", "q");
-        Span<byte> bytes = stackalloc byte[3 * CudaTensorMap.Bytes];
         CudaTensorMap.Encode(bytes.Slice((int)HopperAttentionKernel.Map.Q * CudaTensorMap.Bytes), scratch.Q.Pointer, qRows, dp, dp, SageConstants.QTileRows);
         CudaTensorMap.Encode(bytes.Slice((int)HopperAttentionKernel.Map.K * CudaTensorMap.Bytes), scratch.K.Pointer, kRows, dp, dp, SageConstants.KBlockKeys);
         CudaTensorMap.Encode(bytes.Slice((int)HopperAttentionKernel.Map.V * CudaTensorMap.Bytes), scratch.V.Pointer, vRows, shape.NkPad, SageConstants.KBlockKeys, dp);
-        CudaTensorMap.CopyToDevice(maps, bytes, stream);
     }
 }

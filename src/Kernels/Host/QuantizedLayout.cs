@@ -21,12 +21,6 @@ public sealed record QuantizedLayout(
     long QBytes, long QScales, long KBytes, long KScales, long VWords,
     long VScales, long VMeans, long KStats, long VStats, long LseRows)
 {
-    /// <summary>
-    /// Bytes of the tensor-map buffer (the wgmma kernel's copy-engine maps of Q, K and Vᵀ, 128 bytes each, at a 64-byte
-    /// aligned address inside it: allocations are only promised 16-byte alignment).
-    /// </summary>
-    public const long TensorMapBytes = 3 * 128 + 64;
-
     /// <summary>The element counts for <paramref name="shape"/> quantized as <paramref name="options"/> asks.</summary>
     public static QuantizedLayout For(AttentionShape shape, SageAttentionOptions options)
     {
@@ -60,6 +54,5 @@ public sealed record QuantizedLayout(
         (nameof(QuantizedScratch.VMean), VMeans * sizeof(float)),
         (nameof(QuantizedScratch.KStats), KStats * sizeof(float)),
         (nameof(QuantizedScratch.VStats), VStats * sizeof(float)),
-        (nameof(QuantizedScratch.TensorMaps), TensorMapBytes),
     ];
 }

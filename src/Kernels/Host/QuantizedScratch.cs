@@ -5,7 +5,7 @@ namespace SageAttn.Kernels.Host;
 /// <summary>
 /// Caller-owned device buffers the driver path quantizes into (<see cref="CudaSageAttention"/>). Each
 /// view's length counts elements of that buffer's type: bytes for Q and K, 32-bit words for V, floats
-/// for scales, means and statistics, bytes for the tensor maps.
+/// for scales, means and statistics.
 /// </summary>
 /// <remarks>
 /// Why caller-owned: the TorchSharp backend allocates them as torch tensors so libtorch's caching
@@ -13,7 +13,7 @@ namespace SageAttn.Kernels.Host;
 /// </remarks>
 public sealed record QuantizedScratch(
     DeviceView Q, DeviceView QScale, DeviceView K, DeviceView KScale, DeviceView V,
-    DeviceView VScale, DeviceView VMean, DeviceView KStats, DeviceView VStats, DeviceView TensorMaps)
+    DeviceView VScale, DeviceView VMean, DeviceView KStats, DeviceView VStats)
 {
     /// <summary>
     /// Builds the scratch set by asking <paramref name="allocate"/> for each buffer's bytes (in
@@ -35,8 +35,7 @@ public sealed record QuantizedScratch(
             new DeviceView(Get(nameof(VScale), layout.VScales * sizeof(float)), layout.VScales),
             new DeviceView(Get(nameof(VMean), layout.VMeans * sizeof(float)), layout.VMeans),
             new DeviceView(Get(nameof(KStats), layout.KStats * sizeof(float)), layout.KStats),
-            new DeviceView(Get(nameof(VStats), layout.VStats * sizeof(float)), layout.VStats),
-            new DeviceView(Get(nameof(TensorMaps), QuantizedLayout.TensorMapBytes), QuantizedLayout.TensorMapBytes));
+            new DeviceView(Get(nameof(VStats), layout.VStats * sizeof(float)), layout.VStats));
     }
 
     /// <summary>Throws when a buffer is missing or shorter than <paramref name="layout"/> needs.</summary>
@@ -53,11 +52,7 @@ public sealed record QuantizedScratch(
         Need(VMean, layout.VMeans, nameof(VMean));
         Need(KStats, layout.KStats, nameof(KStats));
         Need(VStats, layout.VStats, nameof(VStats));
-        Need(TensorMaps, QuantizedLayout.TensorMapBytes, nameof(TensorMaps));
     }
-
-    /// <summary>The 64-byte aligned device address inside <see cref="TensorMaps"/> where the tensor maps go.</summary>
-    public IntPtr AlignedTensorMaps => new((TensorMaps.Pointer.ToInt64() + 63) & ~63L);
 
     private static void Need(DeviceView view, long elements, string name)
     {

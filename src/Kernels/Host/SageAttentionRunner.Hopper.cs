@@ -8,7 +8,7 @@ namespace SageAttn.Kernels.Host;
 /// <summary>The launch of <see cref="HopperAttentionKernel"/> on ILGPU accelerators.</summary>
 public sealed partial class SageAttentionRunner
 {
-    private Action<KernelConfig, AttentionParams, long, SpecializedValue<int>, SpecializedValue<int>>? _hopperAttention;
+    private Action<KernelConfig, AttentionParams, TensorMapParameter, SpecializedValue<int>, SpecializedValue<int>>? _hopperAttention;
 
     /// <summary>
     /// Runs the wgmma kernel. Only the CPU accelerator (the emulation, for tests) can: its PTX needs the
@@ -21,13 +21,13 @@ public sealed partial class SageAttentionRunner
                 $"{AttentionVariant.HopperQkInt8PvFp8} needs PTX for sm_90a, which ILGPU's {_accelerator.AcceleratorType} accelerator cannot load; " +
                 $"use {nameof(CudaSageAttention)} (the TorchSharp path) on an sm_90 device.");
         // Loaded on first use so CUDA runners never compile it.
-        _hopperAttention ??= _accelerator.LoadStreamKernel<AttentionParams, long, SpecializedValue<int>, SpecializedValue<int>>(
+        _hopperAttention ??= _accelerator.LoadStreamKernel<AttentionParams, TensorMapParameter, SpecializedValue<int>, SpecializedValue<int>>(
             HopperAttentionKernel.Run);
-        // The CPU emulation copies through the views, so no tensor maps are needed (address 0).
+        // The CPU emulation copies through the views, so the tensor maps stay empty.
         int groups = HopperAttentionKernel.WarpGroupsFor(shape.QTiles, options.HopperWarpGroups);
         int sharedBytes = HopperAttentionKernel.SharedBytes(shape.PaddedHeadDim, groups) + WarpGroupMma.EmulationSharedBytes;
         _hopperAttention(new KernelConfig(new Index3D(HopperAttentionKernel.Blocks(shape.QTiles, groups), shape.HeadsQ, shape.Batch),
             new Index3D(groups * HopperAttentionKernel.Threads, 1, 1), SharedMemoryConfig.RequestDynamic<byte>(sharedBytes)),
-            p, 0L, SpecializedValue.New(shape.PaddedHeadDim), SpecializedValue.New(groups));
+            p, default(TensorMapParameter), SpecializedValue.New(shape.PaddedHeadDim), SpecializedValue.New(groups));
     }
 }

@@ -20,14 +20,23 @@ public static class TensorCopy
     public const int MapBytes = 128;
 
     /// <summary>
-    /// <c>fence.proxy.tensormap::generic.acquire</c>: the copy engine rereads the tensor map at <paramref name="map"/>
-    /// (global memory, written by the host before the launch) instead of a descriptor it cached for that address.
+    /// The PTX name of a kernel's <see cref="TensorMapParameter"/> parameter: the compiler renames ILGPU's parameter to it
+    /// (and aligns it to 64 bytes, as the copy engine requires) so that <see cref="MapAddress"/> can name it.
+    /// </summary>
+    public const string ParameterName = "sage_tensor_maps";
+
+    /// <summary>
+    /// The generic address of map <paramref name="index"/> of the kernel's <see cref="TensorMapParameter"/> (a
+    /// <c>__grid_constant__</c> parameter: the driver copies it at launch, no device buffer or host copy per call).
+    /// 0 on the CPU, whose emulation reads the views.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void AcquireMap(long map)
+    public static long MapAddress(int index)
     {
-        if (CudaAsm.IsSupported)
-            CudaAsm.Emit("fence.proxy.tensormap::generic.acquire.gpu [%0], 128;", map);
+        if (!CudaAsm.IsSupported)
+            return 0;
+        CudaAsm.Emit("{ .reg .b64 a; mov.u64 a, " + ParameterName + "; cvta.param.u64 %0, a; }", out long address);
+        return address + index * MapBytes;
     }
 
     /// <summary>
@@ -67,4 +76,27 @@ public static class TensorCopy
             }
         }
     }
+}
+
+/// <summary>
+/// Three tensor maps (<see cref="TensorCopy.MapBytes"/> each) passed by value as one kernel parameter, which must be named
+/// <c>tensorMaps</c> in the kernel's C# signature (the compiler finds it by that name). Kernels never read the fields:
+/// the copy engine reads the parameter through <see cref="TensorCopy.MapAddress"/>. The host fills it from
+/// <c>CudaTensorMap.Encode</c>.
+/// </summary>
+public struct TensorMapParameter
+{
+    /// <summary>Bytes of the parameter.</summary>
+    public const int Bytes = 3 * TensorCopy.MapBytes;
+
+    // Written by the host as raw bytes and read by the copy engine, never by C#.
+#pragma warning disable CS0169, CS0649
+    private Map128 _map0, _map1, _map2;
+
+    /// <summary>128 opaque bytes.</summary>
+    private struct Map128
+    {
+        public long A0, A1, A2, A3, A4, A5, A6, A7, A8, A9, A10, A11, A12, A13, A14, A15;
+    }
+#pragma warning restore CS0169, CS0649
 }

@@ -54,7 +54,6 @@ internal static unsafe class CudaNative
     [DllImport(Library, EntryPoint = "cuMemFree_v2")] public static extern int cuMemFree(IntPtr pointer);
     [DllImport(Library, EntryPoint = "cuMemcpyHtoD_v2")] public static extern int cuMemcpyHtoD(IntPtr destination, void* source, nuint bytes);
     [DllImport(Library, EntryPoint = "cuMemcpyDtoH_v2")] public static extern int cuMemcpyDtoH(void* destination, IntPtr source, nuint bytes);
-    [DllImport(Library, EntryPoint = "cuMemcpyHtoDAsync_v2")] public static extern int cuMemcpyHtoDAsync(IntPtr destination, void* source, nuint bytes, IntPtr stream);
 
     [DllImport(Library)]
     public static extern int cuTensorMapEncodeTiled(

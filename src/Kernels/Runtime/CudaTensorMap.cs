@@ -4,7 +4,7 @@ namespace SageAttn.Kernels.Runtime;
 /// Tensor maps (CUtensorMap, 128 bytes) for the copy engine's 2-D tiled loads (<c>TensorCopy.LoadTile</c>): a
 /// row-major byte tensor of <c>rows</c> × <c>rowBytes</c>, read in boxes of <c>boxBytes</c> (64 or 128) × <c>boxRows</c>
 /// written to shared memory with the swizzle of that row width. Encoded on the host by the driver (<c>cuTensorMapEncodeTiled</c>, a pure host
-/// call) and written to device memory in stream order, where the kernel reads them.
+/// call) and passed to the kernel by value as a parameter.
 /// </summary>
 public static unsafe class CudaTensorMap
 {
@@ -52,21 +52,5 @@ public static unsafe class CudaTensorMap
                 InterleaveNone, boxBytes == 128 ? Swizzle128B : Swizzle64B, L2Promotion128B, OobFillNone),
             $"encoding a tensor map of {rows} rows × {rowBytes} bytes (box {boxBytes} bytes × {boxRows} rows)");
         new ReadOnlySpan<byte>(aligned, Bytes).CopyTo(destination);
-    }
-
-    /// <summary>
-    /// Copies <paramref name="maps"/> to <paramref name="destination"/> on <paramref name="stream"/> (asynchronous: the
-    /// driver stages the bytes before it returns, so the caller may reuse them at once).
-    /// </summary>
-    /// <exception cref="ArgumentException"><paramref name="destination"/> is not 64-byte aligned.</exception>
-    public static void CopyToDevice(IntPtr destination, ReadOnlySpan<byte> maps, IntPtr stream)
-    {
-        if (destination == IntPtr.Zero || (destination.ToInt64() & (Alignment - 1)) != 0)
-            throw new ArgumentException($"tensor maps need a {Alignment}-byte aligned device address, got 0x{destination:x}.", nameof(destination));
-        fixed (byte* source = maps)
-        {
-            CudaDriver.Check(CudaNative.cuMemcpyHtoDAsync(destination, source, (nuint)maps.Length, stream),
-                $"copying {maps.Length} bytes of tensor maps to the device");
-        }
     }
 }

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Reflection;
 using System.Text.RegularExpressions;
 using ILGPU;
+using SageAttn.Kernels.Intrinsics;
 using ILGPU.Backends.EntryPoints;
 using ILGPU.Backends.PTX;
 using ILGPU.Runtime;
@@ -36,6 +37,8 @@ public sealed class PtxCompiler : IDisposable
 {
     private const string DynamicSharedAlign4 = ".extern .shared .align 4 .b8 __dyn_shared_alloca[];";
     private const string DynamicSharedAlign1024 = ".extern .shared .align 1024 .b8 __dyn_shared_alloca[];";
+    private static readonly Regex TensorMapParameterLine = new(
+        $@"\.param \.align \d+ \.b8 (_tensorMaps_\d+)\[{TensorMapParameter.Bytes}\]", RegexOptions.CultureInvariant);
     private static readonly Regex TargetLine = new(@"^\.target\s+sm_\w+", RegexOptions.Multiline | RegexOptions.CultureInvariant);
     private static readonly Regex EntryLine = new(@"\.entry\s+([A-Za-z_$][\w$]*)", RegexOptions.CultureInvariant);
 
@@ -102,6 +105,24 @@ public sealed class PtxCompiler : IDisposable
         return TargetLine.Replace(ptx, ".target " + targetName, 1);
     }
 
+    /// <summary>
+    /// Gives a kernel's <c>tensorMaps</c> parameter (<see cref="TensorMapParameter"/>) the name the copy intrinsics use
+    /// (<see cref="TensorCopy.ParameterName"/>) and the 64-byte alignment tensor maps need; other PTX is returned as is.
+    /// </summary>
+    public static string NameTensorMapParameter(string ptx)
+    {
+        ArgumentNullException.ThrowIfNull(ptx);
+        var match = TensorMapParameterLine.Match(ptx);
+        if (!match.Success)
+        {
+            return ptx;
+        }
+
+        string name = match.Groups[1].Value;
+        ptx = TensorMapParameterLine.Replace(ptx, $".param .align 64 .b8 {TensorCopy.ParameterName}[{TensorMapParameter.Bytes}]", 1);
+        return Regex.Replace(ptx, $@"\b{Regex.Escape(name)}\b", TensorCopy.ParameterName);
+    }
+
     /// <summary>Finds the single <c>.entry</c> name of a PTX module.</summary>
     /// <exception cref="ArgumentException">The text has no <c>.entry</c>.</exception>
     public static string FindEntryName(string ptx)
@@ -145,8 +166,9 @@ public sealed class PtxCompiler : IDisposable
             if (target.ArchSpecific)
             {
                 ptx = PatchTarget(ptx, target.TargetName);
-                // The copy engine writes tiles at 128-byte aligned shared addresses (offsets from the dynamic base).
+                // The copy engine writes swizzled tiles at 1024-byte aligned shared addresses (offsets from the dynamic base).
                 ptx = ptx.Replace(DynamicSharedAlign4, DynamicSharedAlign1024, StringComparison.Ordinal);
+                ptx = NameTensorMapParameter(ptx);
             }
 
             return new CompiledPtx(ptx, FindEntryName(ptx), target, key);

@@ -1,5 +1,6 @@
 using System.Text.RegularExpressions;
 using SageAttn.Kernels.Attention;
+using SageAttn.Kernels.Intrinsics;
 using SageAttn.Kernels.Runtime;
 
 namespace SageAttn.Tests.Runtime;
@@ -139,6 +140,9 @@ public sealed class PtxLocalPromotionTests : IDisposable
         Assert.DoesNotContain(".local", ptx);
         Assert.Contains("cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes", ptx);
         Assert.Contains("mbarrier.try_wait.parity.shared::cta.b64", ptx);
+        // The tensor maps travel as a 64-byte aligned kernel parameter under the name the copy intrinsics take its address by.
+        Assert.Contains($".param .align 64 .b8 {TensorCopy.ParameterName}[{TensorMapParameter.Bytes}]", ptx);
+        Assert.Contains($"cvta.param.u64", ptx);
         Assert.Contains("wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8", ptx);
     }
 
