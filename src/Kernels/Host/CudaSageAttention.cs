@@ -167,8 +167,7 @@ public sealed partial class CudaSageAttention : IDisposable
             int groups = HopperAttentionKernel.WarpGroupsFor(shape.QTiles,
                 options.HopperWarpGroups != 0 ? options.HopperWarpGroups : HopperWarpGroupsOverride.Value);
             int threads = groups * HopperAttentionKernel.Threads;
-            Span<byte> maps = stackalloc byte[TensorMapParameter.Bytes];
-            EncodeTensorMaps(maps, shape, scratch);
+            var maps = TensorMapsFor(shape, scratch);
             var dims = new LaunchDimensions(HopperAttentionKernel.Blocks(shape.QTiles, groups), shape.HeadsQ, shape.Batch, threads, 1, 1,
                 HopperAttentionKernel.SharedBytes(dp, groups));
             // .maxntid tells ptxas how many registers a thread may have (65536 / threads) so the block can launch.
@@ -350,23 +349,5 @@ public sealed partial class CudaSageAttention : IDisposable
             || value > max)
             throw new ArgumentException($"{name} must be 0..{max}, got '{text}'.", name);
         return value;
-    }
-
-    /// <summary>
-    /// Encodes the wgmma kernel's tensor maps (<see cref="HopperAttentionKernel.Map"/> order) of the quantized Q, K and Vᵀ
-    /// in <paramref name="scratch"/> into <paramref name="bytes"/> (a pure host call: nothing is enqueued).
-    /// </summary>
-    /// <exception cref="ArgumentException">A tensor has more rows than the kernel's 32-bit copy coordinates reach.</exception>
-    private static void EncodeTensorMaps(Span<byte> bytes, AttentionShape shape, QuantizedScratch scratch)
-    {
-        int dp = shape.PaddedHeadDim;
-        long qRows = (long)shape.Batch * shape.HeadsQ * shape.NqPad, kRows = (long)shape.Batch * shape.HeadsKv * shape.NkPad;
-        long vRows = (long)shape.Batch * shape.HeadsKv * dp;
-        if (Math.Max(qRows, kRows) > int.MaxValue)
-            throw new ArgumentException(
-                $"{AttentionVariant.HopperQkInt8PvFp8} addresses rows with 32-bit coordinates; B · H · padded tokens = {Math.Max(qRows, kRows)} is too many.", "q");
-        CudaTensorMap.Encode(bytes.Slice((int)HopperAttentionKernel.Map.Q * CudaTensorMap.Bytes), scratch.Q.Pointer, qRows, dp, dp, SageConstants.QTileRows);
-        CudaTensorMap.Encode(bytes.Slice((int)HopperAttentionKernel.Map.K * CudaTensorMap.Bytes), scratch.K.Pointer, kRows, dp, dp, SageConstants.KBlockKeys);
-        CudaTensorMap.Encode(bytes.Slice((int)HopperAttentionKernel.Map.V * CudaTensorMap.Bytes), scratch.V.Pointer, vRows, shape.NkPad, SageConstants.KBlockKeys, dp);
     }
 }

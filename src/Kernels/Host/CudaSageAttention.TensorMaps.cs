@@ -1,0 +1,51 @@
+using System.Collections.Concurrent;
+using SageAttn.Kernels.Attention;
+using SageAttn.Kernels.Intrinsics;
+using SageAttn.Kernels.Runtime;
+using SageAttn.Quantization;
+
+namespace SageAttn.Kernels.Host;
+
+/// <summary>The tensor maps of the wgmma kernel's copies (its <see cref="TensorMapParameter"/>).</summary>
+public sealed partial class CudaSageAttention
+{
+    /// <summary>Most encoded parameters kept; the cache is emptied when it would grow past this.</summary>
+    private const int MaxCachedTensorMaps = 64;
+
+    /// <summary>
+    /// Encoded parameters by (scratch addresses, shape): a map is a pure function of them, and torch's caching allocator
+    /// hands the same scratch addresses to call after call, so steady-state calls skip the three driver encodes.
+    /// </summary>
+    private static readonly ConcurrentDictionary<TensorMapKey, byte[]> TensorMaps = new();
+
+    private readonly record struct TensorMapKey(IntPtr Q, IntPtr K, IntPtr V, int Batch, int HeadsQ, int HeadsKv, int NqPad, int NkPad, int PaddedHeadDim);
+
+    /// <summary>
+    /// The wgmma kernel's tensor maps (<see cref="HopperAttentionKernel.Map"/> order) of the quantized Q, K and Vᵀ in
+    /// <paramref name="scratch"/>, encoded on the host (nothing is enqueued) or taken from the cache.
+    /// </summary>
+    /// <exception cref="ArgumentException">A tensor has more rows than the kernel's 32-bit copy coordinates reach.</exception>
+    private static byte[] TensorMapsFor(AttentionShape shape, QuantizedScratch scratch)
+    {
+        var key = new TensorMapKey(scratch.Q.Pointer, scratch.K.Pointer, scratch.V.Pointer, shape.Batch, shape.HeadsQ, shape.HeadsKv,
+            shape.NqPad, shape.NkPad, shape.PaddedHeadDim);
+        if (TensorMaps.TryGetValue(key, out var cached))
+            return cached;
+
+        int dp = shape.PaddedHeadDim;
+        long qRows = (long)shape.Batch * shape.HeadsQ * shape.NqPad, kRows = (long)shape.Batch * shape.HeadsKv * shape.NkPad;
+        long vRows = (long)shape.Batch * shape.HeadsKv * dp;
+        if (Math.Max(qRows, kRows) > int.MaxValue)
+            throw new ArgumentException(
+                $"{AttentionVariant.HopperQkInt8PvFp8} addresses rows with 32-bit coordinates; B · H · padded tokens = {Math.Max(qRows, kRows)} is too many.", "q");
+        var bytes = new byte[TensorMapParameter.Bytes];
+        CudaTensorMap.Encode(bytes.AsSpan((int)HopperAttentionKernel.Map.Q * CudaTensorMap.Bytes), scratch.Q.Pointer, qRows, dp, dp, SageConstants.QTileRows);
+        CudaTensorMap.Encode(bytes.AsSpan((int)HopperAttentionKernel.Map.K * CudaTensorMap.Bytes), scratch.K.Pointer, kRows, dp, dp, SageConstants.KBlockKeys);
+        CudaTensorMap.Encode(bytes.AsSpan((int)HopperAttentionKernel.Map.V * CudaTensorMap.Bytes), scratch.V.Pointer, vRows, shape.NkPad,
+            SageConstants.KBlockKeys, dp);
+        if (TensorMaps.Count >= MaxCachedTensorMaps)
+            TensorMaps.Clear();
+        TensorMaps[key] = bytes;
+        return bytes;
+    }
+}
