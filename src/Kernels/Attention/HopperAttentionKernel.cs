@@ -112,7 +112,7 @@ public static class HopperAttentionKernel
         // returns a new buffer. The CPU launch adds the emulation's staging area at its end.
         var sharedBytes = SharedMemory.GetDynamic<byte>();
         var shared = sharedBytes.Cast<uint>();
-        uint sharedBase = AsyncCopy.SharedAddress(0);
+        uint sharedBase = SharedWindow.SharedAddress(0);
         uint barriers = sharedBase + (uint)((groups + 2 * Stages) * tileWords * 4);
 
         int tid = Group.IdxX, warpGroup = tid / Threads, groupTid = tid % Threads, warp = groupTid / 32, lane = Warp.LaneIdx;

@@ -44,7 +44,7 @@ public static class TensorCopy
     /// <paramref name="map"/> to the swizzled tile at word <paramref name="sharedWord"/> of dynamic shared memory,
     /// completing rows · rowBytes bytes on the barrier at <paramref name="barrier"/>.
     /// </summary>
-    /// <param name="shared">All dynamic shared memory as words (word 0 = <see cref="AsyncCopy.SharedAddress"/>(0)); the tile must be 8-row aligned.</param>
+    /// <param name="shared">All dynamic shared memory as words (word 0 = <see cref="SharedWindow.SharedAddress"/>(0)); the tile must be 8-row aligned.</param>
     /// <param name="sharedWord">Destination word.</param>
     /// <param name="barrier">Shared address of the <see cref="Mbarrier"/> the bytes count against.</param>
     /// <param name="map">Device address of the tensor map (64-byte aligned global memory); unused on the CPU.</param>
@@ -61,7 +61,7 @@ public static class TensorCopy
         if (CudaAsm.IsSupported)
         {
             CudaAsm.Emit("cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];",
-                AsyncCopy.SharedAddress(sharedWord * sizeof(uint)), map, x, y, barrier);
+                SharedWindow.SharedAddress(sharedWord * sizeof(uint)), map, x, y, barrier);
             return;
         }
         int tileByte = sharedWord * sizeof(uint);

@@ -19,7 +19,7 @@ namespace SageAttn.Kernels.Intrinsics;
 /// 8j + 2t and 8j + 2t + 1 (t = lane % 4) — the mma.sync m16n8 layout per warp. A from registers
 /// (<see cref="MmaE4M3"/>) uses the mma.sync A fragment per warp, warp w supplying rows 16w..16w + 15.</para>
 /// <para>Ordering on the GPU: shared memory written by ordinary stores or cp.async needs
-/// <see cref="AsyncCopy.FenceProxyAsync"/> in the writing threads and a barrier before a wgmma reads it;
+/// <see cref="SharedWindow.FenceProxyAsync"/> in the writing threads and a barrier before a wgmma reads it;
 /// <see cref="Fence"/> before the first wgmma of a batch (registers touched by ordinary instructions);
 /// <see cref="Commit"/> then <see cref="WaitAll"/> before the accumulators are read. The emulation computes
 /// synchronously, so those calls are no-ops on the CPU.</para>
@@ -46,7 +46,7 @@ public static partial class WarpGroupMma
     /// The 64-bit shared-memory matrix descriptor without swizzle: bits 0-13 start address / 16, bits 16-29
     /// LBO / 16, bits 32-45 SBO / 16, bits 62-63 swizzle mode 0. Addresses and offsets must be multiples of 16.
     /// </summary>
-    /// <param name="sharedAddress">Byte address in the shared window (<see cref="AsyncCopy.SharedAddress"/>).</param>
+    /// <param name="sharedAddress">Byte address in the shared window (<see cref="SharedWindow.SharedAddress"/>).</param>
     /// <param name="leadingByteOffset">Bytes between core matrices along K.</param>
     /// <param name="strideByteOffset">Bytes between 8-row groups along M or N.</param>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -29,11 +29,11 @@ public sealed class WarpGroupMmaTests(CpuAcceleratorFixture fixture) : IClassFix
             shared[TileOffset(i / 32, i % 32)] = a[i];
             shared[TileBytes + TileOffset(i / 32, i % 32)] = b[i];
         }
-        AsyncCopy.FenceProxyAsync();
+        SharedWindow.FenceProxyAsync();
         Group.Barrier();
         var acc = default(WarpGroupIntAccumulator);
-        long descA = WarpGroupMma.Descriptor(AsyncCopy.SharedAddress(0), 128, 256);
-        long descB = WarpGroupMma.Descriptor(AsyncCopy.SharedAddress(TileBytes), 128, 256);
+        long descA = WarpGroupMma.Descriptor(SharedWindow.SharedAddress(0), 128, 256);
+        long descB = WarpGroupMma.Descriptor(SharedWindow.SharedAddress(TileBytes), 128, 256);
         WarpGroupMma.Fence();
         WarpGroupMma.MmaS8(ref acc, descA, descB, false, shared);
         WarpGroupMma.MmaS8(ref acc, descA, descB, true, shared);
@@ -57,7 +57,7 @@ public sealed class WarpGroupMmaTests(CpuAcceleratorFixture fixture) : IClassFix
         int tid = Group.IdxX;
         for (int i = tid; i < TileBytes; i += 128)
             shared[TileOffset(i / 32, i % 32)] = b[i];
-        AsyncCopy.FenceProxyAsync();
+        SharedWindow.FenceProxyAsync();
         Group.Barrier();
         int g = Warp.LaneIdx >> 2, t = Warp.LaneIdx & 3, rowLo = 16 * (tid / 32) + g;
         AFrag frag;
@@ -67,7 +67,7 @@ public sealed class WarpGroupMmaTests(CpuAcceleratorFixture fixture) : IClassFix
         frag.R3 = Word(a, rowLo + 8, 16 + 4 * t);
         var acc = default(WarpGroupFloatAccumulator);
         WarpGroupMma.Fence();
-        WarpGroupMma.MmaE4M3(ref acc, frag, WarpGroupMma.Descriptor(AsyncCopy.SharedAddress(0), 128, 256), false, shared);
+        WarpGroupMma.MmaE4M3(ref acc, frag, WarpGroupMma.Descriptor(SharedWindow.SharedAddress(0), 128, 256), false, shared);
         WarpGroupMma.Commit();
         WarpGroupMma.WaitAll();
         int row = rowLo, col = 2 * t;
