@@ -28,7 +28,7 @@ namespace SageAttn.Kernels.Attention;
 /// ring of <see cref="Stages"/> stages. Stage s has a "full" <see cref="Mbarrier"/> (one arrival with the byte count;
 /// the copies complete it) that every warp waits on before it reads the stage, and an "empty" one that every warp
 /// arrives on once its products of the stage have retired; the producer waits on "empty" before it refills a stage.
-/// No block-wide barrier is left in the loop, so the warpgroups drift apart by up to Stages − Lead blocks.</para>
+/// No block-wide barrier is left in the loop, so the warpgroups drift apart by up to Stages − Lead − 1 blocks.</para>
 /// <para>Shared memory (dynamic, <see cref="SharedBytes"/>): one Q tile per warpgroup, the K stages, the Vᵀ stages,
 /// then the barriers. A tile is its rows one after another, swizzled as the copy engine writes them and the swizzled
 /// descriptors read them (<see cref="SharedSwizzle"/>): Q and K rows of Dp bytes (128-byte swizzle at Dp = 128,
@@ -68,7 +68,7 @@ public static class HopperAttentionKernel
     /// Warpgroups per block for a shape: each K/V tile a block loads is used by all of its warpgroups, so more of them
     /// divide the L2 → shared traffic (what bounded the one-warpgroup kernel on the H100: L2 throughput 89 %) and one
     /// warpgroup's softmax overlaps another's products, while fewer waste less on a ragged last block. Three is the most
-    /// that fit the registers (168 per thread).
+    /// that fit the registers (166 per thread at hd128).
     /// </summary>
     /// <param name="qTiles">64-row query tiles per (batch, head).</param>
     /// <param name="requested">An explicit choice (1 to <see cref="MaxWarpGroups"/>), or 0 for the automatic one.</param>
