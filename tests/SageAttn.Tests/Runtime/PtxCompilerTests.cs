@@ -139,4 +139,32 @@ public sealed class PtxCompilerTests : IDisposable
     [Fact]
     public void PatchTargetRequiresATargetLine() =>
         Assert.Throws<ArgumentException>(() => PtxCompiler.PatchTarget(".version 8.5\n", "sm_90a"));
+
+    [Fact]
+    public void TensorMapParameterIsRenamedAndAligned()
+    {
+        const string ptx = """
+            .visible .entry Kernel_Run(
+            	.param .align 8 .b8 _p_17[304],
+            	.param .align 8 .b8 _tensorMaps_18[384],
+            	.param .b32 _paddedHeadDim_19
+            )
+            {
+            	ld.param.b64	%rd31, [_tensorMaps_18+8];
+            	ld.param.b64	%rd32, [_tensorMaps_180];
+            }
+            """;
+
+        var patched = PtxCompiler.NameTensorMapParameter(ptx);
+
+        Assert.Contains(".param .align 64 .b8 sage_tensor_maps[384],", patched);
+        Assert.Contains("[sage_tensor_maps+8]", patched);
+        Assert.DoesNotContain("_tensorMaps_18[", patched);
+        // Only the whole name is replaced, and other parameters are left alone.
+        Assert.Contains("[_tensorMaps_180]", patched);
+        Assert.Contains(".param .align 8 .b8 _p_17[304],", patched);
+        // A kernel without a 384-byte tensorMaps parameter is returned unchanged.
+        var other = ptx.Replace("[384]", "[128]", StringComparison.Ordinal);
+        Assert.Equal(other, PtxCompiler.NameTensorMapParameter(other));
+    }
 }
