@@ -31,6 +31,11 @@ public static class TorchReference
         using var q64 = Hnd64(q, nhd);
         using var k64r = Hnd64(k, nhd);
         using var v64r = Hnd64(v, nhd);
+        // Inputs are finite randn when a test makes them; a non-finite one here means device memory was overwritten
+        // after that (the intermittent GPU failure that led to the primary-context fix), not a reference problem.
+        AssertFinite(q64, "q");
+        AssertFinite(k64r, "k");
+        AssertFinite(v64r, "v");
         long group = q64.shape[1] / k64r.shape[1];
         using var k64 = k64r.repeat_interleave(group, 1);
         using var v64 = v64r.repeat_interleave(group, 1);
@@ -55,6 +60,12 @@ public static class TorchReference
         using var finite = output.isfinite().all();
         Assert.True(finite.item<bool>(), "the float64 reference itself is not finite");
         return (output, lse);
+    }
+
+    private static void AssertFinite(Tensor t, string name)
+    {
+        using var finite = t.isfinite().all();
+        Assert.True(finite.item<bool>(), $"the reference's input {name} is not finite: it was overwritten after the test created it");
     }
 
     /// <summary>Relative L1, cosine and RMSE of <paramref name="actual"/> (any dtype/device/layout matching <paramref name="reference"/>'s elements) against it.</summary>
