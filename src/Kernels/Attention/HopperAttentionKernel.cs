@@ -175,7 +175,7 @@ public static class HopperAttentionKernel
         for (int kb = 0; kb < blockBlocks; kb++)
         {
             int stage = kb & (Stages - 1);
-            if (tid == 0 && kb + Lead < blockBlocks)
+            if (tid == 0)
                 producer.LoadBlock(shared, kb + Lead);
             Mbarrier.WaitBlock(producer.Full(stage), (kb / Stages) & 1);
             // Uniform per warpgroup, as wgmma requires. Each product is waited for right after its issue: a software

@@ -47,7 +47,7 @@ public static class TensorCopy
     /// <param name="shared">All dynamic shared memory as words (word 0 = <see cref="SharedWindow.SharedAddress"/>(0)); the tile must be 8-row aligned.</param>
     /// <param name="sharedWord">Destination word.</param>
     /// <param name="barrier">Shared address of the <see cref="Mbarrier"/> the bytes count against.</param>
-    /// <param name="map">Device address of the tensor map (64-byte aligned global memory); unused on the CPU.</param>
+    /// <param name="map">Generic address of the tensor map (<see cref="MapAddress"/>); unused on the CPU.</param>
     /// <param name="x">First byte of each row.</param>
     /// <param name="y">First row.</param>
     /// <param name="global">The tensor as words, read by the CPU emulation.</param>

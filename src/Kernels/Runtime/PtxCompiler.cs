@@ -3,11 +3,11 @@ using System.Globalization;
 using System.Reflection;
 using System.Text.RegularExpressions;
 using ILGPU;
-using SageAttn.Kernels.Intrinsics;
 using ILGPU.Backends.EntryPoints;
 using ILGPU.Backends.PTX;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
+using SageAttn.Kernels.Intrinsics;
 
 namespace SageAttn.Kernels.Runtime;
 

@@ -33,9 +33,9 @@ public static class TorchReference
         using var v64r = Hnd64(v, nhd);
         // Inputs are finite randn when a test makes them; a non-finite one here means device memory was overwritten
         // after that (the intermittent GPU failure that led to the primary-context fix), not a reference problem.
-        AssertFinite(q64, "q");
-        AssertFinite(k64r, "k");
-        AssertFinite(v64r, "v");
+        AssertFinite(q64, "the reference's input q is not finite: it was overwritten after the test created it");
+        AssertFinite(k64r, "the reference's input k is not finite: it was overwritten after the test created it");
+        AssertFinite(v64r, "the reference's input v is not finite: it was overwritten after the test created it");
         long group = q64.shape[1] / k64r.shape[1];
         using var k64 = k64r.repeat_interleave(group, 1);
         using var v64 = v64r.repeat_interleave(group, 1);
@@ -49,23 +49,21 @@ public static class TorchReference
             mask = j <= (i + causalOffset);
         }
 
-        // Plain softmax(Q·Kᵀ·s)·V in float64 rather than torch's CPU SDPA kernel: on the GPU machine that kernel once returned
-        // NaN once for a masked 3000 × 3300 problem whose reference, on the same inputs, was finite in the neighbouring runs.
+        // Plain softmax(Q·Kᵀ·s)·V in float64, so every step of the reference is visible here.
         using var logits = torch.matmul(q64, k64.transpose(2, 3)) * s;
         using var masked = mask is null ? logits.alias() : logits.masked_fill(mask.logical_not(), double.NegativeInfinity);
         using var weights = masked.softmax(-1);
         var output = torch.matmul(weights, v64);
         var lse = masked.logsumexp(-1);
         mask?.Dispose();
-        using var finite = output.isfinite().all();
-        Assert.True(finite.item<bool>(), "the float64 reference itself is not finite");
+        AssertFinite(output, "the float64 reference itself is not finite");
         return (output, lse);
     }
 
-    private static void AssertFinite(Tensor t, string name)
+    private static void AssertFinite(Tensor t, string message)
     {
         using var finite = t.isfinite().all();
-        Assert.True(finite.item<bool>(), $"the reference's input {name} is not finite: it was overwritten after the test created it");
+        Assert.True(finite.item<bool>(), message);
     }
 
     /// <summary>Relative L1, cosine and RMSE of <paramref name="actual"/> (any dtype/device/layout matching <paramref name="reference"/>'s elements) against it.</summary>
