@@ -24,10 +24,10 @@ internal static class PtxCommand
         }
         var hopper = typeof(HopperAttentionKernel).GetMethod(nameof(HopperAttentionKernel.Run))!;
         foreach (int dp in new[] { 64, 128 })
-        foreach (int groups in new[] { 1, HopperAttentionKernel.MaxWarpGroups })
+        foreach (int groups in new[] { 1, 2, 3, HopperAttentionKernel.MaxWarpGroups })
         {
             var ptx = compiler.Compile(hopper, target with { ArchSpecific = true }, [dp, groups],
-                new ILGPU.Runtime.KernelSpecialization(groups * HopperAttentionKernel.Threads, 1));
+                new ILGPU.Runtime.KernelSpecialization(groups * HopperAttentionKernel.Threads, HopperAttentionKernel.BlocksPerSm(groups)));
             string path = Path.Combine(dir, $"attention_{AttentionVariant.HopperQkInt8PvFp8}_d{dp}_wg{groups}.ptx");
             File.WriteAllText(path, ptx.Ptx);
             Console.WriteLine($"{path}: entry {ptx.EntryName}, {ptx.Ptx.Length} chars (sm_90a)");

@@ -176,10 +176,8 @@ public static class AttentionKernel
         long channelBase = ((long)b * p.HeadsKv + kvHead) * dp;
         int firstToken = packed ? querySpan.TokenStart : 0;
         long outputBase = qBatch * p.OStrideBatch + h * p.OStrideHead + (long)firstToken * p.OStrideToken;
-        if (rowLo < nq)
-            Tile.WriteRow(p, output, false, outputBase + rowLo * p.OStrideToken, channelBase, t, emptyLo ? 0f : 1f / rowSumLo, wide);
-        if (rowHi < nq)
-            Tile.WriteRow(p, output, true, outputBase + rowHi * p.OStrideToken, channelBase, t, emptyHi ? 0f : 1f / rowSumHi, wide);
+        Tile.WriteRows(p, output, rowLo < nq, outputBase + rowLo * p.OStrideToken, emptyLo ? 0f : 1f / rowSumLo,
+            rowHi < nq, outputBase + rowHi * p.OStrideToken, emptyHi ? 0f : 1f / rowSumHi, channelBase, t, wide);
         if (p.WriteLse != 0 && t == 0)
         {
             long lseBase = ((long)qBatch * p.HeadsQ + h) * p.Nq + firstToken;

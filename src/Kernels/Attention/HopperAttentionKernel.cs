@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using ILGPU;
 using ILGPU.Runtime;
 using SageAttn.Kernels.Intrinsics;
@@ -24,11 +25,11 @@ namespace SageAttn.Kernels.Attention;
 /// O = O · rescale + P·V on CUDA cores (FP32 two-level accumulation: the FP8 wgmma accumulator keeps fewer bits). The
 /// tensor cores work for one warpgroup while another runs its softmax.</para>
 /// <para>Tiles arrive by the copy engine (<see cref="TensorCopy"/>): thread 0 of the block is the producer. It loads
-/// the Q tiles once, then keeps the K and Vᵀ tiles of <see cref="Lead"/> key blocks ahead of its own warpgroup in a
-/// ring of <see cref="Stages"/> stages. Stage s has a "full" <see cref="Mbarrier"/> (one arrival with the byte count;
+/// the Q tiles once, then keeps the K and Vᵀ tiles of <see cref="LeadFor"/> key blocks ahead of its own warpgroup in a
+/// ring of <see cref="StagesFor"/> stages. Stage s has a "full" <see cref="Mbarrier"/> (one arrival with the byte count;
 /// the copies complete it) that every warp waits on before it reads the stage, and an "empty" one that every warp
 /// arrives on once its products of the stage have retired; the producer waits on "empty" before it refills a stage.
-/// No block-wide barrier is left in the loop, so the warpgroups drift apart by up to Stages − Lead − 1 blocks.</para>
+/// No block-wide barrier is left in the loop, so the warpgroups drift apart by up to stages − lead − 1 blocks.</para>
 /// <para>Shared memory (dynamic, <see cref="SharedBytes"/>): one Q tile per warpgroup, the K stages, the Vᵀ stages,
 /// then the barriers. A tile is its rows one after another, swizzled as the copy engine writes them and the swizzled
 /// descriptors read them (<see cref="SharedSwizzle"/>): Q and K rows of Dp bytes (128-byte swizzle at Dp = 128,
@@ -41,34 +42,61 @@ public static class HopperAttentionKernel
     public const int Threads = 128;
 
     /// <summary>Most warpgroups (64-row query tiles) one block may have.</summary>
-    public const int MaxWarpGroups = 3;
+    public const int MaxWarpGroups = 4;
 
-    /// <summary>K/Vᵀ stages in shared memory (a power of two: stage = block &amp; (Stages − 1), phase = block / Stages).</summary>
-    public const int Stages = 8;
+    /// <summary>Warpgroups per block when the caller does not choose (<see cref="WarpGroupsFor"/>).</summary>
+    public const int DefaultWarpGroups = 2;
 
     /// <summary>
-    /// Key blocks the producer loads ahead of its warpgroup's current block. A refill of block j waits until every warp
-    /// released block j − Stages, i.e. the other warpgroups may trail the producer's by Stages − Lead − 1 blocks.
+    /// Blocks that share one SM: blocks of one or two warpgroups run in pairs (fewer stages each), so one block's
+    /// prologue and epilogue overlap the other's products; larger blocks fill the SM alone.
     /// </summary>
-    public const int Lead = 5;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int BlocksPerSm(int warpGroups) => warpGroups <= 2 ? 2 : 1;
+
+    /// <summary>
+    /// K/Vᵀ stages in shared memory: 8, or 4 where two blocks share the SM (a power of two: stage = block &amp;
+    /// (stages − 1), phase = block / stages).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int StagesFor(int warpGroups) => BlocksPerSm(warpGroups) == 2 ? 4 : 8;
+
+    /// <summary>
+    /// Key blocks the producer loads ahead of its warpgroup's current block (5 of 8 stages, 2 of 4). A refill of block j
+    /// waits until every warp released block j − stages, i.e. the other warpgroups may trail the producer's by
+    /// stages − lead − 1 blocks.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int LeadFor(int stages) => stages == 8 ? 5 : 2;
+
+    /// <summary>
+    /// Whether P·V's two 64-channel halves (hd128) retire one after another, so that one fresh FP32 accumulator (32
+    /// registers) is live instead of two: where the SM's 65536 registers leave ≤ 170 per thread (two to four warpgroups).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool SerialValueHalves(int warpGroups) => 65536 / (warpGroups * Threads * BlocksPerSm(warpGroups)) <= 170;
 
     private const int Rows = SageConstants.QTileRows;
     private const int KeysPerBlock = SageConstants.KBlockKeys;
-    /// <summary>Barriers: Stages "full", Stages "empty", one for Q.</summary>
-    private const int Barriers = 2 * Stages + 1;
 
     /// <summary>
-    /// Dynamic shared memory of one block on the GPU: one Q tile per warpgroup, <see cref="Stages"/> K and Vᵀ stages
-    /// (64 × Dp bytes each) shared by the warpgroups, and the barriers.
+    /// Dynamic shared memory of one block on the GPU: one Q tile per warpgroup, <see cref="StagesFor"/> K and Vᵀ stages
+    /// (64 × Dp bytes each) shared by the warpgroups, and the barriers (stages "full", stages "empty", one for Q).
     /// </summary>
-    public static int SharedBytes(int paddedHeadDim, int warpGroups) =>
-        (warpGroups + 2 * Stages) * Rows * paddedHeadDim + (Barriers * Mbarrier.Bytes + 15) / 16 * 16;
+    public static int SharedBytes(int paddedHeadDim, int warpGroups)
+    {
+        int stages = StagesFor(warpGroups);
+        return (warpGroups + 2 * stages) * Rows * paddedHeadDim + ((2 * stages + 1) * Mbarrier.Bytes + 15) / 16 * 16;
+    }
 
     /// <summary>
     /// Warpgroups per block for a shape: each K/V tile a block loads is used by all of its warpgroups, so more of them
     /// divide the L2 → shared traffic (what bounded the one-warpgroup kernel on the H100: L2 throughput 89 %) and one
-    /// warpgroup's softmax overlaps another's products, while fewer waste less on a ragged last block. Three is the most
-    /// that fit the registers (166 per thread at hd128).
+    /// warpgroup's softmax overlaps another's products, while fewer waste less on a ragged last block. Two per block and
+    /// two blocks per SM (<see cref="BlocksPerSm"/>; 16 warps, 128 registers per thread, P·V's channel halves one after
+    /// another: <see cref="SerialValueHalves"/>) measured fastest on the H100: as fast as four per block at hd128 4K–16K,
+    /// 13 % faster at 1K and 5–10 % at hd64, where one block's prologue and epilogue overlap the other's products;
+    /// four were 9–22 % faster than three (docs/performance.md).
     /// </summary>
     /// <param name="qTiles">64-row query tiles per (batch, head).</param>
     /// <param name="requested">An explicit choice (1 to <see cref="MaxWarpGroups"/>), or 0 for the automatic one.</param>
@@ -79,7 +107,7 @@ public static class HopperAttentionKernel
             throw new ArgumentOutOfRangeException(nameof(requested), requested, $"warpgroups per block must be 0 (automatic) or 1..{MaxWarpGroups}.");
         if (requested > 0)
             return requested;
-        return Math.Min(qTiles, MaxWarpGroups);
+        return Math.Min(qTiles, DefaultWarpGroups);
     }
 
     /// <summary>Grid x: blocks of <paramref name="warpGroups"/> tiles covering <paramref name="qTiles"/> (the last may be ragged).</summary>
@@ -105,7 +133,7 @@ public static class HopperAttentionKernel
     /// <param name="warpGroups">Warpgroups (64-row query tiles) per block, 1 to <see cref="MaxWarpGroups"/>, fixed at compile time.</param>
     public static void Run(AttentionParams p, TensorMapParameter tensorMaps, SpecializedValue<int> paddedHeadDim, SpecializedValue<int> warpGroups)
     {
-        int dp = paddedHeadDim, groups = warpGroups;
+        int dp = paddedHeadDim, groups = warpGroups, stages = StagesFor(groups), lead = LeadFor(stages);
         bool wide = dp == 128;
         int tileWords = Rows * dp / 4;
         // One view of dynamic shared memory for the whole kernel: on ILGPU's CPU accelerator each GetDynamic call
@@ -113,7 +141,7 @@ public static class HopperAttentionKernel
         var sharedBytes = SharedMemory.GetDynamic<byte>();
         var shared = sharedBytes.Cast<uint>();
         uint sharedBase = SharedWindow.SharedAddress(0);
-        uint barriers = sharedBase + (uint)((groups + 2 * Stages) * tileWords * 4);
+        uint barriers = sharedBase + (uint)((groups + 2 * stages) * tileWords * 4);
 
         int tid = Group.IdxX, warpGroup = tid / Threads, groupTid = tid % Threads, warp = groupTid / 32, lane = Warp.LaneIdx;
         int g = lane >> 2, t = lane & 3;
@@ -139,31 +167,34 @@ public static class HopperAttentionKernel
         if (!active)
             visitBlocks = 0;
 
-        var producer = new Producer(p, barriers, kvHeadIndex, dp, groups, blockBlocks);
+        var producer = new Producer(p, barriers, kvHeadIndex, dp, groups, stages, blockBlocks);
         if (tid == 0)
         {
-            for (int i = 0; i < Barriers; i++)
-                Mbarrier.Init(barriers + (uint)(i * Mbarrier.Bytes), i >= Stages && i < 2 * Stages ? 4 * groups : 1);
+            for (int i = 0; i < 2 * stages + 1; i++)
+                Mbarrier.Init(barriers + (uint)(i * Mbarrier.Bytes), i >= stages && i < 2 * stages ? 4 * groups : 1);
             Mbarrier.FenceInit();
         }
         Group.Barrier();
         if (tid == 0)
         {
             producer.LoadQ(shared, ((long)b * p.HeadsQ + h) * p.NqPad + (long)Grid.IdxX * groups * Rows, activeGroups);
-            for (int j = 0; j < Lead; j++)
+            for (int j = 0; j < lead; j++)
                 producer.LoadBlock(shared, j);
         }
 
+        bool serialHalves = SerialValueHalves(groups);
         float qScale = active
             ? p.QScale[((long)b * p.HeadsQ + h) * (qTiles * SageConstants.QScaleSlotsPerTile)
                 + qTile * SageConstants.QScaleSlotsPerTile + warp * 8 + g]
             : 0f;
         long kScaleBase = kvHeadIndex * kBlocks * SageConstants.KScaleSlotsPerBlock + t;
+        // The K scale of the next block is loaded one block ahead: waiting for it at its use stalled ~6 % of warp time.
+        float kScale = p.KScale[kScaleBase];
         // Q and K tiles have rows of Dp bytes, Vᵀ tiles rows of 64 keys; stages and the two 64-channel halves of a Vᵀ
         // tile are whole numbers of 8-row groups apart (steps in 16-byte descriptor units).
         uint qDesc = WarpGroupMma.DescriptorLow(sharedBase + (uint)(warpGroup * tileWords * 4));
         uint kDesc0 = WarpGroupMma.DescriptorLow(sharedBase + (uint)(groups * tileWords * 4));
-        uint vDesc0 = WarpGroupMma.DescriptorLow(sharedBase + (uint)((groups + Stages) * tileWords * 4));
+        uint vDesc0 = WarpGroupMma.DescriptorLow(sharedBase + (uint)((groups + stages) * tileWords * 4));
         uint qkHigh = WarpGroupMma.DescriptorHigh(dp), vHigh = WarpGroupMma.DescriptorHigh(KeysPerBlock);
         uint stageStep = (uint)(tileWords / 4), vHalfStep = 64 * KeysPerBlock / 16;
         var output = default(OutputTile);
@@ -174,24 +205,39 @@ public static class HopperAttentionKernel
 
         for (int kb = 0; kb < blockBlocks; kb++)
         {
-            int stage = kb & (Stages - 1);
+            int stage = kb & (stages - 1);
             if (tid == 0)
-                producer.LoadBlock(shared, kb + Lead);
-            Mbarrier.WaitBlock(producer.Full(stage), (kb / Stages) & 1);
+                producer.LoadBlock(shared, kb + lead);
+            Mbarrier.WaitBlock(producer.Full(stage), (kb / stages) & 1);
             // Uniform per warpgroup, as wgmma requires. Each product is waited for right after its issue: a software
             // pipeline that kept them in flight across the softmax needed ~234 registers (W ≤ 2) and measured slower than
             // W = 3 warpgroups overlapping one another (docs/performance.md).
+            float nextKScale = p.KScale[kScaleBase + Math.Min(kb + 1, kBlocks - 1) * SageConstants.KScaleSlotsPerBlock];
             if (kb < visitBlocks)
             {
-                float scale = qScale * p.KScale[kScaleBase + kb * SageConstants.KScaleSlotsPerBlock];
+                float scale = qScale * kScale;
                 IssueScores(out var logits, qDesc, kDesc0 + (uint)stage * stageStep, qkHigh, wide, sharedBytes);
                 WarpGroupMma.WaitAll();
                 softmax.Step(logits, scale, kb * KeysPerBlock, p, causal, warpFirstRow, ref scores);
                 Tile.PackFp8(scores, ref pFrag);
-                IssueValues(pFrag, vDesc0 + (uint)stage * stageStep, vHigh, vHalfStep, wide, sharedBytes, out var low, out var high);
-                WarpGroupMma.WaitAll();
-                AddValues(ref output, low, high, softmax.RescaleLo, softmax.RescaleHi, wide);
+                uint vDesc = vDesc0 + (uint)stage * stageStep;
+                if (serialHalves && wide)
+                {
+                    IssueValueHalf(pFrag, vDesc, vHigh, sharedBytes, out var low);
+                    WarpGroupMma.WaitAll();
+                    HopperTile.RescaleAddLowChannels(ref output, low, softmax.RescaleLo, softmax.RescaleHi);
+                    IssueValueHalf(pFrag, vDesc + vHalfStep, vHigh, sharedBytes, out var high);
+                    WarpGroupMma.WaitAll();
+                    HopperTile.RescaleAddHighChannels(ref output, high, softmax.RescaleLo, softmax.RescaleHi);
+                }
+                else
+                {
+                    IssueValues(pFrag, vDesc, vHigh, vHalfStep, wide, sharedBytes, out var low, out var high);
+                    WarpGroupMma.WaitAll();
+                    AddValues(ref output, low, high, softmax.RescaleLo, softmax.RescaleHi, wide);
+                }
             }
+            kScale = nextKScale;
             // The warp's products of this stage have retired: the producer may refill it.
             if (lane == 0)
                 Mbarrier.Arrive(producer.Empty(stage));
@@ -205,10 +251,9 @@ public static class HopperAttentionKernel
         rowSumHi += Warp.ShuffleXor(rowSumHi, 1);
         rowSumHi += Warp.ShuffleXor(rowSumHi, 2);
         long channelBase = kvHeadIndex * dp;
-        if (rowLo < p.Nq)
-            Tile.WriteRow(p, output, false, b * p.OStrideBatch + h * p.OStrideHead + rowLo * p.OStrideToken, channelBase, t, 1f / rowSumLo, wide);
-        if (rowHi < p.Nq)
-            Tile.WriteRow(p, output, true, b * p.OStrideBatch + h * p.OStrideHead + rowHi * p.OStrideToken, channelBase, t, 1f / rowSumHi, wide);
+        long outputBase = b * p.OStrideBatch + h * p.OStrideHead;
+        Tile.WriteRows(p, output, rowLo < p.Nq, outputBase + rowLo * p.OStrideToken, 1f / rowSumLo,
+            rowHi < p.Nq, outputBase + rowHi * p.OStrideToken, 1f / rowSumHi, channelBase, t, wide);
         if (p.WriteLse != 0 && t == 0)
         {
             long lseBase = ((long)b * p.HeadsQ + h) * p.Nq;
@@ -246,6 +291,16 @@ public static class HopperAttentionKernel
         WarpGroupMma.Commit();
     }
 
+    /// <summary>Issues P·V of one key block into one 64-channel accumulator (the Vᵀ half <paramref name="vDesc"/> names), committed.</summary>
+    private static void IssueValueHalf(in PFragments pFrag, uint vDesc, uint high, ArrayView<byte> shared, out WarpGroupFloatAccumulator acc)
+    {
+        AFrag a0, a1;
+        a0.R0 = pFrag.S0R0; a0.R1 = pFrag.S0R1; a0.R2 = pFrag.S0R2; a0.R3 = pFrag.S0R3;
+        a1.R0 = pFrag.S1R0; a1.R1 = pFrag.S1R1; a1.R2 = pFrag.S1R2; a1.R3 = pFrag.S1R3;
+        WarpGroupMma.IssueE4M3K64(out acc, a0, a1, vDesc, high, shared);
+        WarpGroupMma.Commit();
+    }
+
     /// <summary>O = O · rescale + the retired P·V of one block (FP32 two-level accumulation).</summary>
     private static void AddValues(ref OutputTile output, in WarpGroupFloatAccumulator low, in WarpGroupFloatAccumulator high,
         float rescaleLo, float rescaleHi, bool wide)
@@ -261,16 +316,16 @@ public static class HopperAttentionKernel
 
     /// <summary>
     /// The copies thread 0 issues: the block's Q tiles, and the K and Vᵀ tiles of key block j into stage j mod
-    /// <see cref="Stages"/> once every warp has released that stage's previous block.
+    /// stages once every warp has released that stage's previous block.
     /// </summary>
     private readonly struct Producer
     {
         private readonly ArrayView<uint> _q, _k, _v;
         private readonly long _qMap, _kMap, _vMap;
         private readonly uint _barriers;
-        private readonly int _dp, _groups, _tileWords, _kRow0, _vRow0, _vRowWords, _blocks;
+        private readonly int _dp, _groups, _stages, _tileWords, _kRow0, _vRow0, _vRowWords, _blocks;
 
-        public Producer(in AttentionParams p, uint barriers, long kvHeadIndex, int dp, int groups, int blocks)
+        public Producer(in AttentionParams p, uint barriers, long kvHeadIndex, int dp, int groups, int stages, int blocks)
         {
             _q = p.Q;
             _k = p.K;
@@ -282,6 +337,7 @@ public static class HopperAttentionKernel
             _barriers = barriers;
             _dp = dp;
             _groups = groups;
+            _stages = stages;
             _tileWords = Rows * dp / 4;
             _kRow0 = (int)(kvHeadIndex * p.NkPad);
             _vRow0 = (int)(kvHeadIndex * dp);
@@ -292,10 +348,10 @@ public static class HopperAttentionKernel
         public uint Full(int stage) => _barriers + (uint)(stage * Mbarrier.Bytes);
 
         /// <summary>The "empty" barrier of stage <paramref name="stage"/>: every warp is done with it.</summary>
-        public uint Empty(int stage) => _barriers + (uint)((Stages + stage) * Mbarrier.Bytes);
+        public uint Empty(int stage) => _barriers + (uint)((_stages + stage) * Mbarrier.Bytes);
 
         /// <summary>The barrier of the Q tiles.</summary>
-        public uint QBarrier => _barriers + (uint)(2 * Stages * Mbarrier.Bytes);
+        public uint QBarrier => _barriers + (uint)(2 * _stages * Mbarrier.Bytes);
 
         /// <summary>Loads the <paramref name="tiles"/> Q tiles of the block, whose first row is <paramref name="firstRow"/>.</summary>
         public void LoadQ(ArrayView<uint> shared, long firstRow, int tiles)
@@ -310,12 +366,12 @@ public static class HopperAttentionKernel
         {
             if (j >= _blocks)
                 return;
-            int stage = j & (Stages - 1);
-            if (j >= Stages)
-                Mbarrier.Wait(Empty(stage), (j / Stages - 1) & 1);
+            int stage = j & (_stages - 1);
+            if (j >= _stages)
+                Mbarrier.Wait(Empty(stage), (j / _stages - 1) & 1);
             uint full = Full(stage);
             Mbarrier.ArriveExpectBytes(full, 2 * KeysPerBlock * _dp);
-            int kWord = (_groups + stage) * _tileWords, vWord = (_groups + Stages + stage) * _tileWords;
+            int kWord = (_groups + stage) * _tileWords, vWord = (_groups + _stages + stage) * _tileWords;
             TensorCopy.LoadTile(shared, kWord, full, _kMap, 0, _kRow0 + j * KeysPerBlock, _k, _dp / 4, _dp, KeysPerBlock);
             TensorCopy.LoadTile(shared, vWord, full, _vMap, j * KeysPerBlock, _vRow0, _v, _vRowWords, KeysPerBlock, _dp);
         }

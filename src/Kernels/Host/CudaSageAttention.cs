@@ -170,10 +170,11 @@ public sealed partial class CudaSageAttention : IDisposable
             var maps = TensorMapsFor(shape, scratch);
             var dims = new LaunchDimensions(HopperAttentionKernel.Blocks(shape.QTiles, groups), shape.HeadsQ, shape.Batch, threads, 1, 1,
                 HopperAttentionKernel.SharedBytes(dp, groups));
-            // .maxntid tells ptxas how many registers a thread may have (65536 / threads) so the block can launch.
+            // .maxntid and .minnctapersm tell ptxas how many registers a thread may have (65536 / threads / blocks per SM), so
+            // the block (or the pair of blocks) fits the SM.
             Launch(hopperTarget, HopperAttention, dims, stream,
                 args.AddParameter(attention, attentionViews).AddBytes(maps, 8).Add(dp).Add(groups),
-                new KernelSpecialization(threads, 1), [dp, groups]);
+                new KernelSpecialization(threads, HopperAttentionKernel.BlocksPerSm(groups)), [dp, groups]);
         }
         else
         {

@@ -25,6 +25,9 @@ public sealed partial class SageAttentionRunner
             HopperAttentionKernel.Run);
         // The CPU emulation copies through the views, so the tensor maps stay empty.
         int groups = HopperAttentionKernel.WarpGroupsFor(shape.QTiles, options.HopperWarpGroups);
+        // The emulation's staging area holds MaxWarps warps; a larger block would stage past its end.
+        if (groups * HopperAttentionKernel.Threads / 32 > WarpGroupMma.MaxWarps)
+            throw new InvalidOperationException($"the wgmma emulation stages at most {WarpGroupMma.MaxWarps} warps; {groups} warpgroups need more.");
         int sharedBytes = HopperAttentionKernel.SharedBytes(shape.PaddedHeadDim, groups) + WarpGroupMma.EmulationSharedBytes;
         _hopperAttention(new KernelConfig(new Index3D(HopperAttentionKernel.Blocks(shape.QTiles, groups), shape.HeadsQ, shape.Batch),
             new Index3D(groups * HopperAttentionKernel.Threads, 1, 1), SharedMemoryConfig.RequestDynamic<byte>(sharedBytes)),

@@ -30,8 +30,8 @@ namespace SageAttn.Kernels.Intrinsics;
 /// </remarks>
 public static partial class WarpGroupMma
 {
-    /// <summary>Largest number of warps in a group that uses the emulation of <see cref="MmaE4M3"/>.</summary>
-    private const int MaxWarps = 12;
+    /// <summary>Largest number of warps in a group that uses the emulation of <see cref="MmaE4M3"/> (four warpgroups).</summary>
+    public const int MaxWarps = 16;
 
     /// <summary>A registers staged per lane by the emulation of <see cref="MmaE4M3"/>.</summary>
     private const int StagedWordsPerLane = 4;

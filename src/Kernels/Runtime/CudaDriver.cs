@@ -29,6 +29,9 @@ public static unsafe class CudaDriver
     /// <summary><c>CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES</c>.</summary>
     public const int FunctionAttributeMaxDynamicSharedSizeBytes = 8;
 
+    /// <summary><c>CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT</c> (percent of the unified L1/shared storage).</summary>
+    public const int FunctionAttributePreferredSharedMemoryCarveout = 9;
+
     /// <summary><c>CU_FUNC_ATTRIBUTE_NUM_REGS</c>.</summary>
     public const int FunctionAttributeNumRegisters = 4;
 

@@ -63,6 +63,11 @@ public sealed class LoadedKernel
             CudaDriver.Check(
                 CudaNative.cuFuncSetAttribute(Function, CudaDriver.FunctionAttributeMaxDynamicSharedSizeBytes, bytes),
                 $"raising the dynamic shared memory limit of {EntryName} to {bytes} bytes");
+            // A kernel with this much shared memory wants all of the SM's unified L1/shared storage as shared memory, so
+            // that blocks which could share an SM (two wgmma blocks of 80 KB) are not held to one by a smaller carveout.
+            CudaDriver.Check(
+                CudaNative.cuFuncSetAttribute(Function, CudaDriver.FunctionAttributePreferredSharedMemoryCarveout, 100),
+                $"preferring the largest shared memory carveout for {EntryName}");
             Volatile.Write(ref _dynamicSharedLimit, bytes);
         }
     }

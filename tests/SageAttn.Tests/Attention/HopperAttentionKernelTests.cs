@@ -30,11 +30,17 @@ public sealed class CpuHopperAttentionKernelTests(CpuAcceleratorFixture fixture,
         new Case("hopper d128 n200 wg3 ragged block", 1, 1, 1, 200, 330, 128, Hopper, HopperWarpGroups: 3),
         new Case("hopper d128 n200 q<k causal wg2 lse", 1, 2, 2, 150, 260, 128, Hopper, Causal: true, Lse: true, HopperWarpGroups: 2),
         new Case("hopper d64 n130 wg1", 1, 2, 1, 130, 130, 64, Hopper, HopperWarpGroups: 1),
+        // Four warpgroups: at hd128 P·V's channel halves retire one after another (the 128-register budget); 5 tiles over
+        // blocks of 4 leave a block with 3 idle warpgroups.
+        new Case("hopper d128 n300 causal wg4 serial halves", 1, 1, 1, 300, 300, 128, Hopper, Causal: true, HopperWarpGroups: 4),
+        new Case("hopper d64 n260 k330 wg4 lse", 1, 2, 1, 260, 330, 64, Hopper, Lse: true, HopperWarpGroups: 4),
         // More key blocks than stages (the ring wraps: stages are refilled and barrier phases alternate), causal skips, three
         // warpgroups; fewer blocks than the producer's lead.
         new Case("hopper d128 n700 causal wg3 ring wraps", 1, 1, 1, 700, 700, 128, Hopper, Causal: true, HopperWarpGroups: 3),
         new Case("hopper d64 n100 k1100 ring wraps twice", 1, 2, 1, 100, 1100, 64, Hopper),
         new Case("hopper d64 n100 k260 fewer blocks than lead", 1, 2, 1, 100, 260, 64, Hopper),
+        // Two warpgroups: two blocks share an SM on the GPU, each with a ring of 4 stages 2 blocks ahead, which wraps here.
+        new Case("hopper d64 n200 k700 wg2 ring of 4 wraps", 1, 2, 1, 200, 700, 64, Hopper, HopperWarpGroups: 2),
         new Case("hopper d128 n130 lse K-bias", 1, 2, 1, 130, 130, 128, Hopper, Lse: true, KOffset: 8f),
         new Case("hopper d64 n200 causal gqa2", 1, 4, 2, 200, 200, 64, Hopper, Causal: true),
         new Case("hopper d128 n200 bf16 nhd smoothV", 1, 1, 1, 200, 200, 128, Hopper, Nhd: true, Type: TensorElementType.BFloat16, SmoothV: true),

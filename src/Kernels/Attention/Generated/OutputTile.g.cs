@@ -11,93 +11,202 @@ using SageAttn.Quantization.Formats;
 namespace SageAttn.Kernels.Attention;
 
 
-/// <summary>The epilogue: one row's outputs of the lane, unrolled.</summary>
+/// <summary>The epilogue: the lane's two rows of O, unrolled.</summary>
 public static partial class Tile
 {
-    /// <summary>Writes row g (upper = false) or g + 8 of O: channels 8n + 2t and 8n + 2t + 1, times 1/l and the V scale.</summary>
+    /// <summary>
+    /// Writes rows g (<paramref name="writeLo"/>) and g + 8 (<paramref name="writeHi"/>) of O: channels 8n + 2t and
+    /// 8n + 2t + 1, times 1/l and the V scale, plus the V mean when V was smoothed.
+    /// </summary>
+    /// <remarks>
+    /// The V scales and means of 4 channel tiles are loaded before that batch's stores: O may alias them as far
+    /// as the compiler knows, so a load placed after a store waits for it, and an element-by-element epilogue paid one
+    /// global load latency per element (7.5 % of the wgmma kernel's stall samples at hd128, N = 4K, on the H100).
+    /// </remarks>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void WriteRow(in AttentionParams p, in OutputTile o, bool upper, long rowOffset, long channelBase, int t, float inverseSum, bool wide)
+    public static void WriteRows(in AttentionParams p, in OutputTile o, bool writeLo, long rowOffsetLo, float inverseLo,
+        bool writeHi, long rowOffsetHi, float inverseHi, long channelBase, int t, bool wide)
     {
-        if (upper)
-            WriteRowElements(p, o.N0C2, o.N0C3, o.N1C2, o.N1C3, o.N2C2, o.N2C3, o.N3C2, o.N3C3, o.N4C2, o.N4C3, o.N5C2, o.N5C3, o.N6C2, o.N6C3, o.N7C2, o.N7C3,
-                o.N8C2, o.N8C3, o.N9C2, o.N9C3, o.N10C2, o.N10C3, o.N11C2, o.N11C3, o.N12C2, o.N12C3, o.N13C2, o.N13C3, o.N14C2, o.N14C3, o.N15C2, o.N15C3,
-                rowOffset, channelBase, t, inverseSum, wide);
-        else
-            WriteRowElements(p, o.N0C0, o.N0C1, o.N1C0, o.N1C1, o.N2C0, o.N2C1, o.N3C0, o.N3C1, o.N4C0, o.N4C1, o.N5C0, o.N5C1, o.N6C0, o.N6C1, o.N7C0, o.N7C1,
-                o.N8C0, o.N8C1, o.N9C0, o.N9C1, o.N10C0, o.N10C1, o.N11C0, o.N11C1, o.N12C0, o.N12C1, o.N13C0, o.N13C1, o.N14C0, o.N14C1, o.N15C0, o.N15C1,
-                rowOffset, channelBase, t, inverseSum, wide);
+        {
+            int c0_0 = 0 + 2 * t;
+            int c0_1 = 1 + 2 * t;
+            int c1_0 = 8 + 2 * t;
+            int c1_1 = 9 + 2 * t;
+            int c2_0 = 16 + 2 * t;
+            int c2_1 = 17 + 2 * t;
+            int c3_0 = 24 + 2 * t;
+            int c3_1 = 25 + 2 * t;
+            float s0_0 = ScaleOf(p, channelBase, c0_0), m0_0 = MeanOf(p, channelBase, c0_0);
+            float s0_1 = ScaleOf(p, channelBase, c0_1), m0_1 = MeanOf(p, channelBase, c0_1);
+            float s1_0 = ScaleOf(p, channelBase, c1_0), m1_0 = MeanOf(p, channelBase, c1_0);
+            float s1_1 = ScaleOf(p, channelBase, c1_1), m1_1 = MeanOf(p, channelBase, c1_1);
+            float s2_0 = ScaleOf(p, channelBase, c2_0), m2_0 = MeanOf(p, channelBase, c2_0);
+            float s2_1 = ScaleOf(p, channelBase, c2_1), m2_1 = MeanOf(p, channelBase, c2_1);
+            float s3_0 = ScaleOf(p, channelBase, c3_0), m3_0 = MeanOf(p, channelBase, c3_0);
+            float s3_1 = ScaleOf(p, channelBase, c3_1), m3_1 = MeanOf(p, channelBase, c3_1);
+            if (writeLo)
+            {
+                Store(p, rowOffsetLo, c0_0, o.N0C0 * inverseLo, s0_0, m0_0);
+                Store(p, rowOffsetLo, c0_1, o.N0C1 * inverseLo, s0_1, m0_1);
+                Store(p, rowOffsetLo, c1_0, o.N1C0 * inverseLo, s1_0, m1_0);
+                Store(p, rowOffsetLo, c1_1, o.N1C1 * inverseLo, s1_1, m1_1);
+                Store(p, rowOffsetLo, c2_0, o.N2C0 * inverseLo, s2_0, m2_0);
+                Store(p, rowOffsetLo, c2_1, o.N2C1 * inverseLo, s2_1, m2_1);
+                Store(p, rowOffsetLo, c3_0, o.N3C0 * inverseLo, s3_0, m3_0);
+                Store(p, rowOffsetLo, c3_1, o.N3C1 * inverseLo, s3_1, m3_1);
+            }
+            if (writeHi)
+            {
+                Store(p, rowOffsetHi, c0_0, o.N0C2 * inverseHi, s0_0, m0_0);
+                Store(p, rowOffsetHi, c0_1, o.N0C3 * inverseHi, s0_1, m0_1);
+                Store(p, rowOffsetHi, c1_0, o.N1C2 * inverseHi, s1_0, m1_0);
+                Store(p, rowOffsetHi, c1_1, o.N1C3 * inverseHi, s1_1, m1_1);
+                Store(p, rowOffsetHi, c2_0, o.N2C2 * inverseHi, s2_0, m2_0);
+                Store(p, rowOffsetHi, c2_1, o.N2C3 * inverseHi, s2_1, m2_1);
+                Store(p, rowOffsetHi, c3_0, o.N3C2 * inverseHi, s3_0, m3_0);
+                Store(p, rowOffsetHi, c3_1, o.N3C3 * inverseHi, s3_1, m3_1);
+            }
+        }
+        {
+            int c4_0 = 32 + 2 * t;
+            int c4_1 = 33 + 2 * t;
+            int c5_0 = 40 + 2 * t;
+            int c5_1 = 41 + 2 * t;
+            int c6_0 = 48 + 2 * t;
+            int c6_1 = 49 + 2 * t;
+            int c7_0 = 56 + 2 * t;
+            int c7_1 = 57 + 2 * t;
+            float s4_0 = ScaleOf(p, channelBase, c4_0), m4_0 = MeanOf(p, channelBase, c4_0);
+            float s4_1 = ScaleOf(p, channelBase, c4_1), m4_1 = MeanOf(p, channelBase, c4_1);
+            float s5_0 = ScaleOf(p, channelBase, c5_0), m5_0 = MeanOf(p, channelBase, c5_0);
+            float s5_1 = ScaleOf(p, channelBase, c5_1), m5_1 = MeanOf(p, channelBase, c5_1);
+            float s6_0 = ScaleOf(p, channelBase, c6_0), m6_0 = MeanOf(p, channelBase, c6_0);
+            float s6_1 = ScaleOf(p, channelBase, c6_1), m6_1 = MeanOf(p, channelBase, c6_1);
+            float s7_0 = ScaleOf(p, channelBase, c7_0), m7_0 = MeanOf(p, channelBase, c7_0);
+            float s7_1 = ScaleOf(p, channelBase, c7_1), m7_1 = MeanOf(p, channelBase, c7_1);
+            if (writeLo)
+            {
+                Store(p, rowOffsetLo, c4_0, o.N4C0 * inverseLo, s4_0, m4_0);
+                Store(p, rowOffsetLo, c4_1, o.N4C1 * inverseLo, s4_1, m4_1);
+                Store(p, rowOffsetLo, c5_0, o.N5C0 * inverseLo, s5_0, m5_0);
+                Store(p, rowOffsetLo, c5_1, o.N5C1 * inverseLo, s5_1, m5_1);
+                Store(p, rowOffsetLo, c6_0, o.N6C0 * inverseLo, s6_0, m6_0);
+                Store(p, rowOffsetLo, c6_1, o.N6C1 * inverseLo, s6_1, m6_1);
+                Store(p, rowOffsetLo, c7_0, o.N7C0 * inverseLo, s7_0, m7_0);
+                Store(p, rowOffsetLo, c7_1, o.N7C1 * inverseLo, s7_1, m7_1);
+            }
+            if (writeHi)
+            {
+                Store(p, rowOffsetHi, c4_0, o.N4C2 * inverseHi, s4_0, m4_0);
+                Store(p, rowOffsetHi, c4_1, o.N4C3 * inverseHi, s4_1, m4_1);
+                Store(p, rowOffsetHi, c5_0, o.N5C2 * inverseHi, s5_0, m5_0);
+                Store(p, rowOffsetHi, c5_1, o.N5C3 * inverseHi, s5_1, m5_1);
+                Store(p, rowOffsetHi, c6_0, o.N6C2 * inverseHi, s6_0, m6_0);
+                Store(p, rowOffsetHi, c6_1, o.N6C3 * inverseHi, s6_1, m6_1);
+                Store(p, rowOffsetHi, c7_0, o.N7C2 * inverseHi, s7_0, m7_0);
+                Store(p, rowOffsetHi, c7_1, o.N7C3 * inverseHi, s7_1, m7_1);
+            }
+        }
+        if (wide)
+        {
+            {
+                int c8_0 = 64 + 2 * t;
+                int c8_1 = 65 + 2 * t;
+                int c9_0 = 72 + 2 * t;
+                int c9_1 = 73 + 2 * t;
+                int c10_0 = 80 + 2 * t;
+                int c10_1 = 81 + 2 * t;
+                int c11_0 = 88 + 2 * t;
+                int c11_1 = 89 + 2 * t;
+                float s8_0 = ScaleOf(p, channelBase, c8_0), m8_0 = MeanOf(p, channelBase, c8_0);
+                float s8_1 = ScaleOf(p, channelBase, c8_1), m8_1 = MeanOf(p, channelBase, c8_1);
+                float s9_0 = ScaleOf(p, channelBase, c9_0), m9_0 = MeanOf(p, channelBase, c9_0);
+                float s9_1 = ScaleOf(p, channelBase, c9_1), m9_1 = MeanOf(p, channelBase, c9_1);
+                float s10_0 = ScaleOf(p, channelBase, c10_0), m10_0 = MeanOf(p, channelBase, c10_0);
+                float s10_1 = ScaleOf(p, channelBase, c10_1), m10_1 = MeanOf(p, channelBase, c10_1);
+                float s11_0 = ScaleOf(p, channelBase, c11_0), m11_0 = MeanOf(p, channelBase, c11_0);
+                float s11_1 = ScaleOf(p, channelBase, c11_1), m11_1 = MeanOf(p, channelBase, c11_1);
+                if (writeLo)
+                {
+                    Store(p, rowOffsetLo, c8_0, o.N8C0 * inverseLo, s8_0, m8_0);
+                    Store(p, rowOffsetLo, c8_1, o.N8C1 * inverseLo, s8_1, m8_1);
+                    Store(p, rowOffsetLo, c9_0, o.N9C0 * inverseLo, s9_0, m9_0);
+                    Store(p, rowOffsetLo, c9_1, o.N9C1 * inverseLo, s9_1, m9_1);
+                    Store(p, rowOffsetLo, c10_0, o.N10C0 * inverseLo, s10_0, m10_0);
+                    Store(p, rowOffsetLo, c10_1, o.N10C1 * inverseLo, s10_1, m10_1);
+                    Store(p, rowOffsetLo, c11_0, o.N11C0 * inverseLo, s11_0, m11_0);
+                    Store(p, rowOffsetLo, c11_1, o.N11C1 * inverseLo, s11_1, m11_1);
+                }
+                if (writeHi)
+                {
+                    Store(p, rowOffsetHi, c8_0, o.N8C2 * inverseHi, s8_0, m8_0);
+                    Store(p, rowOffsetHi, c8_1, o.N8C3 * inverseHi, s8_1, m8_1);
+                    Store(p, rowOffsetHi, c9_0, o.N9C2 * inverseHi, s9_0, m9_0);
+                    Store(p, rowOffsetHi, c9_1, o.N9C3 * inverseHi, s9_1, m9_1);
+                    Store(p, rowOffsetHi, c10_0, o.N10C2 * inverseHi, s10_0, m10_0);
+                    Store(p, rowOffsetHi, c10_1, o.N10C3 * inverseHi, s10_1, m10_1);
+                    Store(p, rowOffsetHi, c11_0, o.N11C2 * inverseHi, s11_0, m11_0);
+                    Store(p, rowOffsetHi, c11_1, o.N11C3 * inverseHi, s11_1, m11_1);
+                }
+            }
+        }
+        if (wide)
+        {
+            {
+                int c12_0 = 96 + 2 * t;
+                int c12_1 = 97 + 2 * t;
+                int c13_0 = 104 + 2 * t;
+                int c13_1 = 105 + 2 * t;
+                int c14_0 = 112 + 2 * t;
+                int c14_1 = 113 + 2 * t;
+                int c15_0 = 120 + 2 * t;
+                int c15_1 = 121 + 2 * t;
+                float s12_0 = ScaleOf(p, channelBase, c12_0), m12_0 = MeanOf(p, channelBase, c12_0);
+                float s12_1 = ScaleOf(p, channelBase, c12_1), m12_1 = MeanOf(p, channelBase, c12_1);
+                float s13_0 = ScaleOf(p, channelBase, c13_0), m13_0 = MeanOf(p, channelBase, c13_0);
+                float s13_1 = ScaleOf(p, channelBase, c13_1), m13_1 = MeanOf(p, channelBase, c13_1);
+                float s14_0 = ScaleOf(p, channelBase, c14_0), m14_0 = MeanOf(p, channelBase, c14_0);
+                float s14_1 = ScaleOf(p, channelBase, c14_1), m14_1 = MeanOf(p, channelBase, c14_1);
+                float s15_0 = ScaleOf(p, channelBase, c15_0), m15_0 = MeanOf(p, channelBase, c15_0);
+                float s15_1 = ScaleOf(p, channelBase, c15_1), m15_1 = MeanOf(p, channelBase, c15_1);
+                if (writeLo)
+                {
+                    Store(p, rowOffsetLo, c12_0, o.N12C0 * inverseLo, s12_0, m12_0);
+                    Store(p, rowOffsetLo, c12_1, o.N12C1 * inverseLo, s12_1, m12_1);
+                    Store(p, rowOffsetLo, c13_0, o.N13C0 * inverseLo, s13_0, m13_0);
+                    Store(p, rowOffsetLo, c13_1, o.N13C1 * inverseLo, s13_1, m13_1);
+                    Store(p, rowOffsetLo, c14_0, o.N14C0 * inverseLo, s14_0, m14_0);
+                    Store(p, rowOffsetLo, c14_1, o.N14C1 * inverseLo, s14_1, m14_1);
+                    Store(p, rowOffsetLo, c15_0, o.N15C0 * inverseLo, s15_0, m15_0);
+                    Store(p, rowOffsetLo, c15_1, o.N15C1 * inverseLo, s15_1, m15_1);
+                }
+                if (writeHi)
+                {
+                    Store(p, rowOffsetHi, c12_0, o.N12C2 * inverseHi, s12_0, m12_0);
+                    Store(p, rowOffsetHi, c12_1, o.N12C3 * inverseHi, s12_1, m12_1);
+                    Store(p, rowOffsetHi, c13_0, o.N13C2 * inverseHi, s13_0, m13_0);
+                    Store(p, rowOffsetHi, c13_1, o.N13C3 * inverseHi, s13_1, m13_1);
+                    Store(p, rowOffsetHi, c14_0, o.N14C2 * inverseHi, s14_0, m14_0);
+                    Store(p, rowOffsetHi, c14_1, o.N14C3 * inverseHi, s14_1, m14_1);
+                    Store(p, rowOffsetHi, c15_0, o.N15C2 * inverseHi, s15_0, m15_0);
+                    Store(p, rowOffsetHi, c15_1, o.N15C3 * inverseHi, s15_1, m15_1);
+                }
+            }
+        }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void WriteRowElements(in AttentionParams p, float v0_0, float v0_1, float v1_0, float v1_1, float v2_0, float v2_1, float v3_0, float v3_1, float v4_0, float v4_1, float v5_0, float v5_1, float v6_0, float v6_1, float v7_0, float v7_1, float v8_0, float v8_1, float v9_0, float v9_1, float v10_0, float v10_1, float v11_0, float v11_1, float v12_0, float v12_1, float v13_0, float v13_1, float v14_0, float v14_1, float v15_0, float v15_1,
-        long rowOffset, long channelBase, int t, float inverseSum, bool wide)
-    {
-        Store(p, rowOffset, channelBase, 0 + 2 * t, v0_0 * inverseSum);
-        Store(p, rowOffset, channelBase, 1 + 2 * t, v0_1 * inverseSum);
-        Store(p, rowOffset, channelBase, 8 + 2 * t, v1_0 * inverseSum);
-        Store(p, rowOffset, channelBase, 9 + 2 * t, v1_1 * inverseSum);
-        Store(p, rowOffset, channelBase, 16 + 2 * t, v2_0 * inverseSum);
-        Store(p, rowOffset, channelBase, 17 + 2 * t, v2_1 * inverseSum);
-        Store(p, rowOffset, channelBase, 24 + 2 * t, v3_0 * inverseSum);
-        Store(p, rowOffset, channelBase, 25 + 2 * t, v3_1 * inverseSum);
-        Store(p, rowOffset, channelBase, 32 + 2 * t, v4_0 * inverseSum);
-        Store(p, rowOffset, channelBase, 33 + 2 * t, v4_1 * inverseSum);
-        Store(p, rowOffset, channelBase, 40 + 2 * t, v5_0 * inverseSum);
-        Store(p, rowOffset, channelBase, 41 + 2 * t, v5_1 * inverseSum);
-        Store(p, rowOffset, channelBase, 48 + 2 * t, v6_0 * inverseSum);
-        Store(p, rowOffset, channelBase, 49 + 2 * t, v6_1 * inverseSum);
-        Store(p, rowOffset, channelBase, 56 + 2 * t, v7_0 * inverseSum);
-        Store(p, rowOffset, channelBase, 57 + 2 * t, v7_1 * inverseSum);
-        if (wide)
-        {
-            Store(p, rowOffset, channelBase, 64 + 2 * t, v8_0 * inverseSum);
-            Store(p, rowOffset, channelBase, 65 + 2 * t, v8_1 * inverseSum);
-        }
-        if (wide)
-        {
-            Store(p, rowOffset, channelBase, 72 + 2 * t, v9_0 * inverseSum);
-            Store(p, rowOffset, channelBase, 73 + 2 * t, v9_1 * inverseSum);
-        }
-        if (wide)
-        {
-            Store(p, rowOffset, channelBase, 80 + 2 * t, v10_0 * inverseSum);
-            Store(p, rowOffset, channelBase, 81 + 2 * t, v10_1 * inverseSum);
-        }
-        if (wide)
-        {
-            Store(p, rowOffset, channelBase, 88 + 2 * t, v11_0 * inverseSum);
-            Store(p, rowOffset, channelBase, 89 + 2 * t, v11_1 * inverseSum);
-        }
-        if (wide)
-        {
-            Store(p, rowOffset, channelBase, 96 + 2 * t, v12_0 * inverseSum);
-            Store(p, rowOffset, channelBase, 97 + 2 * t, v12_1 * inverseSum);
-        }
-        if (wide)
-        {
-            Store(p, rowOffset, channelBase, 104 + 2 * t, v13_0 * inverseSum);
-            Store(p, rowOffset, channelBase, 105 + 2 * t, v13_1 * inverseSum);
-        }
-        if (wide)
-        {
-            Store(p, rowOffset, channelBase, 112 + 2 * t, v14_0 * inverseSum);
-            Store(p, rowOffset, channelBase, 113 + 2 * t, v14_1 * inverseSum);
-        }
-        if (wide)
-        {
-            Store(p, rowOffset, channelBase, 120 + 2 * t, v15_0 * inverseSum);
-            Store(p, rowOffset, channelBase, 121 + 2 * t, v15_1 * inverseSum);
-        }
-    }
+    private static float ScaleOf(in AttentionParams p, long channelBase, int c) =>
+        c < p.HeadDim ? p.VScale[channelBase + c] : 0f;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Store(in AttentionParams p, long rowOffset, long channelBase, int c, float value)
+    private static float MeanOf(in AttentionParams p, long channelBase, int c) =>
+        p.SmoothV != 0 && c < p.HeadDim ? p.VMean[channelBase + c] : 0f;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store(in AttentionParams p, long rowOffset, int c, float value, float scale, float mean)
     {
-        if (c >= p.HeadDim)
-            return;
-        value *= p.VScale[channelBase + c];
-        if (p.SmoothV != 0)
-            value += p.VMean[channelBase + c];
-        p.O[rowOffset + c] = DeviceConvert.FromFloat(value, p.OutputType);
+        if (c < p.HeadDim)
+            p.O[rowOffset + c] = DeviceConvert.FromFloat(value * scale + mean, p.OutputType);
     }
 }
