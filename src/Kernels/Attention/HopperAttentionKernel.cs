@@ -145,7 +145,11 @@ public static class HopperAttentionKernel
 
         int tid = Group.IdxX, warpGroup = tid / Threads, groupTid = tid % Threads, warp = groupTid / 32, lane = Warp.LaneIdx;
         int g = lane >> 2, t = lane & 3;
-        int qTile = Grid.IdxX * groups + warpGroup, h = Grid.IdxY, b = Grid.IdxZ;
+        bool causal = p.Causal != 0;
+        // Causal: a head's blocks start with its last query tiles, which see the most keys, so the lighter ones fill the
+        // tail of the grid instead of the heaviest finishing last.
+        int tileBlock = causal ? Grid.DimX - 1 - Grid.IdxX : Grid.IdxX;
+        int qTile = tileBlock * groups + warpGroup, h = Grid.IdxY, b = Grid.IdxZ;
         int qTiles = p.NqPad / Rows;
         // A ragged last block's spare warpgroups wait and release with the others but compute nothing.
         bool active = qTile < qTiles;
@@ -154,15 +158,14 @@ public static class HopperAttentionKernel
         int rowLo = warpFirstRow + g, rowHi = rowLo + 8;
         long kvHeadIndex = (long)b * p.HeadsKv + kvHead;
         int kBlocks = p.NkPad / KeysPerBlock;
-        bool causal = p.Causal != 0;
 
         // Causal: blocks past a tile's last visible key are skipped; the block walks as far as its last active tile.
         int visitBlocks = kBlocks, blockBlocks = kBlocks;
-        int activeGroups = Math.Min(groups, qTiles - Grid.IdxX * groups);
+        int activeGroups = Math.Min(groups, qTiles - tileBlock * groups);
         if (causal)
         {
             visitBlocks = VisibleBlocks(qTile, kBlocks, p.CausalOffset);
-            blockBlocks = VisibleBlocks(Grid.IdxX * groups + activeGroups - 1, kBlocks, p.CausalOffset);
+            blockBlocks = VisibleBlocks(tileBlock * groups + activeGroups - 1, kBlocks, p.CausalOffset);
         }
         if (!active)
             visitBlocks = 0;
@@ -177,7 +180,7 @@ public static class HopperAttentionKernel
         Group.Barrier();
         if (tid == 0)
         {
-            producer.LoadQ(shared, ((long)b * p.HeadsQ + h) * p.NqPad + (long)Grid.IdxX * groups * Rows, activeGroups);
+            producer.LoadQ(shared, ((long)b * p.HeadsQ + h) * p.NqPad + (long)tileBlock * groups * Rows, activeGroups);
             for (int j = 0; j < lead; j++)
                 producer.LoadBlock(shared, j);
         }
