@@ -13,8 +13,9 @@ namespace SageAttn.Kernels.Attention;
 /// <remarks>
 /// <para>Glossary as in <see cref="AttentionKernel"/>: <c>rowMax</c> = m, <c>rowSum</c> = l, <c>lo</c>/<c>hi</c> =
 /// the two rows a thread owns, 16w + g and 16w + g + 8 (w = warp, g = lane / 4).</para>
-/// <para>Thread block = 1 to 3 warpgroups (128 threads each), warpgroup w owning the 64 query rows of tile
-/// blockIdx.x · warpGroups + w; grid = (⌈Q tiles / warpGroups⌉, Hq, B). The warpgroups share every K and Vᵀ tile the
+/// <para>Thread block = 1 to 4 warpgroups (128 threads each; blocks of 1 or 2 run two to an SM), warpgroup w owning
+/// the 64 query rows of tile x · warpGroups + w, x = blockIdx.x (causal: counted from the last block, so a head's
+/// heaviest tiles start first); grid = (⌈Q tiles / warpGroups⌉, Hq, B). The warpgroups share every K and Vᵀ tile the
 /// block loads (each tile crosses from L2 once per block, not once per 64 rows). The quantizers' per-thread scale
 /// layouts apply unchanged: the wgmma accumulator gives warp w rows 16w + g, 16w + g + 8 and columns 8j + 2t,
 /// 8j + 2t + 1, as mma.sync does.</para>
@@ -214,7 +215,7 @@ public static class HopperAttentionKernel
             Mbarrier.WaitBlock(producer.Full(stage), (kb / stages) & 1);
             // Uniform per warpgroup, as wgmma requires. Each product is waited for right after its issue: a software
             // pipeline that kept them in flight across the softmax needed ~234 registers (W ≤ 2) and measured slower than
-            // W = 3 warpgroups overlapping one another (docs/performance.md).
+            // more warpgroups overlapping one another (docs/performance.md, step 13).
             float nextKScale = p.KScale[kScaleBase + Math.Min(kb + 1, kBlocks - 1) * SageConstants.KScaleSlotsPerBlock];
             if (kb < visitBlocks)
             {
