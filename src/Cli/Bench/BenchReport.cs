@@ -14,7 +14,7 @@ public static class BenchReport
     public static readonly string[] CsvColumns =
     [
         "implementation", "head_dim", "n", "batch", "heads", "dtype", "causal", "e2e_ms", "e2e_tops", "kernel_ms", "kernel_tops",
-        "quant_ms", "quant_separate_ms", "rel_l1", "cosine", "rel_l1_outlier_k", "cosine_outlier_k",
+        "quant_ms", "quant_separate_ms", "rel_l1", "cosine", "rel_l1_outlier_k", "cosine_outlier_k", "e2e_host_ms",
     ];
 
     /// <summary>CSV text: a header, then one line per result; numbers in invariant culture, empty where not measured.</summary>
@@ -28,7 +28,7 @@ public static class BenchReport
                 r.Implementation, Int(r.HeadDim), Int(r.N), Int(r.Batch), Int(r.Heads), r.DTypeName, r.Causal ? "true" : "false",
                 Num(r.EndToEndMs, "F4"), Num(r.EndToEndTops, "F2"), Num(r.KernelMs, "F4"), Num(r.KernelTops, "F2"),
                 Num(r.QuantMs, "F4"), Num(r.QuantSeparateMs, "F4"), Num(r.RelL1, "G6"), Num(r.Cosine, "G8"),
-                Num(r.RelL1OutlierK, "G6"), Num(r.CosineOutlierK, "G8")));
+                Num(r.RelL1OutlierK, "G6"), Num(r.CosineOutlierK, "G8"), Num(r.EndToEndHostMs, "F4")));
         }
         return text.ToString();
     }
@@ -91,6 +91,7 @@ public static class BenchReport
                 Number(w, "cosine", r.Cosine);
                 Number(w, "rel_l1_outlier_k", r.RelL1OutlierK);
                 Number(w, "cosine_outlier_k", r.CosineOutlierK);
+                Number(w, "e2e_host_ms", r.EndToEndHostMs);
                 w.WriteEndObject();
             }
             w.WriteEndArray();

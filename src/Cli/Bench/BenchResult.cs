@@ -10,10 +10,14 @@ namespace SageAttn.Cli.Bench;
 /// <param name="Cosine">Cosine similarity against float64, randn inputs.</param>
 /// <param name="RelL1OutlierK">Relative L1 with K carrying a per-channel offset of 8·randn.</param>
 /// <param name="CosineOutlierK">Cosine similarity with the outlier K.</param>
+/// <param name="EndToEndHostMs">
+/// Median host time of one end-to-end call (enqueue only; Sage only). The GPU events around a call also count the time
+/// the GPU idles while the host enqueues, so a host stall (an allocator call, say) shows in <paramref name="EndToEndMs"/>.
+/// </param>
 public sealed record BenchResult(
     string Implementation, int HeadDim, int N, int Batch, int Heads, BenchDType DType, bool Causal,
     double EndToEndMs, double? KernelMs, double? QuantMs, double? QuantSeparateMs,
-    double? RelL1, double? Cosine, double? RelL1OutlierK, double? CosineOutlierK)
+    double? RelL1, double? Cosine, double? RelL1OutlierK, double? CosineOutlierK, double? EndToEndHostMs = null)
 {
     /// <summary>Throughput of the end-to-end call (<see cref="BenchMath.Tops"/>).</summary>
     public double EndToEndTops => BenchMath.Tops(Batch, Heads, N, HeadDim, Causal, EndToEndMs);

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using SageAttn.Backend;
 using SageAttn.Kernels.Attention;
 using SageAttn.Kernels.Host;
@@ -114,7 +115,13 @@ public sealed class GpuBench : IDisposable
         var scalar = q0.dtype;
         var settings = new SageAttentionSettings { Variant = variant };
         var options = settings.Resolve(_capability);
-        double e2e = Time(i => SageAttention.sageattn(sets[i].Q, sets[i].K, sets[i].V, is_causal: causal, options: settings).Dispose());
+        var hostMs = new List<double>();
+        double e2e = Time(i =>
+        {
+            long start = Stopwatch.GetTimestamp();
+            SageAttention.sageattn(sets[i].Q, sets[i].K, sets[i].V, is_causal: causal, options: settings).Dispose();
+            hostMs.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
+        });
         using var o = SageAttention.sageattn(sets[0].Q, sets[0].K, sets[0].V, is_causal: causal, options: settings);
         using var oo = SageAttention.sageattn(sets[0].Q, outlierK, sets[0].V, is_causal: causal, options: settings);
         var accuracy = sample.Compare(o, reference);
@@ -134,7 +141,7 @@ public sealed class GpuBench : IDisposable
             Enqueue(_fused, i, PipelineStages.Quantize);
         double kernel = Time(i => Enqueue(_fused, i, PipelineStages.Attend));
         return new BenchResult(variant.ToString(), headDim, n, batch, heads, dtype, causal, e2e, kernel, quant, quantSeparate,
-            accuracy.RelL1, accuracy.Cosine, outlier.RelL1, outlier.Cosine);
+            accuracy.RelL1, accuracy.Cosine, outlier.RelL1, outlier.Cosine, BenchMath.Median(hostMs));
     }
 
     /// <summary>Median GPU milliseconds of <paramref name="call"/>(input set) after the warm-up calls.</summary>

@@ -25,6 +25,9 @@ public abstract class SequenceParallelAttentionTests
         { "NHD", 4, 2, 130, true, 2 },
         { "HND", 4, 1, 97, true, 3 },
         { "HND", 2, 2, 64, false, 1 },
+        // Four partitions (four GPUs in the multi-GPU class): a ring of four steps, causal zigzag over eight chunks.
+        { "HND", 2, 2, 300, false, 4 },
+        { "NHD", 4, 2, 260, true, 4 },
     };
 
     [Theory]
