@@ -309,18 +309,13 @@ def write_lines():
         for n in tiles:
             for i in range(2):
                 lines.append(f"    float s{n}_{i} = ScaleOf(p, channelBase, c{n}_{i}), m{n}_{i} = MeanOf(p, channelBase, c{n}_{i});")
-        lines.append("    if (writeLo)")
-        lines.append("    {")
-        for n in tiles:
-            for i in range(2):
-                lines.append(f"        Store(p, rowOffsetLo, c{n}_{i}, o.N{n}C{i} * inverseLo, s{n}_{i}, m{n}_{i});")
-        lines.append("    }")
-        lines.append("    if (writeHi)")
-        lines.append("    {")
-        for n in tiles:
-            for i in range(2):
-                lines.append(f"        Store(p, rowOffsetHi, c{n}_{i}, o.N{n}C{i + 2} * inverseHi, s{n}_{i}, m{n}_{i});")
-        lines.append("    }")
+        for row, first_element in (("Lo", 0), ("Hi", 2)):  # row g: accumulator elements C0, C1; row g + 8: C2, C3
+            lines.append(f"    if (write{row})")
+            lines.append("    {")
+            for n in tiles:
+                for i in range(2):
+                    lines.append(f"        Store(p, rowOffset{row}, c{n}_{i}, o.N{n}C{i + first_element} * inverse{row}, s{n}_{i}, m{n}_{i});")
+            lines.append("    }")
         lines.append("}")
         body += wide_guard(first, 8, lines)
     return body
