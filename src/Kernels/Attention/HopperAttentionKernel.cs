@@ -228,9 +228,11 @@ public static class HopperAttentionKernel
                 if (serialHalves && wide)
                 {
                     IssueValueHalf(pFrag, vDesc, vHigh, sharedBytes, out var low);
+                    WarpGroupMma.Commit();
                     WarpGroupMma.WaitAll();
                     HopperTile.RescaleAddLowChannels(ref output, low, softmax.RescaleLo, softmax.RescaleHi);
                     IssueValueHalf(pFrag, vDesc + vHalfStep, vHigh, sharedBytes, out var high);
+                    WarpGroupMma.Commit();
                     WarpGroupMma.WaitAll();
                     HopperTile.RescaleAddHighChannels(ref output, high, softmax.RescaleLo, softmax.RescaleHi);
                 }
@@ -285,24 +287,20 @@ public static class HopperAttentionKernel
     private static void IssueValues(in PFragments pFrag, uint vDesc, uint high, uint halfStep, bool wide, ArrayView<byte> shared,
         out WarpGroupFloatAccumulator low, out WarpGroupFloatAccumulator upper)
     {
-        AFrag a0, a1;
-        a0.R0 = pFrag.S0R0; a0.R1 = pFrag.S0R1; a0.R2 = pFrag.S0R2; a0.R3 = pFrag.S0R3;
-        a1.R0 = pFrag.S1R0; a1.R1 = pFrag.S1R1; a1.R2 = pFrag.S1R2; a1.R3 = pFrag.S1R3;
-        WarpGroupMma.IssueE4M3K64(out low, a0, a1, vDesc, high, shared);
+        IssueValueHalf(pFrag, vDesc, high, shared, out low);
         upper = default;
         if (wide)
-            WarpGroupMma.IssueE4M3K64(out upper, a0, a1, vDesc + halfStep, high, shared);
+            IssueValueHalf(pFrag, vDesc + halfStep, high, shared, out upper);
         WarpGroupMma.Commit();
     }
 
-    /// <summary>Issues P·V of one key block into one 64-channel accumulator (the Vᵀ half <paramref name="vDesc"/> names), committed.</summary>
+    /// <summary>Issues P·V of one key block into one 64-channel accumulator (the Vᵀ half <paramref name="vDesc"/> names); the caller commits.</summary>
     private static void IssueValueHalf(in PFragments pFrag, uint vDesc, uint high, ArrayView<byte> shared, out WarpGroupFloatAccumulator acc)
     {
         AFrag a0, a1;
         a0.R0 = pFrag.S0R0; a0.R1 = pFrag.S0R1; a0.R2 = pFrag.S0R2; a0.R3 = pFrag.S0R3;
         a1.R0 = pFrag.S1R0; a1.R1 = pFrag.S1R1; a1.R2 = pFrag.S1R2; a1.R3 = pFrag.S1R3;
         WarpGroupMma.IssueE4M3K64(out acc, a0, a1, vDesc, high, shared);
-        WarpGroupMma.Commit();
     }
 
     /// <summary>O = O · rescale + the retired P·V of one block (FP32 two-level accumulation).</summary>
