@@ -202,6 +202,69 @@ def issue_e4m3():
 """
 
 
+def issue_f16():
+    """P·V over K = 64 in fp16 (four chained k16 wgmma, A from registers) accumulated into D in place (scale-d true, B not
+    transposed: K-major), one statement per 64 channels. The 16 A registers travel as 8 b64 operands (ILGPU's inline PTX
+    takes at most 44) and are split inside the asm. Measured against two k32 statements per 64 channels (A as 8 b32
+    operands): those chain an in-flight accumulator from one statement into the next through copies, which made ptxas
+    serialize every wgmma of the kernel (C7514) at 1 and 3 warpgroups."""
+    n = len(NAMES)
+    regs = ",".join(f"%{i}" for i in range(n))
+    refs_decl = "\n".join(f"            Ref<float> r{i} = d.{name};" for i, name in enumerate(NAMES))
+    back = "\n".join(f"            d.{name} = r{i}.Value;" for i, name in enumerate(NAMES))
+    refs = ", ".join(f"ref r{i}" for i in range(n))
+    pairs = [f"%{n + i}" for i in range(8)]
+    low, high = f"%{n + 8}", f"%{n + 9}"
+    body = [f"{{ .reg .pred po; .reg .b32 lb, a<16>; .reg .b64 db; setp.eq.b32 po, {low}, {low}; "]
+    for i, pair in enumerate(pairs):
+        body.append(f"mov.b64 {{a{2 * i}, a{2 * i + 1}}}, {pair}; ")
+    body.append(descriptor(low, high, "db") + "wgmma.fence.sync.aligned; ")
+    for step in range(4):
+        if step:
+            body.append(f"add.u32 lb, {low}, {STEP * step}; " + descriptor("lb", high, "db"))
+        a = ",".join(f"a{4 * step + i}" for i in range(4))
+        body.append(f"wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {{{regs}}}, {{{a}}}, db, po, 1, 1, 0; ")
+    body.append("}")
+    text = "".join(body)
+    packs = ", ".join(f"p{i} = a{i // 2}.R{2 * (i % 2)} | (ulong)a{i // 2}.R{2 * (i % 2) + 1} << 32" for i in range(8))
+    pack_refs = ", ".join(f"ref p{i}" for i in range(8))
+    emulate = "\n".join(f"        d = EmulateMmaF16(d, a{st}, full + {STEP * st}, shared);" for st in range(4))
+    return f"""
+    /// <summary>
+    /// Issues D += A·B over K = 64 as four chained <c>m64n64k16 f32.f16.f16</c> wgmma with A (fp16) from registers and B
+    /// from shared memory, accumulating into <paramref name="d"/> in place (FP32), without committing or waiting: the caller
+    /// commits (<see cref="Commit"/>), keeps the A fragments unchanged and touches <paramref name="d"/> only after a wait
+    /// retires the group. The emulation computes at once.
+    /// </summary>
+    /// <param name="d">This thread's share of D, read and written.</param>
+    /// <param name="a0">A for k 0..15 (registers: the mma.sync m16n8k16 A fragment of each warp).</param>
+    /// <param name="a1">A for k 16..31.</param>
+    /// <param name="a2">A for k 32..47.</param>
+    /// <param name="a3">A for k 48..63.</param>
+    /// <param name="descB">Low word of B's swizzled descriptor (<see cref="DescriptorLow"/>); rows of 64 fp16 (128 bytes).</param>
+    /// <param name="descHigh">High word of B's descriptor (<see cref="DescriptorHigh"/>).</param>
+    /// <param name="shared">All dynamic shared memory (read by the emulation).</param>
+    {INLINE}
+    public static void IssueF16K64(ref WarpGroupFloatAccumulator d, in AFrag a0, in AFrag a1, in AFrag a2, in AFrag a3, uint descB, uint descHigh,
+        ArrayView<byte> shared)
+    {{
+        if (CudaAsm.IsSupported)
+        {{
+{refs_decl}
+            Input<ulong> {packs};
+            Input<uint> b = descB, h = descHigh;
+            CudaAsm.EmitRef(
+                "{text}",
+                {refs}, {pack_refs}, ref b, ref h);
+{back}
+            return;
+        }}
+        long full = descB | (long)descHigh << 32;
+{emulate}
+    }}
+"""
+
+
 def intrinsics():
     s8 = mma("MmaS8", "wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8", "WarpGroupIntAccumulator", "int",
              "{0}", "long descA", [("long", "a", "descA")],
@@ -212,6 +275,9 @@ def intrinsics():
                {"name": "EmulateMmaE4M3", "args": "a", "imm": ", 1, 1"})
     fill_s8 = emulation_fill(lambda up, col: f"DotS8(tiles, descA, descB, row{' + 8' if up else ''}, col + {col})", "")
     fill_e4m3 = emulation_fill(lambda up, col: f"DotE4M3(tiles, staged, descB, {'true' if up else 'false'}, col + {col})", "(float)")
+    fill_f16 = "\n".join(
+        f"        d.{name} = (float)(d.{name} + DotF16(tiles, staged, descB, {'true' if element(name)[0] == 8 else 'false'}, col + {element(name)[1]}));"
+        for name in NAMES)
     # The emulation's per-element dot products read the thread's row/column base from its lane.
     text = HEADER + """using System.Runtime.CompilerServices;
 using ILGPU;
@@ -225,7 +291,7 @@ namespace SageAttn.Kernels.Intrinsics;
                  "One thread's 32 FP32 elements of a 64×64 wgmma accumulator, laid out as <see cref=\"WarpGroupIntAccumulator\"/>.") + """
 /// <summary>The wgmma products (m64n64k32) of the Hopper attention kernel; see WarpGroupMma.cs for the emulation.</summary>
 public static partial class WarpGroupMma
-{""" + s8 + e4m3 + issue_s8(2) + issue_s8(4) + issue_e4m3() + f"""
+{""" + s8 + e4m3 + issue_s8(2) + issue_s8(4) + issue_e4m3() + issue_f16() + f"""
     /// <summary>Emulation of <see cref="MmaS8"/>: this thread's 32 outputs from the two shared-memory tiles.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static WarpGroupIntAccumulator EmulateMmaS8(WarpGroupIntAccumulator d, long descA, long descB, bool accumulate, ArrayView<byte> tiles)
@@ -242,6 +308,17 @@ public static partial class WarpGroupMma
         var staged = StageA(a, tiles);
         int col = 2 * (Warp.LaneIdx & 3);
 {fill_e4m3}
+        Warp.Barrier();
+        return d;
+    }}
+
+    /// <summary>Emulation of one k16 step of <see cref="IssueF16K64"/>: D += A·B with A (fp16) from the warp's registers (staged), B from shared memory.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static WarpGroupFloatAccumulator EmulateMmaF16(WarpGroupFloatAccumulator d, AFrag a, long descB, ArrayView<byte> tiles)
+    {{
+        var staged = StageA(a, tiles);
+        int col = 2 * (Warp.LaneIdx & 3);
+{fill_f16}
         Warp.Barrier();
         return d;
     }}
@@ -267,6 +344,12 @@ def tiles():
 
     sums = (f"        sumLo = " + tree([f"s.{n}" for n in lo_names]) + ";\n"
             f"        sumHi = " + tree([f"s.{n}" for n in hi_names]) + ";")
+
+    def rescale_acc():
+        return "\n".join(f"        d.{n} *= {'lo' if element(n)[0] == 0 else 'hi'};" for n in NAMES)
+
+    def to_output(half):
+        return "\n".join(f"        o.N{j + 8 * half}C{c} = f.J{j}C{c};" for j in range(J) for c in range(4))
 
     def rescale_add(half):
         lines = []
@@ -318,6 +401,27 @@ public static class HopperTile
     public static void RescaleAddHighChannels(ref OutputTile o, in WarpGroupFloatAccumulator f, float lo, float hi)
     {
 """ + rescale_add(1) + """
+    }
+
+    /// <summary>O ×= rescale for an output kept in a wgmma accumulator (rows g: <paramref name="lo"/>, g + 8: <paramref name="hi"/>).</summary>
+    """ + INLINE + """
+    public static void Rescale(ref WarpGroupFloatAccumulator d, float lo, float hi)
+    {
+""" + rescale_acc() + """
+    }
+
+    /// <summary>Channels 0..63 of O from an output kept in a wgmma accumulator.</summary>
+    """ + INLINE + """
+    public static void SetLowChannels(ref OutputTile o, in WarpGroupFloatAccumulator f)
+    {
+""" + to_output(0) + """
+    }
+
+    /// <summary>Channels 64..127 of O from an output kept in a wgmma accumulator.</summary>
+    """ + INLINE + """
+    public static void SetHighChannels(ref OutputTile o, in WarpGroupFloatAccumulator f)
+    {
+""" + to_output(1) + """
     }
 
 }

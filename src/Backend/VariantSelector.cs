@@ -47,7 +47,11 @@ public static class VariantSelector
         Compare(computeCapability, MinimumCuda) < 0 ? []
         : Compare(computeCapability, MinimumFp8) < 0 ? [AttentionVariant.QkInt8PvFp16]
         : Compare(computeCapability, Hopper) == 0
-            ? [AttentionVariant.QkInt8PvFp8, AttentionVariant.QkInt8PvFp8Fp16Accum, AttentionVariant.QkInt8PvFp16, AttentionVariant.HopperQkInt8PvFp8]
+            ?
+            [
+                AttentionVariant.QkInt8PvFp8, AttentionVariant.QkInt8PvFp8Fp16Accum, AttentionVariant.QkInt8PvFp16,
+                AttentionVariant.HopperQkInt8PvFp8, AttentionVariant.HopperQkInt8PvFp16,
+            ]
         : [AttentionVariant.QkInt8PvFp8, AttentionVariant.QkInt8PvFp8Fp16Accum, AttentionVariant.QkInt8PvFp16];
 
     /// <summary>The explicit variant if the device can run it, else the automatic one.</summary>
@@ -63,7 +67,7 @@ public static class VariantSelector
         RequirePackedSupport(variant, packed);
         if (!Supported(computeCapability).Contains(variant))
             throw new NotSupportedException(
-                variant == AttentionVariant.HopperQkInt8PvFp8
+                variant.IsHopper()
                     ? $"options.Variant {variant} needs an sm_90 GPU (H100/H200: its wgmma PTX targets sm_90a); this device is sm_{computeCapability.Major}{computeCapability.Minor}. Leave Variant null."
                     : $"options.Variant {variant} needs FP8 tensor cores (sm_89+); this device is sm_{computeCapability.Major}{computeCapability.Minor}. Use {AttentionVariant.QkInt8PvFp16} or leave Variant null.");
         return variant;

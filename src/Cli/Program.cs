@@ -40,7 +40,7 @@ static int Usage()
           sageattn ptx --out DIR                 write the attention kernels' PTX (sm_90) for ptxas -v
           sageattn info                          libtorch source, CUDA devices and their variants, CPU accelerator
           sageattn run --in QKV.safetensors --out OUT.safetensors [--layout HND|NHD] [--causal] [--sm-scale X]
-                       [--lse] [--variant QkInt8PvFp8|QkInt8PvFp8Fp16Accum|QkInt8PvFp16]
+                       [--lse] [--variant QkInt8PvFp8|QkInt8PvFp8Fp16Accum|QkInt8PvFp16|HopperQkInt8PvFp8|HopperQkInt8PvFp16]
                        [--granularity PerBlock|PerWarp|PerThread] [--smooth-k on|off] [--smooth-v] [--cpu]
                                                  attention on tensors q, k, v; writes out (and lse)
           sageattn sp-bench [--n 65536,131072] [--gpus 1,2,4] [--heads 32] [--causal] [--reps 3] [--out DIR]

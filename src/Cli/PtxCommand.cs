@@ -14,7 +14,7 @@ internal static class PtxCommand
         using var compiler = new PtxCompiler();
         var target = new PtxTarget(CudaArchitecture.SM_90, CudaInstructionSet.ISA_88);
         foreach (var (prefix, kernel) in new[] { ("attention", typeof(AttentionKernel)), ("varlen_attention", typeof(VarlenAttentionKernel)) })
-        foreach (var variant in Enum.GetValues<AttentionVariant>().Where(v => v != AttentionVariant.HopperQkInt8PvFp8))
+        foreach (var variant in Enum.GetValues<AttentionVariant>().Where(v => !v.IsHopper()))
         foreach (int dp in new[] { 64, 128 })
         {
             var ptx = compiler.Compile(kernel.GetMethod("Run")!, target, [(int)variant, dp]);
@@ -23,12 +23,13 @@ internal static class PtxCommand
             Console.WriteLine($"{path}: entry {ptx.EntryName}, {ptx.Ptx.Length} chars");
         }
         var hopper = typeof(HopperAttentionKernel).GetMethod(nameof(HopperAttentionKernel.Run))!;
+        foreach (var variant in new[] { AttentionVariant.HopperQkInt8PvFp8, AttentionVariant.HopperQkInt8PvFp16 })
         foreach (int dp in new[] { 64, 128 })
         foreach (int groups in new[] { 1, 2, 3, HopperAttentionKernel.MaxWarpGroups })
         {
-            var ptx = compiler.Compile(hopper, target with { ArchSpecific = true }, [dp, groups],
+            var ptx = compiler.Compile(hopper, target with { ArchSpecific = true }, [dp, groups, HopperAttentionKernel.ValueBytes(variant)],
                 new ILGPU.Runtime.KernelSpecialization(groups * HopperAttentionKernel.Threads, HopperAttentionKernel.BlocksPerSm(groups)));
-            string path = Path.Combine(dir, $"attention_{AttentionVariant.HopperQkInt8PvFp8}_d{dp}_wg{groups}.ptx");
+            string path = Path.Combine(dir, $"attention_{variant}_d{dp}_wg{groups}.ptx");
             File.WriteAllText(path, ptx.Ptx);
             Console.WriteLine($"{path}: entry {ptx.EntryName}, {ptx.Ptx.Length} chars (sm_90a)");
         }

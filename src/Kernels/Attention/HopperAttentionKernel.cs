@@ -8,7 +8,8 @@ namespace SageAttn.Kernels.Attention;
 
 /// <summary>
 /// O = softmax(Q Kᵀ · sm_scale) V on Hopper warpgroup tensor cores (wgmma, sm_90a): SageAttention2's sm90
-/// algorithm — per-thread INT8 Q/K scales, FP8 P·V with FP32 + FP32 two-level accumulation.
+/// algorithm — per-thread INT8 Q/K scales, FP8 P·V with FP32 + FP32 two-level accumulation — or, as the accurate mode,
+/// FP16 P·V accumulated in FP32 by the tensor cores (<see cref="AttentionVariant.HopperQkInt8PvFp16"/>).
 /// </summary>
 /// <remarks>
 /// <para>Glossary as in <see cref="AttentionKernel"/>: <c>rowMax</c> = m, <c>rowSum</c> = l, <c>lo</c>/<c>hi</c> =
@@ -25,6 +26,10 @@ namespace SageAttn.Kernels.Attention;
 /// wgmma with P from registers and Vᵀ from shared memory into a fresh FP32 accumulator per 64 channels, and
 /// O = O · rescale + P·V on CUDA cores (FP32 two-level accumulation: the FP8 wgmma accumulator keeps fewer bits). The
 /// tensor cores work for one warpgroup while another runs its softmax.</para>
+/// <para>FP16 values (<c>valueBytes</c> = 2): P packed as fp16 (the m16n8k16 A fragment, keys in order; no shift), Vᵀ
+/// tiles of 128-byte rows (64 fp16 keys), and four <c>m64n64k16 f32.f16.f16</c> wgmma per 64 channels that accumulate
+/// into O itself, kept in two wgmma accumulators: O is rescaled in place first (one multiply per element, as the FP8
+/// path's add), and FP16 products need no second accumulator (the tensor cores keep FP32 for them).</para>
 /// <para>Tiles arrive by the copy engine (<see cref="TensorCopy"/>): thread 0 of the block is the producer. It loads
 /// the Q tiles once, then keeps the K and Vᵀ tiles of <see cref="LeadFor"/> key blocks ahead of its own warpgroup in a
 /// ring of <see cref="StagesFor"/> stages. Stage s has a "full" <see cref="Mbarrier"/> (one arrival with the byte count;
@@ -34,7 +39,7 @@ namespace SageAttn.Kernels.Attention;
 /// <para>Shared memory (dynamic, <see cref="SharedBytes"/>): one Q tile per warpgroup, the K stages, the Vᵀ stages,
 /// then the barriers. A tile is its rows one after another, swizzled as the copy engine writes them and the swizzled
 /// descriptors read them (<see cref="SharedSwizzle"/>): Q and K rows of Dp bytes (128-byte swizzle at Dp = 128,
-/// 64-byte at 64), Vᵀ rows (channels) of 64 keys (64-byte swizzle). One copy per tile; 8-row groups are 8 rows apart
+/// 64-byte at 64), Vᵀ rows (channels) of 64 keys (64-byte swizzle for FP8, 128-byte for FP16). One copy per tile; 8-row groups are 8 rows apart
 /// (SBO), and a k32 slice starts 32 bytes further along the rows.</para>
 /// </remarks>
 public static class HopperAttentionKernel
@@ -81,14 +86,21 @@ public static class HopperAttentionKernel
     private const int KeysPerBlock = SageConstants.KBlockKeys;
 
     /// <summary>
-    /// Dynamic shared memory of one block on the GPU: one Q tile per warpgroup, <see cref="StagesFor"/> K and Vᵀ stages
-    /// (64 × Dp bytes each) shared by the warpgroups, and the barriers (stages "full", stages "empty", one for Q).
+    /// Dynamic shared memory of one block on the GPU: one Q tile per warpgroup, <see cref="StagesFor"/> K stages (64 × Dp
+    /// bytes) and Vᵀ stages (64 × Dp × <paramref name="valueBytes"/>) shared by the warpgroups, and the barriers (stages
+    /// "full", stages "empty", one for Q). At most 224 KB (FP16 values, four warpgroups).
     /// </summary>
-    public static int SharedBytes(int paddedHeadDim, int warpGroups)
+    /// <param name="paddedHeadDim">64 or 128.</param>
+    /// <param name="warpGroups">1 to <see cref="MaxWarpGroups"/>.</param>
+    /// <param name="valueBytes">Bytes of one V element: 1 (FP8) or 2 (FP16).</param>
+    public static int SharedBytes(int paddedHeadDim, int warpGroups, int valueBytes)
     {
         int stages = StagesFor(warpGroups);
-        return (warpGroups + 2 * stages) * Rows * paddedHeadDim + ((2 * stages + 1) * Mbarrier.Bytes + 15) / 16 * 16;
+        return (warpGroups + stages * (1 + valueBytes)) * Rows * paddedHeadDim + ((2 * stages + 1) * Mbarrier.Bytes + 15) / 16 * 16;
     }
+
+    /// <summary>Bytes of one V element the kernel reads for <paramref name="variant"/>: 2 for the FP16-P·V variant, else 1.</summary>
+    public static int ValueBytes(AttentionVariant variant) => variant == AttentionVariant.HopperQkInt8PvFp16 ? 2 : 1;
 
     /// <summary>
     /// Warpgroups per block for a shape: each K/V tile a block loads is used by all of its warpgroups, so more of them
@@ -97,18 +109,22 @@ public static class HopperAttentionKernel
     /// two blocks per SM (<see cref="BlocksPerSm"/>; 16 warps, 128 registers per thread, P·V's channel halves one after
     /// another: <see cref="SerialValueHalves"/>) measured fastest on the H100: as fast as four per block at hd128 4K–16K,
     /// 13 % faster at 1K and 5–10 % at hd64, where one block's prologue and epilogue overlap the other's products;
-    /// four were 9–22 % faster than three (docs/performance.md).
+    /// four were 9–22 % faster than three (docs/performance.md). FP16 values at Dp = 128 take three: their 16 P registers
+    /// push the 128-register kernels of two and four warpgroups into spills (132 bytes), and three (156 registers, none
+    /// spilled) measured 478 / 531 kernel TOPS at 4K / 16K against 347 / 371 for two (H100, docs/hopper.md).
     /// </summary>
     /// <param name="qTiles">64-row query tiles per (batch, head).</param>
     /// <param name="requested">An explicit choice (1 to <see cref="MaxWarpGroups"/>), or 0 for the automatic one.</param>
+    /// <param name="paddedHeadDim">64 or 128.</param>
+    /// <param name="valueBytes">1 (FP8 P·V) or 2 (FP16 P·V): <see cref="ValueBytes"/>.</param>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="requested"/> is outside 0..<see cref="MaxWarpGroups"/>.</exception>
-    public static int WarpGroupsFor(int qTiles, int requested)
+    public static int WarpGroupsFor(int qTiles, int requested, int paddedHeadDim, int valueBytes)
     {
         if (requested < 0 || requested > MaxWarpGroups)
             throw new ArgumentOutOfRangeException(nameof(requested), requested, $"warpgroups per block must be 0 (automatic) or 1..{MaxWarpGroups}.");
         if (requested > 0)
             return requested;
-        return Math.Min(qTiles, DefaultWarpGroups);
+        return Math.Min(qTiles, valueBytes == 2 && paddedHeadDim == 128 ? 3 : DefaultWarpGroups);
     }
 
     /// <summary>Grid x: blocks of <paramref name="warpGroups"/> tiles covering <paramref name="qTiles"/> (the last may be ragged).</summary>
@@ -123,26 +139,28 @@ public static class HopperAttentionKernel
         /// <summary>INT8 K as [B · Hkv · NkPad rows, Dp bytes], boxes of Dp bytes × 64 rows.</summary>
         K,
 
-        /// <summary>FP8 Vᵀ as [B · Hkv · Dp rows, NkPad bytes], boxes of 64 bytes × Dp rows.</summary>
+        /// <summary>Vᵀ as [B · Hkv · Dp rows, NkPad · value bytes], boxes of 64 keys (64 or 128 bytes) × Dp rows.</summary>
         V,
     }
 
     /// <summary>Kernel entry: index math, the producer's copies, then the per-block products.</summary>
-    /// <param name="p">Tensors and sizes (V in the FP8 layout for FP32 accumulation).</param>
+    /// <param name="p">Tensors and sizes (V in the FP8 layout for FP32 accumulation, or the FP16 one).</param>
     /// <param name="tensorMaps">The three tensor maps (<see cref="Map"/>), read by the copy engine; unused on the CPU.</param>
     /// <param name="paddedHeadDim">64 or 128, fixed at compile time.</param>
     /// <param name="warpGroups">Warpgroups (64-row query tiles) per block, 1 to <see cref="MaxWarpGroups"/>, fixed at compile time.</param>
-    public static void Run(AttentionParams p, TensorMapParameter tensorMaps, SpecializedValue<int> paddedHeadDim, SpecializedValue<int> warpGroups)
+    /// <param name="valueBytes">1: FP8 P·V (v2); 2: FP16 P·V (the accurate mode). Fixed at compile time.</param>
+    public static void Run(AttentionParams p, TensorMapParameter tensorMaps, SpecializedValue<int> paddedHeadDim, SpecializedValue<int> warpGroups,
+        SpecializedValue<int> valueBytes)
     {
-        int dp = paddedHeadDim, groups = warpGroups, stages = StagesFor(groups), lead = LeadFor(stages);
-        bool wide = dp == 128;
-        int tileWords = Rows * dp / 4;
+        int dp = paddedHeadDim, groups = warpGroups, stages = StagesFor(groups), lead = LeadFor(stages), vBytes = valueBytes;
+        bool wide = dp == 128, fp16Values = vBytes == 2;
+        int tileWords = Rows * dp / 4, vTileWords = tileWords * vBytes;
         // One view of dynamic shared memory for the whole kernel: on ILGPU's CPU accelerator each GetDynamic call
         // returns a new buffer. The CPU launch adds the emulation's staging area at its end.
         var sharedBytes = SharedMemory.GetDynamic<byte>();
         var shared = sharedBytes.Cast<uint>();
         uint sharedBase = SharedWindow.SharedAddress(0);
-        uint barriers = sharedBase + (uint)((groups + 2 * stages) * tileWords * 4);
+        uint barriers = sharedBase + (uint)(((groups + stages) * tileWords + stages * vTileWords) * 4);
 
         int tid = Group.IdxX, warpGroup = tid / Threads, groupTid = tid % Threads, warp = groupTid / 32, lane = Warp.LaneIdx;
         int g = lane >> 2, t = lane & 3;
@@ -171,7 +189,7 @@ public static class HopperAttentionKernel
         if (!active)
             visitBlocks = 0;
 
-        var producer = new Producer(p, barriers, kvHeadIndex, dp, groups, stages, blockBlocks);
+        var producer = new Producer(p, barriers, kvHeadIndex, dp, vBytes, groups, stages, blockBlocks);
         if (tid == 0)
         {
             for (int i = 0; i < 2 * stages + 1; i++)
@@ -194,17 +212,21 @@ public static class HopperAttentionKernel
         long kScaleBase = kvHeadIndex * kBlocks * SageConstants.KScaleSlotsPerBlock + t;
         // The K scale of the next block is loaded one block ahead: waiting for it at its use stalled ~6 % of warp time.
         float kScale = p.KScale[kScaleBase];
-        // Q and K tiles have rows of Dp bytes, Vᵀ tiles rows of 64 keys; stages and the two 64-channel halves of a Vᵀ
-        // tile are whole numbers of 8-row groups apart (steps in 16-byte descriptor units).
+        // Q and K tiles have rows of Dp bytes, Vᵀ tiles rows of 64 keys (64 or 128 bytes); stages and the two 64-channel
+        // halves of a Vᵀ tile are whole numbers of 8-row groups apart (steps in 16-byte descriptor units).
         uint qDesc = WarpGroupMma.DescriptorLow(sharedBase + (uint)(warpGroup * tileWords * 4));
         uint kDesc0 = WarpGroupMma.DescriptorLow(sharedBase + (uint)(groups * tileWords * 4));
         uint vDesc0 = WarpGroupMma.DescriptorLow(sharedBase + (uint)((groups + stages) * tileWords * 4));
-        uint qkHigh = WarpGroupMma.DescriptorHigh(dp), vHigh = WarpGroupMma.DescriptorHigh(KeysPerBlock);
-        uint stageStep = (uint)(tileWords / 4), vHalfStep = 64 * KeysPerBlock / 16;
+        uint qkHigh = WarpGroupMma.DescriptorHigh(dp), vHigh = WarpGroupMma.DescriptorHigh(KeysPerBlock * vBytes);
+        uint stageStep = (uint)(tileWords / 4), vStageStep = (uint)(vTileWords / 4), vHalfStep = (uint)(64 * KeysPerBlock * vBytes / 16);
         var output = default(OutputTile);
+        // FP16 values: O lives in two wgmma accumulators (channels 0..63, 64..127) that the P·V products add into.
+        var outputLow = default(WarpGroupFloatAccumulator);
+        var outputHigh = default(WarpGroupFloatAccumulator);
         var scores = default(ScoreTile);
         var pFrag = default(PFragments);
-        var softmax = new HopperRowSoftmax(rowLo, rowHi, t);
+        float shift = fp16Values ? 0f : SageConstants.Fp8Shift;
+        var softmax = new HopperRowSoftmax(rowLo, rowHi, t, shift);
         Mbarrier.WaitBlock(producer.QBarrier, 0);
 
         for (int kb = 0; kb < blockBlocks; kb++)
@@ -223,10 +245,19 @@ public static class HopperAttentionKernel
                 IssueScores(out var logits, qDesc, kDesc0 + (uint)stage * stageStep, qkHigh, wide, sharedBytes);
                 WarpGroupMma.WaitAll();
                 softmax.Step(logits, scale, kb * KeysPerBlock, p, causal, warpFirstRow, ref scores);
-                Tile.PackFp8(scores, ref pFrag);
-                uint vDesc = vDesc0 + (uint)stage * stageStep;
-                if (serialHalves && wide)
+                uint vDesc = vDesc0 + (uint)stage * vStageStep;
+                if (fp16Values)
                 {
+                    Tile.PackFp16(scores, ref pFrag);
+                    HopperTile.Rescale(ref outputLow, softmax.RescaleLo, softmax.RescaleHi);
+                    if (wide)
+                        HopperTile.Rescale(ref outputHigh, softmax.RescaleLo, softmax.RescaleHi);
+                    AccumulateFp16Values(pFrag, vDesc, vHigh, vHalfStep, wide, sharedBytes, ref outputLow, ref outputHigh);
+                    WarpGroupMma.WaitAll();
+                }
+                else if (serialHalves && wide)
+                {
+                    Tile.PackFp8(scores, ref pFrag);
                     IssueValueHalf(pFrag, vDesc, vHigh, sharedBytes, out var low);
                     WarpGroupMma.Commit();
                     WarpGroupMma.WaitAll();
@@ -238,6 +269,7 @@ public static class HopperAttentionKernel
                 }
                 else
                 {
+                    Tile.PackFp8(scores, ref pFrag);
                     IssueValues(pFrag, vDesc, vHigh, vHalfStep, wide, sharedBytes, out var low, out var high);
                     WarpGroupMma.WaitAll();
                     AddValues(ref output, low, high, softmax.RescaleLo, softmax.RescaleHi, wide);
@@ -250,6 +282,12 @@ public static class HopperAttentionKernel
         }
         if (!active)
             return;
+        if (fp16Values)
+        {
+            HopperTile.SetLowChannels(ref output, outputLow);
+            if (wide)
+                HopperTile.SetHighChannels(ref output, outputHigh);
+        }
 
         float rowSumLo = softmax.SumLo, rowSumHi = softmax.SumHi;
         rowSumLo += Warp.ShuffleXor(rowSumLo, 1);
@@ -264,9 +302,9 @@ public static class HopperAttentionKernel
         {
             long lseBase = ((long)b * p.HeadsQ + h) * p.Nq;
             if (rowLo < p.Nq)
-                AttentionKernel.WriteLse(p, lseBase + rowLo, false, rowSumLo, softmax.MaxLo - SageConstants.Fp8Shift);
+                AttentionKernel.WriteLse(p, lseBase + rowLo, false, rowSumLo, softmax.MaxLo - shift);
             if (rowHi < p.Nq)
-                AttentionKernel.WriteLse(p, lseBase + rowHi, false, rowSumHi, softmax.MaxHi - SageConstants.Fp8Shift);
+                AttentionKernel.WriteLse(p, lseBase + rowHi, false, rowSumHi, softmax.MaxHi - shift);
         }
     }
 
@@ -303,6 +341,24 @@ public static class HopperAttentionKernel
         WarpGroupMma.IssueE4M3K64(out acc, a0, a1, vDesc, high, shared);
     }
 
+    /// <summary>
+    /// Issues O += P·V of one key block with FP16 P (registers) and the FP16 Vᵀ tile named by <paramref name="vDesc"/>,
+    /// accumulating into the (already rescaled) output accumulators of channels 0..63 and, at Dp = 128, 64..127; commits.
+    /// </summary>
+    private static void AccumulateFp16Values(in PFragments pFrag, uint vDesc, uint high, uint halfStep, bool wide, ArrayView<byte> shared,
+        ref WarpGroupFloatAccumulator low, ref WarpGroupFloatAccumulator upper)
+    {
+        AFrag a0, a1, a2, a3;
+        a0.R0 = pFrag.S0R0; a0.R1 = pFrag.S0R1; a0.R2 = pFrag.S0R2; a0.R3 = pFrag.S0R3;
+        a1.R0 = pFrag.S1R0; a1.R1 = pFrag.S1R1; a1.R2 = pFrag.S1R2; a1.R3 = pFrag.S1R3;
+        a2.R0 = pFrag.S2R0; a2.R1 = pFrag.S2R1; a2.R2 = pFrag.S2R2; a2.R3 = pFrag.S2R3;
+        a3.R0 = pFrag.S3R0; a3.R1 = pFrag.S3R1; a3.R2 = pFrag.S3R2; a3.R3 = pFrag.S3R3;
+        WarpGroupMma.IssueF16K64(ref low, a0, a1, a2, a3, vDesc, high, shared);
+        if (wide)
+            WarpGroupMma.IssueF16K64(ref upper, a0, a1, a2, a3, vDesc + halfStep, high, shared);
+        WarpGroupMma.Commit();
+    }
+
     /// <summary>O = O · rescale + the retired P·V of one block (FP32 two-level accumulation).</summary>
     private static void AddValues(ref OutputTile output, in WarpGroupFloatAccumulator low, in WarpGroupFloatAccumulator high,
         float rescaleLo, float rescaleHi, bool wide)
@@ -325,14 +381,15 @@ public static class HopperAttentionKernel
         private readonly ArrayView<uint> _q, _k, _v;
         private readonly long _qMap, _kMap, _vMap;
         private readonly uint _barriers;
-        private readonly int _dp, _groups, _stages, _tileWords, _kRow0, _vRow0, _vRowWords, _blocks;
+        private readonly int _dp, _vBytes, _groups, _stages, _tileWords, _kRow0, _vRow0, _vRowWords, _blocks;
 
-        public Producer(in AttentionParams p, uint barriers, long kvHeadIndex, int dp, int groups, int stages, int blocks)
+        public Producer(in AttentionParams p, uint barriers, long kvHeadIndex, int dp, int vBytes, int groups, int stages, int blocks)
         {
             _q = p.Q;
             _k = p.K;
             _v = p.V;
-            _vRowWords = p.NkPad / 4;
+            _vRowWords = p.NkPad * vBytes / 4;
+            _vBytes = vBytes;
             _qMap = TensorCopy.MapAddress((int)Map.Q);
             _kMap = TensorCopy.MapAddress((int)Map.K);
             _vMap = TensorCopy.MapAddress((int)Map.V);
@@ -372,10 +429,11 @@ public static class HopperAttentionKernel
             if (j >= _stages)
                 Mbarrier.Wait(Empty(stage), (j / _stages - 1) & 1);
             uint full = Full(stage);
-            Mbarrier.ArriveExpectBytes(full, 2 * KeysPerBlock * _dp);
-            int kWord = (_groups + stage) * _tileWords, vWord = (_groups + _stages + stage) * _tileWords;
+            Mbarrier.ArriveExpectBytes(full, (1 + _vBytes) * KeysPerBlock * _dp);
+            int kWord = (_groups + stage) * _tileWords, vWord = (_groups + _stages) * _tileWords + stage * _tileWords * _vBytes;
+            int vRowBytes = KeysPerBlock * _vBytes;
             TensorCopy.LoadTile(shared, kWord, full, _kMap, 0, _kRow0 + j * KeysPerBlock, _k, _dp / 4, _dp, KeysPerBlock);
-            TensorCopy.LoadTile(shared, vWord, full, _vMap, j * KeysPerBlock, _vRow0, _v, _vRowWords, KeysPerBlock, _dp);
+            TensorCopy.LoadTile(shared, vWord, full, _vMap, j * vRowBytes, _vRow0, _v, _vRowWords, vRowBytes, _dp);
         }
     }
 }

@@ -28,12 +28,15 @@ public struct HopperRowSoftmax
     public float RescaleLo, RescaleHi;
 
     private readonly int _rowLo, _rowHi, _column;
+    private readonly float _shift;
 
     /// <summary>A lane's state before the first block.</summary>
     /// <param name="rowLo">Query row g of the lane's warp (row g + 8 is <paramref name="rowHi"/>).</param>
     /// <param name="rowHi">Query row g + 8.</param>
     /// <param name="t">Lane % 4: the lane's columns are 8j + 2t and 8j + 2t + 1.</param>
-    public HopperRowSoftmax(int rowLo, int rowHi, int t)
+    /// <param name="shift">log2 of the factor P carries (<see cref="SageConstants.Fp8Shift"/> for FP8 P, which uses e4m3's
+    /// range; 0 for FP16 P).</param>
+    public HopperRowSoftmax(int rowLo, int rowHi, int t, float shift)
     {
         MaxLo = MaxHi = SageConstants.MaskedLogit;
         SumLo = SumHi = 0f;
@@ -41,6 +44,7 @@ public struct HopperRowSoftmax
         _rowLo = rowLo;
         _rowHi = rowHi;
         _column = 2 * t;
+        _shift = shift;
     }
 
     /// <summary>
@@ -74,7 +78,7 @@ public struct HopperRowSoftmax
         RescaleHi = FastMath.Exp2(MaxHi - newMaxHi);
         MaxLo = newMaxLo;
         MaxHi = newMaxHi;
-        HopperTile.Exp2(ref scores, scale, newMaxLo - SageConstants.Fp8Shift, newMaxHi - SageConstants.Fp8Shift, out float blockSumLo, out float blockSumHi);
+        HopperTile.Exp2(ref scores, scale, newMaxLo - _shift, newMaxHi - _shift, out float blockSumLo, out float blockSumHi);
         SumLo = SumLo * RescaleLo + blockSumLo;
         SumHi = SumHi * RescaleHi + blockSumHi;
     }

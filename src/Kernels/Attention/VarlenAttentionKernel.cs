@@ -16,13 +16,15 @@ namespace SageAttn.Kernels.Attention;
 public static class VarlenAttentionKernel
 {
     /// <summary>Throws for a variant this kernel has no form of (the wgmma kernel is dense only).</summary>
-    /// <exception cref="NotSupportedException"><paramref name="variant"/> is <see cref="AttentionVariant.HopperQkInt8PvFp8"/>.</exception>
+    /// <exception cref="NotSupportedException"><paramref name="variant"/> is a wgmma variant (<see cref="AttentionVariants.IsHopper"/>).</exception>
     public static void RequireSupported(AttentionVariant variant)
     {
-        if (variant == AttentionVariant.HopperQkInt8PvFp8)
+        if (variant.IsHopper())
             throw new NotSupportedException(
-                $"options.Variant {variant} has no packed (varlen) kernel; use {AttentionVariant.QkInt8PvFp8} (the same numerics on mma.sync) " +
-                $"or {AttentionVariant.QkInt8PvFp16}.");
+                $"options.Variant {variant} has no packed (varlen) kernel; use " +
+                (variant == AttentionVariant.HopperQkInt8PvFp16
+                    ? $"{AttentionVariant.QkInt8PvFp16} (the same numerics on mma.sync)."
+                    : $"{AttentionVariant.QkInt8PvFp8} (the same numerics on mma.sync) or {AttentionVariant.QkInt8PvFp16}."));
     }
 
     /// <summary>Kernel entry.</summary>

@@ -18,17 +18,19 @@ public sealed partial class CudaSageAttention
     /// </summary>
     private static readonly ConcurrentDictionary<TensorMapKey, byte[]> TensorMaps = new();
 
-    private readonly record struct TensorMapKey(IntPtr Q, IntPtr K, IntPtr V, int Batch, int HeadsQ, int HeadsKv, int NqPad, int NkPad, int PaddedHeadDim);
+    private readonly record struct TensorMapKey(IntPtr Q, IntPtr K, IntPtr V, int Batch, int HeadsQ, int HeadsKv, int NqPad, int NkPad, int PaddedHeadDim,
+        int ValueBytes);
 
     /// <summary>
     /// The wgmma kernel's tensor maps (<see cref="HopperAttentionKernel.Map"/> order) of the quantized Q, K and Vᵀ in
-    /// <paramref name="scratch"/>, encoded on the host (nothing is enqueued) or taken from the cache.
+    /// <paramref name="scratch"/>, encoded on the host (nothing is enqueued) or taken from the cache. Vᵀ has
+    /// <paramref name="valueBytes"/> bytes per element (1: FP8, 2: FP16), so its boxes are 64 or 128 bytes wide.
     /// </summary>
     /// <exception cref="ArgumentException">A tensor has more rows than the kernel's 32-bit copy coordinates reach.</exception>
-    private static byte[] TensorMapsFor(AttentionShape shape, QuantizedScratch scratch)
+    private static byte[] TensorMapsFor(AttentionShape shape, QuantizedScratch scratch, int valueBytes)
     {
         var key = new TensorMapKey(scratch.Q.Pointer, scratch.K.Pointer, scratch.V.Pointer, shape.Batch, shape.HeadsQ, shape.HeadsKv,
-            shape.NqPad, shape.NkPad, shape.PaddedHeadDim);
+            shape.NqPad, shape.NkPad, shape.PaddedHeadDim, valueBytes);
         if (TensorMaps.TryGetValue(key, out var cached))
             return cached;
 
@@ -37,12 +39,12 @@ public sealed partial class CudaSageAttention
         long vRows = (long)shape.Batch * shape.HeadsKv * dp;
         if (Math.Max(qRows, kRows) > int.MaxValue)
             throw new ArgumentException(
-                $"{AttentionVariant.HopperQkInt8PvFp8} addresses rows with 32-bit coordinates; B · H · padded tokens = {Math.Max(qRows, kRows)} is too many.", "q");
+                $"the wgmma kernel ({AttentionVariant.HopperQkInt8PvFp8}, {AttentionVariant.HopperQkInt8PvFp16}) addresses rows with 32-bit coordinates; B · H · padded tokens = {Math.Max(qRows, kRows)} is too many.", "q");
         var bytes = new byte[TensorMapParameter.Bytes];
         CudaTensorMap.Encode(bytes.AsSpan((int)HopperAttentionKernel.Map.Q * CudaTensorMap.Bytes), scratch.Q.Pointer, qRows, dp, dp, SageConstants.QTileRows);
         CudaTensorMap.Encode(bytes.AsSpan((int)HopperAttentionKernel.Map.K * CudaTensorMap.Bytes), scratch.K.Pointer, kRows, dp, dp, SageConstants.KBlockKeys);
-        CudaTensorMap.Encode(bytes.AsSpan((int)HopperAttentionKernel.Map.V * CudaTensorMap.Bytes), scratch.V.Pointer, vRows, shape.NkPad,
-            SageConstants.KBlockKeys, dp);
+        CudaTensorMap.Encode(bytes.AsSpan((int)HopperAttentionKernel.Map.V * CudaTensorMap.Bytes), scratch.V.Pointer, vRows,
+            (long)shape.NkPad * valueBytes, SageConstants.KBlockKeys * valueBytes, dp);
         if (TensorMaps.Count >= MaxCachedTensorMaps)
             TensorMaps.Clear();
         TensorMaps[key] = bytes;

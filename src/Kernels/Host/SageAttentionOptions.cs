@@ -19,7 +19,7 @@ public sealed record SageAttentionOptions
     public bool SmoothV { get; init; }
 
     /// <summary>
-    /// Warpgroups (64-row query tiles) per thread block of the wgmma kernel (<see cref="AttentionVariant.HopperQkInt8PvFp8"/>):
+    /// Warpgroups (64-row query tiles) per thread block of the wgmma kernel (<see cref="AttentionVariant.HopperQkInt8PvFp8"/>, <see cref="AttentionVariant.HopperQkInt8PvFp16"/>):
     /// 1 to <see cref="HopperAttentionKernel.MaxWarpGroups"/>, or 0 (default) to choose by shape. A tuning knob; other variants ignore it.
     /// </summary>
     public int HopperWarpGroups { get; init; }
@@ -28,7 +28,7 @@ public sealed record SageAttentionOptions
     public VFormat VFormat => Variant switch
     {
         AttentionVariant.QkInt8PvFp8Fp16Accum => VFormat.Fp8ForFp16Accum,
-        AttentionVariant.QkInt8PvFp16 => VFormat.Fp16,
+        AttentionVariant.QkInt8PvFp16 or AttentionVariant.HopperQkInt8PvFp16 => VFormat.Fp16,
         _ => VFormat.Fp8ForFp32Accum,
     };
 }

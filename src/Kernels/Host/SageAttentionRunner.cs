@@ -181,7 +181,7 @@ public sealed partial class SageAttentionRunner
             }
             var p = AttentionParamsFor(grid, quantized.Views, output, elementType, causal, causalOffset, writeLse ? lse : null,
                 corrected ? correction!.View : null, quantized.Options);
-            if (quantized.Options.Variant == AttentionVariant.HopperQkInt8PvFp8)
+            if (quantized.Options.Variant.IsHopper())
                 LaunchHopper(shape, p, quantized.Options);
             else
                 _attention(new KernelConfig(new Index3D(shape.QTiles, shape.HeadsQ, shape.Batch), new Index3D(AttentionKernel.Threads, 1, 1), EmulationSharedMemory()),

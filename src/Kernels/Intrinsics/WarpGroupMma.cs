@@ -156,4 +156,24 @@ public static partial class WarpGroupMma
         }
         return sum;
     }
+
+    /// <summary>
+    /// Σ_k A[row, k] · B[col, k] over k16 in fp16, exact in double. A row g (or g + 8 when <paramref name="upper"/>) of this
+    /// warp, the m16n8k16 A fragment: k = 2t, 2t + 1 sit in lane 4g + t, register R0 (row g) / R1 (row g + 8), k = 8 + 2t, 9 + 2t
+    /// in R2 / R3, the lower k in the low half. B's element k is the two bytes at byte 2k of its K-major row.
+    /// </summary>
+    private static double DotF16(ArrayView<byte> tiles, ArrayView<uint> staged, long descB, bool upper, int col)
+    {
+        int g = Warp.LaneIdx >> 2;
+        double sum = 0;
+        for (int k = 0; k < 16; k++)
+        {
+            uint word = staged[(4 * g + ((k & 7) >> 1)) * StagedWordsPerLane + (k >= 8 ? 2 : 0) + (upper ? 1 : 0)];
+            ushort a = (ushort)(word >> (16 * (k & 1)));
+            int at = ElementAddress(descB, col, 2 * k);
+            ushort b = (ushort)(tiles[at] | tiles[at + 1] << 8);
+            sum += (double)DeviceConvert.Fp16ToFloat(a) * DeviceConvert.Fp16ToFloat(b);
+        }
+        return sum;
+    }
 }

@@ -23,7 +23,7 @@ public static class QuantizedAttentionModel
         int dp = SageConstants.PaddedHeadDim(headDim);
         int nqPad = SageConstants.RoundUp(nq, SageConstants.QTileRows), nkPad = SageConstants.RoundUp(nk, SageConstants.KBlockKeys);
         int kBlocks = nkPad / SageConstants.KBlockKeys, qTiles = nqPad / SageConstants.QTileRows;
-        bool fp16Pv = variant == AttentionVariant.QkInt8PvFp16;
+        bool fp16Pv = variant.HasFp16Values();
         float shift = fp16Pv ? 0f : SageConstants.Fp8Shift;
         var output = new float[batch * headsQ * nq * headDim];
         var lse = new float[batch * headsQ * nq];

@@ -55,6 +55,22 @@ public sealed class CudaHopperAttentionTests(ITestOutputHelper log)
         Assert.True(r.V2RelL1 <= VersusV2Tolerance, $"{name}: differs from the mma.sync v2 kernel by relL1 {r.V2RelL1:E3}");
     }
 
+    /// <summary>
+    /// The FP16-P·V variant (the accurate mode) against float64 (relL1 ≤ 0.02, the core bar for FP16 P·V) and against the
+    /// mma.sync FP16-P·V kernel on the same quantized inputs: both round P to fp16 and accumulate in FP32, in a different
+    /// order, so they agree to FP32 rounding (≤ 5e-4 relative L1); a layout bug gives errors of order 1.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(SmallCases))]
+    public void Fp16ValuesMatchReferenceAndMmaSyncKernel(string name, int hq, int hkv, int nq, int nk, int d, bool causal, bool bf16, double kOffset, bool lse)
+    {
+        RequireHopper();
+        var r = Run(name, 1, hq, hkv, nq, nk, d, causal, bf16 ? ScalarType.BFloat16 : ScalarType.Float16, kOffset, lse, seed: nq * 7 + d + 1,
+            AttentionVariant.HopperQkInt8PvFp16);
+        Assert.True(r.Exact.RelL1 <= 0.02, $"{name}: vs float64 relL1 {r.Exact.RelL1:F4}, cosine {r.Exact.Cosine:F5}");
+        Assert.True(r.V2RelL1 <= VersusV2Tolerance, $"{name}: differs from the mma.sync FP16-P·V kernel by relL1 {r.V2RelL1:E3}");
+    }
+
     public static TheoryData<string, double, bool> LargeCases => new()
     {
         { "4K", 0, false },
@@ -78,16 +94,31 @@ public sealed class CudaHopperAttentionTests(ITestOutputHelper log)
         Assert.True(r.V2RelL1 <= VersusV2Tolerance, $"{name}: differs from the mma.sync v2 kernel by relL1 {r.V2RelL1:E3}");
     }
 
+    /// <summary>The accurate mode at B=1, H=8, N=4096, D=128 fp16: relL1 ≤ 0.013 (SageAttention's Triton FP16-P·V level).</summary>
+    [Theory]
+    [MemberData(nameof(LargeCases))]
+    public void Fp16ValuesLargeShapeMeetAccurateModeBar(string name, double kOffset, bool causal)
+    {
+        RequireHopper();
+        var r = Run(name, 1, 8, 8, 4096, 4096, 128, causal, ScalarType.Float16, kOffset, lse: false, seed: 4096 + name.Length,
+            AttentionVariant.HopperQkInt8PvFp16);
+        Assert.True(r.Exact.RelL1 <= 0.013, $"{name}: relL1 {r.Exact.RelL1:F4} > 0.013");
+        Assert.True(r.Exact.Cosine >= 0.9999, $"{name}: cosine {r.Exact.Cosine:F6} < 0.9999");
+        Assert.True(r.V2RelL1 <= VersusV2Tolerance, $"{name}: differs from the mma.sync FP16-P·V kernel by relL1 {r.V2RelL1:E3}");
+    }
+
     /// <summary>
     /// Warpgroups per block only regroup whole 64-row tiles: each row's arithmetic is the same, so 1 to 4 warpgroups
     /// (ragged last blocks, causal skips; at 4 the two channel halves of P·V retire one after another, each element's sum
     /// unchanged) must give bit-identical outputs, and a second call must repeat the first.
     /// </summary>
     [Theory]
-    [InlineData(128, false)]
-    [InlineData(128, true)]
-    [InlineData(64, true)]
-    public void WarpGroupsPerBlockDoNotChangeTheResult(int d, bool causal)
+    [InlineData(128, false, AttentionVariant.HopperQkInt8PvFp8)]
+    [InlineData(128, true, AttentionVariant.HopperQkInt8PvFp8)]
+    [InlineData(64, true, AttentionVariant.HopperQkInt8PvFp8)]
+    [InlineData(128, true, AttentionVariant.HopperQkInt8PvFp16)]
+    [InlineData(64, false, AttentionVariant.HopperQkInt8PvFp16)]
+    public void WarpGroupsPerBlockDoNotChangeTheResult(int d, bool causal, AttentionVariant variant)
     {
         RequireHopper();
         torch.manual_seed(d + (causal ? 1 : 0));
@@ -95,30 +126,32 @@ public sealed class CudaHopperAttentionTests(ITestOutputHelper log)
         var q = TorchReference.Randn([2, 4, 1000, d], ScalarType.Float16, torch.CUDA);
         var k = TorchReference.Randn([2, 2, 1000, d], ScalarType.Float16, torch.CUDA, 4);
         var v = TorchReference.Randn([2, 2, 1000, d], ScalarType.Float16, torch.CUDA);
-        var (first, _) = Enqueue(AttentionVariant.HopperQkInt8PvFp8, q, k, v, causal, 0, false, warpGroups: 1);
+        var (first, _) = Enqueue(variant, q, k, v, causal, 0, false, warpGroups: 1);
         foreach (int groups in new[] { 1, 2, 3, 4 })
         {
-            var (again, _) = Enqueue(AttentionVariant.HopperQkInt8PvFp8, q, k, v, causal, 0, false, warpGroups: groups);
+            var (again, _) = Enqueue(variant, q, k, v, causal, 0, false, warpGroups: groups);
             long differing = first.ne(again).sum().item<long>();
-            Assert.True(differing == 0, $"{groups} warpgroups per block: {differing} elements differ from 1 warpgroup (d {d}, causal {causal})");
+            Assert.True(differing == 0, $"{variant}, {groups} warpgroups per block: {differing} elements differ from 1 warpgroup (d {d}, causal {causal})");
         }
     }
 
     private ((double RelL1, double Cosine, double Rmse) Exact, double V2RelL1) Run(string name, int batch, int hq, int hkv, int nq, int nk, int d,
-        bool causal, ScalarType dtype, double kOffset, bool lse, int seed)
+        bool causal, ScalarType dtype, double kOffset, bool lse, int seed, AttentionVariant variant = AttentionVariant.HopperQkInt8PvFp8)
     {
+        // The mma.sync kernel with the same numerics: v2 for FP8 P·V, the FP16-P·V kernel for the accurate mode.
+        var twin = variant == AttentionVariant.HopperQkInt8PvFp16 ? AttentionVariant.QkInt8PvFp16 : AttentionVariant.QkInt8PvFp8;
         torch.manual_seed(seed);
         using var scope = torch.NewDisposeScope();
         var q = TorchReference.Randn([batch, hq, nq, d], dtype, torch.CUDA);
         var k = TorchReference.Randn([batch, hkv, nk, d], dtype, torch.CUDA, kOffset);
         var v = TorchReference.Randn([batch, hkv, nk, d], dtype, torch.CUDA);
         int causalOffset = causal ? nk - nq : 0;
-        var (hopper, hopperLse) = Enqueue(AttentionVariant.HopperQkInt8PvFp8, q, k, v, causal, causalOffset, lse);
-        var (v2, v2Lse) = Enqueue(AttentionVariant.QkInt8PvFp8, q, k, v, causal, causalOffset, lse);
+        var (hopper, hopperLse) = Enqueue(variant, q, k, v, causal, causalOffset, lse);
+        var (v2, v2Lse) = Enqueue(twin, q, k, v, causal, causalOffset, lse);
         var (reference, referenceLse) = TorchReference.Attention(q, k, v, nhd: false, causal, causalOffset, null);
         var exact = TorchReference.Compare(hopper, reference);
         var versusV2 = TorchReference.Compare(hopper, v2);
-        log.WriteLine($"{name}: vs float64 relL1 {exact.RelL1:F5} cos {exact.Cosine:F6} rmse {exact.Rmse:E2}; vs mma.sync v2 relL1 {versusV2.RelL1:E2}");
+        log.WriteLine($"{name}: vs float64 relL1 {exact.RelL1:F5} cos {exact.Cosine:F6} rmse {exact.Rmse:E2}; vs mma.sync {twin} relL1 {versusV2.RelL1:E2}");
         if (lse)
         {
             var lseExact = TorchReference.Compare(hopperLse!, referenceLse);

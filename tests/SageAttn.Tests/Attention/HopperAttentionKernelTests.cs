@@ -8,7 +8,7 @@ namespace SageAttn.Tests.Attention;
 /// <summary>
 /// The Hopper wgmma kernel (<see cref="HopperAttentionKernel"/>) on ILGPU's CPU accelerator, whose exact
 /// emulation of wgmma and cp.async runs the real kernel code: against float64 attention and against the
-/// quantized model of v2 (FP8 P·V, FP32 + FP32), whose numerics the kernel shares.
+/// quantized model of v2 (FP8 P·V, FP32 + FP32) or of the FP16-P·V variant, whose numerics the kernel shares.
 /// </summary>
 /// <remarks>
 /// Model tolerance 1e-4 relative L1 (as for the mma.sync kernel): the emulation sums each k32 step of the FP8
@@ -20,6 +20,7 @@ public sealed class CpuHopperAttentionKernelTests(CpuAcceleratorFixture fixture,
     : AttentionKernelTests(fixture, log), IClassFixture<CpuAcceleratorFixture>
 {
     private const AttentionVariant Hopper = AttentionVariant.HopperQkInt8PvFp8;
+    private const AttentionVariant HopperFp16 = AttentionVariant.HopperQkInt8PvFp16;
 
     public static TheoryData<Case> HopperCases => new()
     {
@@ -46,6 +47,15 @@ public sealed class CpuHopperAttentionKernelTests(CpuAcceleratorFixture fixture,
         new Case("hopper d128 n200 bf16 nhd smoothV", 1, 1, 1, 200, 200, 128, Hopper, Nhd: true, Type: TensorElementType.BFloat16, SmoothV: true),
         new Case("hopper d128 causal bottom-right q<k lse", 2, 2, 1, 70, 200, 128, Hopper, Causal: true, Lse: true),
         new Case("hopper d80 padded perwarp", 1, 1, 1, 100, 64, 80, Hopper, Granularity: QuantGranularity.PerWarp),
+        // FP16 P·V (the accurate mode): Vᵀ rows of 128 bytes (128-byte swizzle), four k16 products per 64 channels accumulating
+        // into O in place; both channel halves at hd128, the ring wrapping, ragged blocks, causal, LSE (unshifted P), bf16.
+        new Case("hopper fp16 d128 n200 k330 wg2 ring wraps", 1, 2, 1, 200, 330, 128, HopperFp16, HopperWarpGroups: 2),
+        new Case("hopper fp16 d64 n130 causal lse", 1, 2, 1, 130, 130, 64, HopperFp16, Causal: true, Lse: true),
+        new Case("hopper fp16 d128 n300 causal wg4 lse K-bias", 1, 1, 1, 300, 300, 128, HopperFp16, Causal: true, Lse: true,
+            KOffset: 8f, HopperWarpGroups: 4),
+        new Case("hopper fp16 d128 bf16 nhd smoothV gqa2", 1, 4, 2, 100, 200, 128, HopperFp16, Nhd: true, Type: TensorElementType.BFloat16,
+            SmoothV: true),
+        new Case("hopper fp16 d80 padded wg3", 1, 1, 1, 200, 150, 80, HopperFp16, HopperWarpGroups: 3),
     };
 
     [Theory]

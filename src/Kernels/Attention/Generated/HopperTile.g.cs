@@ -202,4 +202,118 @@ public static class HopperTile
         o.N15C3 = o.N15C3 * hi + f.J7C3;
     }
 
+    /// <summary>O ×= rescale for an output kept in a wgmma accumulator (rows g: <paramref name="lo"/>, g + 8: <paramref name="hi"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Rescale(ref WarpGroupFloatAccumulator d, float lo, float hi)
+    {
+        d.J0C0 *= lo;
+        d.J0C1 *= lo;
+        d.J0C2 *= hi;
+        d.J0C3 *= hi;
+        d.J1C0 *= lo;
+        d.J1C1 *= lo;
+        d.J1C2 *= hi;
+        d.J1C3 *= hi;
+        d.J2C0 *= lo;
+        d.J2C1 *= lo;
+        d.J2C2 *= hi;
+        d.J2C3 *= hi;
+        d.J3C0 *= lo;
+        d.J3C1 *= lo;
+        d.J3C2 *= hi;
+        d.J3C3 *= hi;
+        d.J4C0 *= lo;
+        d.J4C1 *= lo;
+        d.J4C2 *= hi;
+        d.J4C3 *= hi;
+        d.J5C0 *= lo;
+        d.J5C1 *= lo;
+        d.J5C2 *= hi;
+        d.J5C3 *= hi;
+        d.J6C0 *= lo;
+        d.J6C1 *= lo;
+        d.J6C2 *= hi;
+        d.J6C3 *= hi;
+        d.J7C0 *= lo;
+        d.J7C1 *= lo;
+        d.J7C2 *= hi;
+        d.J7C3 *= hi;
+    }
+
+    /// <summary>Channels 0..63 of O from an output kept in a wgmma accumulator.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void SetLowChannels(ref OutputTile o, in WarpGroupFloatAccumulator f)
+    {
+        o.N0C0 = f.J0C0;
+        o.N0C1 = f.J0C1;
+        o.N0C2 = f.J0C2;
+        o.N0C3 = f.J0C3;
+        o.N1C0 = f.J1C0;
+        o.N1C1 = f.J1C1;
+        o.N1C2 = f.J1C2;
+        o.N1C3 = f.J1C3;
+        o.N2C0 = f.J2C0;
+        o.N2C1 = f.J2C1;
+        o.N2C2 = f.J2C2;
+        o.N2C3 = f.J2C3;
+        o.N3C0 = f.J3C0;
+        o.N3C1 = f.J3C1;
+        o.N3C2 = f.J3C2;
+        o.N3C3 = f.J3C3;
+        o.N4C0 = f.J4C0;
+        o.N4C1 = f.J4C1;
+        o.N4C2 = f.J4C2;
+        o.N4C3 = f.J4C3;
+        o.N5C0 = f.J5C0;
+        o.N5C1 = f.J5C1;
+        o.N5C2 = f.J5C2;
+        o.N5C3 = f.J5C3;
+        o.N6C0 = f.J6C0;
+        o.N6C1 = f.J6C1;
+        o.N6C2 = f.J6C2;
+        o.N6C3 = f.J6C3;
+        o.N7C0 = f.J7C0;
+        o.N7C1 = f.J7C1;
+        o.N7C2 = f.J7C2;
+        o.N7C3 = f.J7C3;
+    }
+
+    /// <summary>Channels 64..127 of O from an output kept in a wgmma accumulator.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void SetHighChannels(ref OutputTile o, in WarpGroupFloatAccumulator f)
+    {
+        o.N8C0 = f.J0C0;
+        o.N8C1 = f.J0C1;
+        o.N8C2 = f.J0C2;
+        o.N8C3 = f.J0C3;
+        o.N9C0 = f.J1C0;
+        o.N9C1 = f.J1C1;
+        o.N9C2 = f.J1C2;
+        o.N9C3 = f.J1C3;
+        o.N10C0 = f.J2C0;
+        o.N10C1 = f.J2C1;
+        o.N10C2 = f.J2C2;
+        o.N10C3 = f.J2C3;
+        o.N11C0 = f.J3C0;
+        o.N11C1 = f.J3C1;
+        o.N11C2 = f.J3C2;
+        o.N11C3 = f.J3C3;
+        o.N12C0 = f.J4C0;
+        o.N12C1 = f.J4C1;
+        o.N12C2 = f.J4C2;
+        o.N12C3 = f.J4C3;
+        o.N13C0 = f.J5C0;
+        o.N13C1 = f.J5C1;
+        o.N13C2 = f.J5C2;
+        o.N13C3 = f.J5C3;
+        o.N14C0 = f.J6C0;
+        o.N14C1 = f.J6C1;
+        o.N14C2 = f.J6C2;
+        o.N14C3 = f.J6C3;
+        o.N15C0 = f.J7C0;
+        o.N15C1 = f.J7C1;
+        o.N15C2 = f.J7C2;
+        o.N15C3 = f.J7C3;
+    }
+
 }

@@ -491,6 +491,104 @@ public static partial class WarpGroupMma
         d = EmulateMmaE4M3(d, a1, full + 2, true, shared);
     }
 
+    /// <summary>
+    /// Issues D += A·B over K = 64 as four chained <c>m64n64k16 f32.f16.f16</c> wgmma with A (fp16) from registers and B
+    /// from shared memory, accumulating into <paramref name="d"/> in place (FP32), without committing or waiting: the caller
+    /// commits (<see cref="Commit"/>), keeps the A fragments unchanged and touches <paramref name="d"/> only after a wait
+    /// retires the group. The emulation computes at once.
+    /// </summary>
+    /// <param name="d">This thread's share of D, read and written.</param>
+    /// <param name="a0">A for k 0..15 (registers: the mma.sync m16n8k16 A fragment of each warp).</param>
+    /// <param name="a1">A for k 16..31.</param>
+    /// <param name="a2">A for k 32..47.</param>
+    /// <param name="a3">A for k 48..63.</param>
+    /// <param name="descB">Low word of B's swizzled descriptor (<see cref="DescriptorLow"/>); rows of 64 fp16 (128 bytes).</param>
+    /// <param name="descHigh">High word of B's descriptor (<see cref="DescriptorHigh"/>).</param>
+    /// <param name="shared">All dynamic shared memory (read by the emulation).</param>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void IssueF16K64(ref WarpGroupFloatAccumulator d, in AFrag a0, in AFrag a1, in AFrag a2, in AFrag a3, uint descB, uint descHigh,
+        ArrayView<byte> shared)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            Ref<float> r0 = d.J0C0;
+            Ref<float> r1 = d.J0C1;
+            Ref<float> r2 = d.J0C2;
+            Ref<float> r3 = d.J0C3;
+            Ref<float> r4 = d.J1C0;
+            Ref<float> r5 = d.J1C1;
+            Ref<float> r6 = d.J1C2;
+            Ref<float> r7 = d.J1C3;
+            Ref<float> r8 = d.J2C0;
+            Ref<float> r9 = d.J2C1;
+            Ref<float> r10 = d.J2C2;
+            Ref<float> r11 = d.J2C3;
+            Ref<float> r12 = d.J3C0;
+            Ref<float> r13 = d.J3C1;
+            Ref<float> r14 = d.J3C2;
+            Ref<float> r15 = d.J3C3;
+            Ref<float> r16 = d.J4C0;
+            Ref<float> r17 = d.J4C1;
+            Ref<float> r18 = d.J4C2;
+            Ref<float> r19 = d.J4C3;
+            Ref<float> r20 = d.J5C0;
+            Ref<float> r21 = d.J5C1;
+            Ref<float> r22 = d.J5C2;
+            Ref<float> r23 = d.J5C3;
+            Ref<float> r24 = d.J6C0;
+            Ref<float> r25 = d.J6C1;
+            Ref<float> r26 = d.J6C2;
+            Ref<float> r27 = d.J6C3;
+            Ref<float> r28 = d.J7C0;
+            Ref<float> r29 = d.J7C1;
+            Ref<float> r30 = d.J7C2;
+            Ref<float> r31 = d.J7C3;
+            Input<ulong> p0 = a0.R0 | (ulong)a0.R1 << 32, p1 = a0.R2 | (ulong)a0.R3 << 32, p2 = a1.R0 | (ulong)a1.R1 << 32, p3 = a1.R2 | (ulong)a1.R3 << 32, p4 = a2.R0 | (ulong)a2.R1 << 32, p5 = a2.R2 | (ulong)a2.R3 << 32, p6 = a3.R0 | (ulong)a3.R1 << 32, p7 = a3.R2 | (ulong)a3.R3 << 32;
+            Input<uint> b = descB, h = descHigh;
+            CudaAsm.EmitRef(
+                "{ .reg .pred po; .reg .b32 lb, a<16>; .reg .b64 db; setp.eq.b32 po, %40, %40; mov.b64 {a0, a1}, %32; mov.b64 {a2, a3}, %33; mov.b64 {a4, a5}, %34; mov.b64 {a6, a7}, %35; mov.b64 {a8, a9}, %36; mov.b64 {a10, a11}, %37; mov.b64 {a12, a13}, %38; mov.b64 {a14, a15}, %39; mov.b64 db, {%40, %41}; wgmma.fence.sync.aligned; wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {a0,a1,a2,a3}, db, po, 1, 1, 0; add.u32 lb, %40, 2; mov.b64 db, {lb, %41}; wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {a4,a5,a6,a7}, db, po, 1, 1, 0; add.u32 lb, %40, 4; mov.b64 db, {lb, %41}; wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {a8,a9,a10,a11}, db, po, 1, 1, 0; add.u32 lb, %40, 6; mov.b64 db, {lb, %41}; wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {a12,a13,a14,a15}, db, po, 1, 1, 0; }",
+                ref r0, ref r1, ref r2, ref r3, ref r4, ref r5, ref r6, ref r7, ref r8, ref r9, ref r10, ref r11, ref r12, ref r13, ref r14, ref r15, ref r16, ref r17, ref r18, ref r19, ref r20, ref r21, ref r22, ref r23, ref r24, ref r25, ref r26, ref r27, ref r28, ref r29, ref r30, ref r31, ref p0, ref p1, ref p2, ref p3, ref p4, ref p5, ref p6, ref p7, ref b, ref h);
+            d.J0C0 = r0.Value;
+            d.J0C1 = r1.Value;
+            d.J0C2 = r2.Value;
+            d.J0C3 = r3.Value;
+            d.J1C0 = r4.Value;
+            d.J1C1 = r5.Value;
+            d.J1C2 = r6.Value;
+            d.J1C3 = r7.Value;
+            d.J2C0 = r8.Value;
+            d.J2C1 = r9.Value;
+            d.J2C2 = r10.Value;
+            d.J2C3 = r11.Value;
+            d.J3C0 = r12.Value;
+            d.J3C1 = r13.Value;
+            d.J3C2 = r14.Value;
+            d.J3C3 = r15.Value;
+            d.J4C0 = r16.Value;
+            d.J4C1 = r17.Value;
+            d.J4C2 = r18.Value;
+            d.J4C3 = r19.Value;
+            d.J5C0 = r20.Value;
+            d.J5C1 = r21.Value;
+            d.J5C2 = r22.Value;
+            d.J5C3 = r23.Value;
+            d.J6C0 = r24.Value;
+            d.J6C1 = r25.Value;
+            d.J6C2 = r26.Value;
+            d.J6C3 = r27.Value;
+            d.J7C0 = r28.Value;
+            d.J7C1 = r29.Value;
+            d.J7C2 = r30.Value;
+            d.J7C3 = r31.Value;
+            return;
+        }
+        long full = descB | (long)descHigh << 32;
+        d = EmulateMmaF16(d, a0, full + 0, shared);
+        d = EmulateMmaF16(d, a1, full + 2, shared);
+        d = EmulateMmaF16(d, a2, full + 4, shared);
+        d = EmulateMmaF16(d, a3, full + 6, shared);
+    }
+
     /// <summary>Emulation of <see cref="MmaS8"/>: this thread's 32 outputs from the two shared-memory tiles.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static WarpGroupIntAccumulator EmulateMmaS8(WarpGroupIntAccumulator d, long descA, long descB, bool accumulate, ArrayView<byte> tiles)
@@ -569,6 +667,48 @@ public static partial class WarpGroupMma
         d.J7C1 = (float)(accumulate ? d.J7C1 + DotE4M3(tiles, staged, descB, false, col + 57) : DotE4M3(tiles, staged, descB, false, col + 57));
         d.J7C2 = (float)(accumulate ? d.J7C2 + DotE4M3(tiles, staged, descB, true, col + 56) : DotE4M3(tiles, staged, descB, true, col + 56));
         d.J7C3 = (float)(accumulate ? d.J7C3 + DotE4M3(tiles, staged, descB, true, col + 57) : DotE4M3(tiles, staged, descB, true, col + 57));
+        Warp.Barrier();
+        return d;
+    }
+
+    /// <summary>Emulation of one k16 step of <see cref="IssueF16K64"/>: D += A·B with A (fp16) from the warp's registers (staged), B from shared memory.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static WarpGroupFloatAccumulator EmulateMmaF16(WarpGroupFloatAccumulator d, AFrag a, long descB, ArrayView<byte> tiles)
+    {
+        var staged = StageA(a, tiles);
+        int col = 2 * (Warp.LaneIdx & 3);
+        d.J0C0 = (float)(d.J0C0 + DotF16(tiles, staged, descB, false, col + 0));
+        d.J0C1 = (float)(d.J0C1 + DotF16(tiles, staged, descB, false, col + 1));
+        d.J0C2 = (float)(d.J0C2 + DotF16(tiles, staged, descB, true, col + 0));
+        d.J0C3 = (float)(d.J0C3 + DotF16(tiles, staged, descB, true, col + 1));
+        d.J1C0 = (float)(d.J1C0 + DotF16(tiles, staged, descB, false, col + 8));
+        d.J1C1 = (float)(d.J1C1 + DotF16(tiles, staged, descB, false, col + 9));
+        d.J1C2 = (float)(d.J1C2 + DotF16(tiles, staged, descB, true, col + 8));
+        d.J1C3 = (float)(d.J1C3 + DotF16(tiles, staged, descB, true, col + 9));
+        d.J2C0 = (float)(d.J2C0 + DotF16(tiles, staged, descB, false, col + 16));
+        d.J2C1 = (float)(d.J2C1 + DotF16(tiles, staged, descB, false, col + 17));
+        d.J2C2 = (float)(d.J2C2 + DotF16(tiles, staged, descB, true, col + 16));
+        d.J2C3 = (float)(d.J2C3 + DotF16(tiles, staged, descB, true, col + 17));
+        d.J3C0 = (float)(d.J3C0 + DotF16(tiles, staged, descB, false, col + 24));
+        d.J3C1 = (float)(d.J3C1 + DotF16(tiles, staged, descB, false, col + 25));
+        d.J3C2 = (float)(d.J3C2 + DotF16(tiles, staged, descB, true, col + 24));
+        d.J3C3 = (float)(d.J3C3 + DotF16(tiles, staged, descB, true, col + 25));
+        d.J4C0 = (float)(d.J4C0 + DotF16(tiles, staged, descB, false, col + 32));
+        d.J4C1 = (float)(d.J4C1 + DotF16(tiles, staged, descB, false, col + 33));
+        d.J4C2 = (float)(d.J4C2 + DotF16(tiles, staged, descB, true, col + 32));
+        d.J4C3 = (float)(d.J4C3 + DotF16(tiles, staged, descB, true, col + 33));
+        d.J5C0 = (float)(d.J5C0 + DotF16(tiles, staged, descB, false, col + 40));
+        d.J5C1 = (float)(d.J5C1 + DotF16(tiles, staged, descB, false, col + 41));
+        d.J5C2 = (float)(d.J5C2 + DotF16(tiles, staged, descB, true, col + 40));
+        d.J5C3 = (float)(d.J5C3 + DotF16(tiles, staged, descB, true, col + 41));
+        d.J6C0 = (float)(d.J6C0 + DotF16(tiles, staged, descB, false, col + 48));
+        d.J6C1 = (float)(d.J6C1 + DotF16(tiles, staged, descB, false, col + 49));
+        d.J6C2 = (float)(d.J6C2 + DotF16(tiles, staged, descB, true, col + 48));
+        d.J6C3 = (float)(d.J6C3 + DotF16(tiles, staged, descB, true, col + 49));
+        d.J7C0 = (float)(d.J7C0 + DotF16(tiles, staged, descB, false, col + 56));
+        d.J7C1 = (float)(d.J7C1 + DotF16(tiles, staged, descB, false, col + 57));
+        d.J7C2 = (float)(d.J7C2 + DotF16(tiles, staged, descB, true, col + 56));
+        d.J7C3 = (float)(d.J7C3 + DotF16(tiles, staged, descB, true, col + 57));
         Warp.Barrier();
         return d;
     }
