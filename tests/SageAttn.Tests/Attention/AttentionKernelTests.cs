@@ -154,6 +154,7 @@ public sealed class CpuAttentionKernelTests(CpuAcceleratorFixture fixture, ITest
 /// Adds the large-shape accuracy bar of SageAttention2's Hopper kernel (shared/notes/anchors.md).
 /// </summary>
 [Trait("gpu", "true")]
+[Collection(IlgpuCudaCollection.Name)]
 public sealed class CudaAttentionKernelTests(CudaAcceleratorFixture fixture, ITestOutputHelper log)
     : AttentionKernelTests(fixture, log), IClassFixture<CudaAcceleratorFixture>
 {

@@ -158,6 +158,7 @@ public sealed class CpuPagedDecodeKernelTests(CpuAcceleratorFixture fixture, ITe
 
 /// <summary>The decode kernel through ILGPU's CUDA accelerator (mma.sync on the GPU); skipped where no GPU exists.</summary>
 [Trait("gpu", "true")]
+[Collection(IlgpuCudaCollection.Name)]
 public sealed class CudaPagedDecodeKernelTests(CudaAcceleratorFixture fixture, ITestOutputHelper log)
     : PagedDecodeKernelTests(fixture, log), IClassFixture<CudaAcceleratorFixture>
 {

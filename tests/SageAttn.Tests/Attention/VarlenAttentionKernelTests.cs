@@ -195,6 +195,7 @@ public sealed class CpuVarlenAttentionKernelTests(CpuAcceleratorFixture fixture,
 
 /// <summary>The packed kernels through ILGPU's CUDA accelerator; skipped where no GPU exists.</summary>
 [Trait("gpu", "true")]
+[Collection(IlgpuCudaCollection.Name)]
 public sealed class CudaVarlenAttentionKernelTests(CudaAcceleratorFixture fixture, ITestOutputHelper log)
     : VarlenAttentionKernelTests(fixture, log), IClassFixture<CudaAcceleratorFixture>
 {

@@ -130,4 +130,5 @@ public sealed class CpuQuantizerKernelTests(CpuAcceleratorFixture fixture) : Qua
 
 /// <summary>The same kernels through ILGPU's CUDA accelerator; skipped where no GPU exists.</summary>
 [Trait("gpu", "true")]
+[Collection(IlgpuCudaCollection.Name)]
 public sealed class CudaQuantizerKernelTests(CudaAcceleratorFixture fixture) : QuantizerKernelTests(fixture, exact: false), IClassFixture<CudaAcceleratorFixture>;
