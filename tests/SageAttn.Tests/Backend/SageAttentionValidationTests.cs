@@ -84,4 +84,18 @@ public sealed class SageAttentionValidationTests
         Assert.Contains("options.Variant", e.Message);
         Assert.Equal(VariantSelector.Cpu, SageAttentionSettings.Default.Resolve(null).Variant);
     }
+
+    [Fact]
+    public void AccurateModeOnWgmmaNeedsSm90AndDenseCalls()
+    {
+        var accurate = new SageAttentionSettings { Variant = Kernels.Attention.AttentionVariant.HopperQkInt8PvFp16 };
+        Assert.Equal(Kernels.Attention.AttentionVariant.HopperQkInt8PvFp16, accurate.Resolve((9, 0)).Variant);
+        Assert.Contains("sm_90", Assert.Throws<NotSupportedException>(() => accurate.Resolve((8, 9))).Message);
+        Assert.Contains("sm_90", Assert.Throws<NotSupportedException>(() => accurate.Resolve((10, 0))).Message);
+        // Packed calls: the error names the mma.sync variant with the same numerics.
+        var packed = Assert.Throws<NotSupportedException>(() => accurate.Resolve((9, 0), packed: true));
+        Assert.Contains(nameof(Kernels.Attention.AttentionVariant.QkInt8PvFp16), packed.Message);
+        // The automatic choice on sm_90 stays the FP8 wgmma kernel.
+        Assert.Equal(Kernels.Attention.AttentionVariant.HopperQkInt8PvFp8, VariantSelector.Auto((9, 0)));
+    }
 }

@@ -128,14 +128,16 @@ public sealed class PtxLocalPromotionTests : IDisposable
     }
 
     [Theory]
-    [InlineData(64, 3)]
-    [InlineData(128, 3)]
-    [InlineData(128, 1)]
-    public void HopperKernelHasNoLocalMemory(int paddedHeadDim, int warpGroups)
+    [InlineData(64, 3, 1)]
+    [InlineData(128, 3, 1)]
+    [InlineData(128, 1, 1)]
+    [InlineData(128, 3, 2)]
+    [InlineData(64, 2, 2)]
+    public void HopperKernelHasNoLocalMemory(int paddedHeadDim, int warpGroups, int valueBytes)
     {
         // The wgmma kernel's cp.async and wgmma operands went through 294 local slots (a 936-byte stack frame on the H100).
         var kernel = typeof(HopperAttentionKernel).GetMethod(nameof(HopperAttentionKernel.Run))!;
-        var ptx = _compiler.Compile(kernel, PtxTarget.Hopper with { ArchSpecific = true }, [paddedHeadDim, warpGroups]).Ptx;
+        var ptx = _compiler.Compile(kernel, PtxTarget.Hopper with { ArchSpecific = true }, [paddedHeadDim, warpGroups, valueBytes]).Ptx;
 
         Assert.DoesNotContain(".local", ptx);
         Assert.Contains("cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes", ptx);
@@ -144,6 +146,10 @@ public sealed class PtxLocalPromotionTests : IDisposable
         Assert.Contains($".param .align 64 .b8 {TensorCopy.ParameterName}[{TensorMapParameter.Bytes}]", ptx);
         Assert.Contains($"cvta.param.u64", ptx);
         Assert.Contains("wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8", ptx);
+        // P·V: FP8 (two k32 steps per 64 channels) or FP16 (four k16 steps accumulating into O), never both in one kernel.
+        string fp8 = "wgmma.mma_async.sync.aligned.m64n64k32.f32.e4m3.e4m3", fp16 = "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16";
+        Assert.Equal(valueBytes == 1, ptx.Contains(fp8));
+        Assert.Equal(valueBytes == 2, ptx.Contains(fp16));
     }
 
     [Fact]

@@ -1,0 +1,66 @@
+using SageAttn.Kernels.Attention;
+
+namespace SageAttn.Tests.Attention;
+
+/// <summary>The wgmma kernel's launch arithmetic: warpgroups per block, shared memory, the variant facts it keys on.</summary>
+public sealed class HopperLaunchShapeTests
+{
+    /// <summary>The H100's per-block limit of dynamic shared memory (227 KB) and per-SM total (228 KB, 1 KB reserved per block).</summary>
+    private const int MaxBlockBytes = 227 * 1024, SmBytes = 228 * 1024, ReservedPerBlock = 1024;
+
+    [Theory]
+    [InlineData(64, 1)]
+    [InlineData(64, 2)]
+    [InlineData(128, 1)]
+    [InlineData(128, 2)]
+    public void EveryBlockShapeFitsTheSm(int paddedHeadDim, int valueBytes)
+    {
+        for (int groups = 1; groups <= HopperAttentionKernel.MaxWarpGroups; groups++)
+        {
+            int bytes = HopperAttentionKernel.SharedBytes(paddedHeadDim, groups, valueBytes);
+            int blocks = HopperAttentionKernel.BlocksPerSm(groups);
+            Assert.True(bytes <= MaxBlockBytes, $"Dp {paddedHeadDim}, {valueBytes}-byte V, W = {groups}: {bytes} bytes per block");
+            Assert.True(blocks * (bytes + ReservedPerBlock) <= SmBytes,
+                $"Dp {paddedHeadDim}, {valueBytes}-byte V, W = {groups}: {blocks} blocks of {bytes} bytes do not share an SM");
+        }
+    }
+
+    [Fact]
+    public void Fp16ValuesDoubleTheValueStages()
+    {
+        // Q tiles and K stages are unchanged; each Vᵀ stage doubles (64 keys × Dp × 2 bytes instead of × 1).
+        int stages = HopperAttentionKernel.StagesFor(2);
+        Assert.Equal(stages * 64 * 128, HopperAttentionKernel.SharedBytes(128, 2, 2) - HopperAttentionKernel.SharedBytes(128, 2, 1));
+    }
+
+    [Theory]
+    [InlineData(128, 1, 40, 2)]
+    [InlineData(64, 1, 40, 2)]
+    [InlineData(64, 2, 40, 2)]
+    [InlineData(128, 2, 40, 3)]
+    [InlineData(128, 2, 2, 2)]
+    [InlineData(128, 2, 1, 1)]
+    public void AutomaticWarpGroups(int paddedHeadDim, int valueBytes, int qTiles, int expected) =>
+        Assert.Equal(expected, HopperAttentionKernel.WarpGroupsFor(qTiles, 0, paddedHeadDim, valueBytes));
+
+    [Fact]
+    public void ExplicitWarpGroupsAreKeptOrRejected()
+    {
+        Assert.Equal(4, HopperAttentionKernel.WarpGroupsFor(40, 4, 128, 2));
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => HopperAttentionKernel.WarpGroupsFor(40, 5, 128, 1));
+        Assert.Equal("requested", e.ParamName);
+    }
+
+    [Fact]
+    public void VariantFacts()
+    {
+        Assert.Equal(2, HopperAttentionKernel.ValueBytes(AttentionVariant.HopperQkInt8PvFp16));
+        Assert.Equal(1, HopperAttentionKernel.ValueBytes(AttentionVariant.HopperQkInt8PvFp8));
+        foreach (var v in Enum.GetValues<AttentionVariant>())
+        {
+            Assert.Equal(v is AttentionVariant.HopperQkInt8PvFp8 or AttentionVariant.HopperQkInt8PvFp16, v.IsHopper());
+            Assert.Equal(v is AttentionVariant.QkInt8PvFp16 or AttentionVariant.HopperQkInt8PvFp16, v.HasFp16Values());
+            Assert.Equal(v.HasFp16Values(), new SageAttn.Kernels.Host.SageAttentionOptions { Variant = v }.VFormat == SageAttn.Quantization.VFormat.Fp16);
+        }
+    }
+}
