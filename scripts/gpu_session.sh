@@ -36,7 +36,7 @@ else
   nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > $OUT/perf.txt
   # hd 128 then 64, N 1K..32K, causal and not, fp16 (bf16: add --dtype bf16 when time allows). The files are rewritten
   # after every shape, so the time limit keeps what was measured.
-  timeout 400 bash .gpu/run.sh sageattn bench --hd 128,64 --dtype fp16 --variants HopperQkInt8PvFp8,QkInt8PvFp8,QkInt8PvFp8Fp16Accum,QkInt8PvFp16 --out $OUT 2>&1 | tee $OUT/bench.log | grep -vE "^progress" | tail -100
+  timeout 400 bash .gpu/run.sh sageattn bench --hd 128,64 --dtype fp16 --variants HopperQkInt8PvFp8,HopperQkInt8PvFp16,QkInt8PvFp8,QkInt8PvFp8Fp16Accum,QkInt8PvFp16 --out $OUT 2>&1 | tee $OUT/bench.log | grep -vE "^progress" | tail -100
   { echo "== bench-decode"; timeout 45 bash .gpu/run.sh sageattn bench-decode --batch 1,16,64 --ctx 1024,8192,32768 --reps 30
     echo "== sp-bench (several partitions on one GPU: the split's overhead)"; timeout 60 bash .gpu/run.sh sageattn sp-bench --n 65536 --gpus 1,2 --reps 2
   } 2>&1 | tee -a $OUT/perf.txt

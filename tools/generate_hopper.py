@@ -289,7 +289,7 @@ namespace SageAttn.Kernels.Intrinsics;
              "(c = 0: row 16w + g, column 8j + 2t; 1: column + 1; 2, 3: row + 8), w = warp in the warpgroup, g = lane / 4, t = lane % 4.") \
         + struct("WarpGroupFloatAccumulator", "float",
                  "One thread's 32 FP32 elements of a 64×64 wgmma accumulator, laid out as <see cref=\"WarpGroupIntAccumulator\"/>.") + """
-/// <summary>The wgmma products (m64n64k32) of the Hopper attention kernel; see WarpGroupMma.cs for the emulation.</summary>
+/// <summary>The wgmma products (m64n64k32 for 8-bit operands, m64n64k16 for fp16) of the Hopper attention kernel; see WarpGroupMma.cs for the emulation.</summary>
 public static partial class WarpGroupMma
 {""" + s8 + e4m3 + issue_s8(2) + issue_s8(4) + issue_e4m3() + issue_f16() + f"""
     /// <summary>Emulation of <see cref="MmaS8"/>: this thread's 32 outputs from the two shared-memory tiles.</summary>

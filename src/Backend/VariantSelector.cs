@@ -68,7 +68,10 @@ public static class VariantSelector
         if (!Supported(computeCapability).Contains(variant))
             throw new NotSupportedException(
                 variant.IsHopper()
-                    ? $"options.Variant {variant} needs an sm_90 GPU (H100/H200: its wgmma PTX targets sm_90a); this device is sm_{computeCapability.Major}{computeCapability.Minor}. Leave Variant null."
+                    ? $"options.Variant {variant} needs an sm_90 GPU (H100/H200: its wgmma PTX targets sm_90a); this device is sm_{computeCapability.Major}{computeCapability.Minor}. " +
+                      (variant.HasFp16Values()
+                          ? $"Use {AttentionVariant.QkInt8PvFp16} (the same numerics on mma.sync)."
+                          : "Leave Variant null.")
                     : $"options.Variant {variant} needs FP8 tensor cores (sm_89+); this device is sm_{computeCapability.Major}{computeCapability.Minor}. Use {AttentionVariant.QkInt8PvFp16} or leave Variant null.");
         return variant;
     }

@@ -35,7 +35,14 @@ public static class DemoCommand
         var reference = nn.functional.scaled_dot_product_attention(q.to(float32), k.to(float32), v.to(float32));
 
         output.WriteLine($"{"kernel",-26} {"rel L1",8} {"cosine",9} {"time",10}");
-        foreach (var variant in Enum.GetValues<AttentionVariant>())
+        // On a GPU, the variants it can run (the wgmma ones need sm_90); the CPU accelerator emulates them all.
+        IReadOnlyList<AttentionVariant> variants = Enum.GetValues<AttentionVariant>();
+        if (gpu)
+        {
+            var info = Kernels.Runtime.CudaDriver.GetDeviceInfo(0);
+            variants = VariantSelector.Supported((info.ComputeCapabilityMajor, info.ComputeCapabilityMinor));
+        }
+        foreach (var variant in variants)
         {
             var settings = new SageAttentionSettings { Variant = variant };
             var result = SageAttention.sageattn(q, k, v, options: settings);

@@ -40,7 +40,7 @@ namespace SageAttn.Kernels.Attention;
 /// then the barriers. A tile is its rows one after another, swizzled as the copy engine writes them and the swizzled
 /// descriptors read them (<see cref="SharedSwizzle"/>): Q and K rows of Dp bytes (128-byte swizzle at Dp = 128,
 /// 64-byte at 64), Vᵀ rows (channels) of 64 keys (64-byte swizzle for FP8, 128-byte for FP16). One copy per tile; 8-row groups are 8 rows apart
-/// (SBO), and a k32 slice starts 32 bytes further along the rows.</para>
+/// (SBO), and a k32 slice (8-bit elements) or a k16 slice (FP16 Vᵀ) starts 32 bytes further along the rows.</para>
 /// </remarks>
 public static class HopperAttentionKernel
 {
@@ -50,7 +50,7 @@ public static class HopperAttentionKernel
     /// <summary>Most warpgroups (64-row query tiles) one block may have.</summary>
     public const int MaxWarpGroups = 4;
 
-    /// <summary>Warpgroups per block when the caller does not choose (<see cref="WarpGroupsFor"/>).</summary>
+    /// <summary>Warpgroups per block when the caller does not choose (<see cref="WarpGroupsFor"/>; 3 for FP16 values at Dp = 128).</summary>
     public const int DefaultWarpGroups = 2;
 
     /// <summary>
@@ -99,8 +99,8 @@ public static class HopperAttentionKernel
         return (warpGroups + stages * (1 + valueBytes)) * Rows * paddedHeadDim + ((2 * stages + 1) * Mbarrier.Bytes + 15) / 16 * 16;
     }
 
-    /// <summary>Bytes of one V element the kernel reads for <paramref name="variant"/>: 2 for the FP16-P·V variant, else 1.</summary>
-    public static int ValueBytes(AttentionVariant variant) => variant == AttentionVariant.HopperQkInt8PvFp16 ? 2 : 1;
+    /// <summary>Bytes of one V element the kernel reads for <paramref name="variant"/>: 2 for FP16 P·V, else 1 (FP8).</summary>
+    public static int ValueBytes(AttentionVariant variant) => variant.HasFp16Values() ? 2 : 1;
 
     /// <summary>
     /// Warpgroups per block for a shape: each K/V tile a block loads is used by all of its warpgroups, so more of them

@@ -129,7 +129,7 @@ public sealed partial class CudaSageAttention : IDisposable
         if (options.Variant.IsHopper()
             && CudaDriver.GetDeviceInfo(device) is var info && (info.ComputeCapabilityMajor, info.ComputeCapabilityMinor) != (9, 0))
             throw new NotSupportedException(
-                $"{options.Variant} runs on sm_90 GPUs only (its wgmma PTX targets sm_90a); cuda:{device} is sm_{info.ComputeCapabilityMajor}{info.ComputeCapabilityMinor}.");
+                $"options.Variant {options.Variant} runs on sm_90 GPUs only (its wgmma PTX targets sm_90a); cuda:{device} is sm_{info.ComputeCapabilityMajor}{info.ComputeCapabilityMinor}.");
         RequireFp8(target, device, options.Variant);
 
         int dp = shape.PaddedHeadDim, type = (int)elementType;

@@ -25,10 +25,8 @@ public sealed record SageAttentionOptions
     public int HopperWarpGroups { get; init; }
 
     /// <summary>The V storage the variant needs.</summary>
-    public VFormat VFormat => Variant switch
-    {
-        AttentionVariant.QkInt8PvFp8Fp16Accum => VFormat.Fp8ForFp16Accum,
-        AttentionVariant.QkInt8PvFp16 or AttentionVariant.HopperQkInt8PvFp16 => VFormat.Fp16,
-        _ => VFormat.Fp8ForFp32Accum,
-    };
+    public VFormat VFormat =>
+        Variant.HasFp16Values() ? VFormat.Fp16
+        : Variant == AttentionVariant.QkInt8PvFp8Fp16Accum ? VFormat.Fp8ForFp16Accum
+        : VFormat.Fp8ForFp32Accum;
 }

@@ -24,21 +24,22 @@ namespace SageAttn.Kernels.Intrinsics;
 /// <see cref="Commit"/> then <see cref="WaitAll"/> before the accumulators are read. The emulation computes
 /// synchronously, so those calls are no-ops on the CPU.</para>
 /// <para>Emulated accumulation: 8-bit products sum exactly (INT32 exactly; e4m3 in double, rounded once to
-/// FP32). The FP8 wgmma on the H100 keeps fewer accumulator bits (max abs error 2.3e-3 on sums of 32
+/// FP32; fp16 in double per k16 step, added to the accumulator and rounded to FP32 once per step). The FP8 wgmma
+/// on the H100 keeps fewer accumulator bits (max abs error 2.3e-3 on sums of 32
 /// products in the notes), so GPU results differ from the emulation by that much.</para>
 /// <para>Every call must be made by all 128 threads of the warpgroup with uniform control flow.</para>
 /// </remarks>
 public static partial class WarpGroupMma
 {
-    /// <summary>Largest number of warps in a group that uses the emulation of <see cref="MmaE4M3"/> (four warpgroups).</summary>
+    /// <summary>Largest number of warps in a group that uses the emulations with A from registers (<see cref="MmaE4M3"/>, <see cref="IssueE4M3K64"/>, <see cref="IssueF16K64"/>): four warpgroups.</summary>
     public const int MaxWarps = 16;
 
-    /// <summary>A registers staged per lane by the emulation of <see cref="MmaE4M3"/>.</summary>
+    /// <summary>A registers staged per lane by the emulations with A from registers (one k32 e4m3 or one k16 fp16 step).</summary>
     private const int StagedWordsPerLane = 4;
 
     /// <summary>
     /// Bytes of dynamic shared memory a CPU launch must add at the end of the kernel's own dynamic shared
-    /// memory for the emulation of <see cref="MmaE4M3"/> (it stages A registers there). CUDA launches need none.
+    /// memory for the emulations with A from registers (they stage A there). CUDA launches need none.
     /// </summary>
     public const int EmulationSharedBytes = MaxWarps * 32 * StagedWordsPerLane * sizeof(uint);
 
@@ -56,8 +57,9 @@ public static partial class WarpGroupMma
         | ((long)((strideByteOffset >> 4) & 0x3FFF) << 32);
 
     /// <summary>
-    /// The low word of a swizzled K-major descriptor (start address; LBO = 1, unused when a k32 slice lies inside one
-    /// swizzled row): what the issue functions take, stepping the start by 32 bytes per k32 slice with 32-bit adds.
+    /// The low word of a swizzled K-major descriptor (start address; LBO = 1, unused when a slice lies inside one
+    /// swizzled row): what the issue functions take, stepping the start by 32 bytes per k32 slice of 8-bit elements (or
+    /// k16 slice of fp16) with 32-bit adds.
     /// The tile must start on a multiple of 8 rows (1024 bytes for 128-byte rows, 512 for 64).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

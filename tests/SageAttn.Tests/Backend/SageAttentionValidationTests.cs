@@ -90,7 +90,10 @@ public sealed class SageAttentionValidationTests
     {
         var accurate = new SageAttentionSettings { Variant = Kernels.Attention.AttentionVariant.HopperQkInt8PvFp16 };
         Assert.Equal(Kernels.Attention.AttentionVariant.HopperQkInt8PvFp16, accurate.Resolve((9, 0)).Variant);
-        Assert.Contains("sm_90", Assert.Throws<NotSupportedException>(() => accurate.Resolve((8, 9))).Message);
+        var older = Assert.Throws<NotSupportedException>(() => accurate.Resolve((8, 9))).Message;
+        Assert.Contains("sm_90", older);
+        // The advice keeps the accurate numerics instead of falling back to the device's (less accurate) default.
+        Assert.Contains($"Use {nameof(Kernels.Attention.AttentionVariant.QkInt8PvFp16)}", older);
         Assert.Contains("sm_90", Assert.Throws<NotSupportedException>(() => accurate.Resolve((10, 0))).Message);
         // Packed calls: the error names the mma.sync variant with the same numerics.
         var packed = Assert.Throws<NotSupportedException>(() => accurate.Resolve((9, 0), packed: true));

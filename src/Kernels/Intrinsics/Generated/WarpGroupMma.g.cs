@@ -34,7 +34,7 @@ public struct WarpGroupFloatAccumulator
     public float J7C0, J7C1, J7C2, J7C3;
 }
 
-/// <summary>The wgmma products (m64n64k32) of the Hopper attention kernel; see WarpGroupMma.cs for the emulation.</summary>
+/// <summary>The wgmma products (m64n64k32 for 8-bit operands, m64n64k16 for fp16) of the Hopper attention kernel; see WarpGroupMma.cs for the emulation.</summary>
 public static partial class WarpGroupMma
 {
     /// <summary>
