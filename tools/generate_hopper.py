@@ -41,12 +41,21 @@ public struct {name}
 """
 
 
+def accumulator_operands(elem, read):
+    """The 32 accumulator operands of one asm statement: their C# declarations (Ref<T> read from d when the wgmma reads
+    them too, else Output<T>), the copies back into d, and the operand list."""
+    if read:
+        decls = "\n".join(f"            Ref<{elem}> r{i} = d.{name};" for i, name in enumerate(NAMES))
+    else:
+        decls = "\n".join(f"            Output<{elem}> r{i} = default;" for i in range(len(NAMES)))
+    back = "\n".join(f"            d.{name} = r{i}.Value;" for i, name in enumerate(NAMES))
+    return decls, back, ", ".join(f"ref r{i}" for i in range(len(NAMES)))
+
+
 def mma(method, ptx, acc_type, elem, a_operand, a_params, a_inputs, emulate):
     n = len(NAMES)
     regs = ",".join(f"%{i}" for i in range(n))
-    refs = "\n".join(f"            Ref<{elem}> r{i} = d.{name};" for i, name in enumerate(NAMES))
-    back = "\n".join(f"            d.{name} = r{i}.Value;" for i, name in enumerate(NAMES))
-    operand_refs = ", ".join(f"ref r{i}" for i in range(n))
+    refs, back, operand_refs = accumulator_operands(elem, read=True)
     k = n
     a_text = []
     for _ in a_inputs:
@@ -107,9 +116,7 @@ def issue_s8(steps):
     later wait_group retires the group (the kernel waits before it reads them)."""
     n = len(NAMES)
     regs = ",".join(f"%{i}" for i in range(n))
-    outs = "\n".join(f"            Output<int> r{i} = default;" for i in range(n))
-    back = "\n".join(f"            d.{name} = r{i}.Value;" for i, name in enumerate(NAMES))
-    refs = ", ".join(f"ref r{i}" for i in range(n))
+    outs, back, refs = accumulator_operands("int", read=False)
     la, lb, hi = f"%{n}", f"%{n + 1}", f"%{n + 2}"
     body = [f"{{ .reg .pred pz, po; .reg .b32 la, lb; .reg .b64 da, db; setp.ne.b32 pz, {la}, {la}; setp.eq.b32 po, {la}, {la}; "
             + descriptor(la, hi, "da") + descriptor(lb, hi, "db") + "wgmma.fence.sync.aligned; "
@@ -155,9 +162,7 @@ def issue_s8(steps):
 def issue_e4m3():
     n = len(NAMES)
     regs = ",".join(f"%{i}" for i in range(n))
-    outs = "\n".join(f"            Output<float> r{i} = default;" for i in range(n))
-    back = "\n".join(f"            d.{name} = r{i}.Value;" for i, name in enumerate(NAMES))
-    refs = ", ".join(f"ref r{i}" for i in range(n))
+    outs, back, refs = accumulator_operands("float", read=False)
     a0 = ",".join(f"%{n + i}" for i in range(4))
     a1 = ",".join(f"%{n + 4 + i}" for i in range(4))
     low, high = f"%{n + 8}", f"%{n + 9}"
@@ -210,9 +215,7 @@ def issue_f16():
     serialize every wgmma of the kernel (C7514) at 1 and 3 warpgroups."""
     n = len(NAMES)
     regs = ",".join(f"%{i}" for i in range(n))
-    refs_decl = "\n".join(f"            Ref<float> r{i} = d.{name};" for i, name in enumerate(NAMES))
-    back = "\n".join(f"            d.{name} = r{i}.Value;" for i, name in enumerate(NAMES))
-    refs = ", ".join(f"ref r{i}" for i in range(n))
+    refs_decl, back, refs = accumulator_operands("float", read=True)
     pairs = [f"%{n + i}" for i in range(8)]
     low, high = f"%{n + 8}", f"%{n + 9}"
     body = [f"{{ .reg .pred po; .reg .b32 lb, a<16>; .reg .b64 db; setp.eq.b32 po, {low}, {low}; "]
