@@ -12,7 +12,7 @@ internal static partial class CudaAttentionExecutor
     {
         int device = request.Device.index < 0 ? 0 : request.Device.index;
         var info = CudaDriver.GetDeviceInfo(device);
-        var options = settings.Resolve((info.ComputeCapabilityMajor, info.ComputeCapabilityMinor), packed: true);
+        var options = settings.Resolve(info.ComputeCapability, packed: true);
         var shape = request.Shape!;
         var layout = shape.Layout(options);
         var scratch = new List<Tensor>();

@@ -24,7 +24,7 @@ internal static partial class CudaAttentionExecutor
     {
         int device = request.Device.index < 0 ? 0 : request.Device.index;
         var info = CudaDriver.GetDeviceInfo(device);
-        var options = settings.Resolve((info.ComputeCapabilityMajor, info.ComputeCapabilityMinor));
+        var options = settings.Resolve(info.ComputeCapability);
         var shape = request.Shape;
         var layout = QuantizedLayout.For(shape, options);
         var scratch = new List<Tensor>();

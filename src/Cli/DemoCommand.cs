@@ -40,7 +40,7 @@ public static class DemoCommand
         if (gpu)
         {
             var info = Kernels.Runtime.CudaDriver.GetDeviceInfo(0);
-            variants = VariantSelector.Supported((info.ComputeCapabilityMajor, info.ComputeCapabilityMinor));
+            variants = VariantSelector.Supported(info.ComputeCapability);
         }
         foreach (var variant in variants)
         {

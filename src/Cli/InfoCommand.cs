@@ -23,7 +23,7 @@ public static class InfoCommand
             for (int i = 0; i < count; i++)
             {
                 var info = CudaDriver.GetDeviceInfo(i);
-                var cc = (info.ComputeCapabilityMajor, info.ComputeCapabilityMinor);
+                var cc = info.ComputeCapability;
                 var supported = VariantSelector.Supported(cc);
                 string auto = supported.Count > 0 ? VariantSelector.Auto(cc).ToString() : "none (needs sm_80+)";
                 Console.WriteLine($"  cuda:{i} {info.Name} sm_{cc.Item1}{cc.Item2}, {info.MultiprocessorCount} SMs; " +

@@ -38,7 +38,7 @@ public sealed class GpuBench : IDisposable
         _stream = TorchInterop.CurrentCudaStream(Device);
         _timer = new CudaEventTimer();
         var info = CudaDriver.GetDeviceInfo(Device);
-        _capability = (info.ComputeCapabilityMajor, info.ComputeCapabilityMinor);
+        _capability = info.ComputeCapability;
         Environment = new BenchEnvironment(info.Name, $"sm_{info.ComputeCapabilityMajor}{info.ComputeCapabilityMinor}",
             CudaDriver.DriverVersion().ToString(System.Globalization.CultureInfo.InvariantCulture), LibTorchLoader.EnsureLoaded().Description, DateTime.UtcNow);
         var supported = VariantSelector.Supported(_capability);

@@ -187,7 +187,7 @@ public sealed class CudaPagedDecode : IDisposable
     private (PtxTarget Target, int Multiprocessors) DeviceFacts(int device) => _devices.GetOrAdd(device, d =>
     {
         var info = CudaDriver.GetDeviceInfo(d);
-        var target = CudaSageAttention.TargetFor((info.ComputeCapabilityMajor, info.ComputeCapabilityMinor), CudaDriver.DriverVersion());
+        var target = CudaSageAttention.TargetFor(info.ComputeCapability, CudaDriver.DriverVersion());
         return (target, info.MultiprocessorCount);
     });
 

@@ -127,7 +127,7 @@ public sealed partial class CudaSageAttention : IDisposable
         using var binding = PrimaryContextBinding.Bind(device);
         var target = TargetOf(device);
         if (options.Variant.IsHopper()
-            && CudaDriver.GetDeviceInfo(device) is var info && (info.ComputeCapabilityMajor, info.ComputeCapabilityMinor) != (9, 0))
+            && CudaDriver.GetDeviceInfo(device) is var info && info.ComputeCapability != (9, 0))
             throw new NotSupportedException(
                 $"options.Variant {options.Variant} runs on sm_90 GPUs only (its wgmma PTX targets sm_90a); cuda:{device} is sm_{info.ComputeCapabilityMajor}{info.ComputeCapabilityMinor}.");
         RequireFp8(target, device, options.Variant);
@@ -266,7 +266,7 @@ public sealed partial class CudaSageAttention : IDisposable
     private PtxTarget TargetOf(int device) => _targets.GetOrAdd(device, d =>
     {
         var info = CudaDriver.GetDeviceInfo(d);
-        return TargetFor((info.ComputeCapabilityMajor, info.ComputeCapabilityMinor), CudaDriver.DriverVersion());
+        return TargetFor(info.ComputeCapability, CudaDriver.DriverVersion());
     });
 
     private static void RequireFp8(PtxTarget target, int device, AttentionVariant variant)

@@ -13,4 +13,8 @@ public sealed record CudaDeviceInfo(
     int ComputeCapabilityMajor,
     int ComputeCapabilityMinor,
     int MultiprocessorCount,
-    int MaxSharedMemoryPerBlockOptin);
+    int MaxSharedMemoryPerBlockOptin)
+{
+    /// <summary>(major, minor), the form variant selection and PTX targets take.</summary>
+    public (int Major, int Minor) ComputeCapability => (ComputeCapabilityMajor, ComputeCapabilityMinor);
+}

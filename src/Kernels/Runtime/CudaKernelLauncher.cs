@@ -93,7 +93,7 @@ public sealed unsafe class CudaKernelLauncher : IDisposable
 
         var info = CudaDriver.GetDeviceInfo(CudaDriver.CurrentDevice());
         var target = PtxTarget.ForDevice(
-            (info.ComputeCapabilityMajor, info.ComputeCapabilityMinor),
+            info.ComputeCapability,
             CudaDriver.DriverVersion(),
             archSpecific);
         var ptx = _compiler.Compile(kernel, target, specializedValues, launchBounds);

@@ -30,7 +30,7 @@ public sealed class CudaHopperAttentionTests(ITestOutputHelper log)
         if (!torch.cuda.is_available())
             Assert.Skip("no CUDA libtorch/device here (set SAGEATTN_LIBTORCH_DIR to a CUDA torch/lib on the GPU machine)");
         var info = CudaDriver.GetDeviceInfo(0);
-        if ((info.ComputeCapabilityMajor, info.ComputeCapabilityMinor) != VariantSelector.Hopper)
+        if (info.ComputeCapability != VariantSelector.Hopper)
             Assert.Skip($"the wgmma kernel needs sm_90; this GPU is sm_{info.ComputeCapabilityMajor}{info.ComputeCapabilityMinor}");
     }
 
@@ -139,7 +139,7 @@ public sealed class CudaHopperAttentionTests(ITestOutputHelper log)
         bool causal, ScalarType dtype, double kOffset, bool lse, int seed, AttentionVariant variant = AttentionVariant.HopperQkInt8PvFp8)
     {
         // The mma.sync kernel with the same numerics: v2 for FP8 P·V, the FP16-P·V kernel for the accurate mode.
-        var twin = variant == AttentionVariant.HopperQkInt8PvFp16 ? AttentionVariant.QkInt8PvFp16 : AttentionVariant.QkInt8PvFp8;
+        var twin = variant.HasFp16Values() ? AttentionVariant.QkInt8PvFp16 : AttentionVariant.QkInt8PvFp8;
         torch.manual_seed(seed);
         using var scope = torch.NewDisposeScope();
         var q = TorchReference.Randn([batch, hq, nq, d], dtype, torch.CUDA);

@@ -26,7 +26,7 @@ public abstract class SageAttentionVarlenApiTests
         if (Device.type != DeviceType.CUDA)
             return settings.Resolve(null, packed: true).Variant;
         var info = SageAttn.Kernels.Runtime.CudaDriver.GetDeviceInfo(Device.index < 0 ? 0 : Device.index);
-        return settings.Resolve((info.ComputeCapabilityMajor, info.ComputeCapabilityMinor), packed: true).Variant;
+        return settings.Resolve(info.ComputeCapability, packed: true).Variant;
     }
 
     protected void RunBatch(int[] lengthsQ, int[] lengthsK, int hq, int hkv, int d, ScalarType type, bool causal, AttentionVariant? variant,
