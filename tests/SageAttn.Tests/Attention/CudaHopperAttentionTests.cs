@@ -121,11 +121,11 @@ public sealed class CudaHopperAttentionTests(ITestOutputHelper log)
     public void WarpGroupsPerBlockDoNotChangeTheResult(int d, bool causal, AttentionVariant variant)
     {
         RequireHopper();
-        torch.manual_seed(d + (causal ? 1 : 0));
+        using var generator = new torch.Generator((ulong)(d + (causal ? 1 : 0)));
         using var scope = torch.NewDisposeScope();
-        var q = TorchReference.Randn([2, 4, 1000, d], ScalarType.Float16, torch.CUDA);
-        var k = TorchReference.Randn([2, 2, 1000, d], ScalarType.Float16, torch.CUDA, 4);
-        var v = TorchReference.Randn([2, 2, 1000, d], ScalarType.Float16, torch.CUDA);
+        var q = TorchReference.Randn(generator, [2, 4, 1000, d], ScalarType.Float16, torch.CUDA);
+        var k = TorchReference.Randn(generator, [2, 2, 1000, d], ScalarType.Float16, torch.CUDA, 4);
+        var v = TorchReference.Randn(generator, [2, 2, 1000, d], ScalarType.Float16, torch.CUDA);
         var (first, _) = Enqueue(variant, q, k, v, causal, 0, false, warpGroups: 1);
         foreach (int groups in new[] { 1, 2, 3, 4 })
         {
@@ -140,11 +140,11 @@ public sealed class CudaHopperAttentionTests(ITestOutputHelper log)
     {
         // The mma.sync kernel with the same numerics: v2 for FP8 P·V, the FP16-P·V kernel for the accurate mode.
         var twin = variant.HasFp16Values() ? AttentionVariant.QkInt8PvFp16 : AttentionVariant.QkInt8PvFp8;
-        torch.manual_seed(seed);
+        using var generator = new torch.Generator((ulong)seed);
         using var scope = torch.NewDisposeScope();
-        var q = TorchReference.Randn([batch, hq, nq, d], dtype, torch.CUDA);
-        var k = TorchReference.Randn([batch, hkv, nk, d], dtype, torch.CUDA, kOffset);
-        var v = TorchReference.Randn([batch, hkv, nk, d], dtype, torch.CUDA);
+        var q = TorchReference.Randn(generator, [batch, hq, nq, d], dtype, torch.CUDA);
+        var k = TorchReference.Randn(generator, [batch, hkv, nk, d], dtype, torch.CUDA, kOffset);
+        var v = TorchReference.Randn(generator, [batch, hkv, nk, d], dtype, torch.CUDA);
         int causalOffset = causal ? nk - nq : 0;
         var (hopper, hopperLse) = Enqueue(variant, q, k, v, causal, causalOffset, lse);
         var (v2, v2Lse) = Enqueue(twin, q, k, v, causal, causalOffset, lse);

@@ -24,12 +24,12 @@ public abstract class AttentionMergeTests(ITestOutputHelper log)
     public void ChunkedExactAttentionMergesToUnchunked(bool nhd)
     {
         Require();
-        torch.manual_seed(11);
+        using var generator = new torch.Generator(11);
         long[] qShape = nhd ? [2, 5, 4, 64] : [2, 4, 5, 64];
         long[] kShape = nhd ? [2, 90, 2, 64] : [2, 2, 90, 64];
-        using var q = TorchReference.Randn(qShape, ScalarType.Float32, torch.CPU);
-        using var k = TorchReference.Randn(kShape, ScalarType.Float32, torch.CPU, channelOffset: 4);
-        using var v = TorchReference.Randn(kShape, ScalarType.Float32, torch.CPU);
+        using var q = TorchReference.Randn(generator, qShape, ScalarType.Float32, torch.CPU);
+        using var k = TorchReference.Randn(generator, kShape, ScalarType.Float32, torch.CPU, channelOffset: 4);
+        using var v = TorchReference.Randn(generator, kShape, ScalarType.Float32, torch.CPU);
         int tokenDim = nhd ? 1 : 2;
         var (full, fullLse) = TorchReference.Attention(q, k, v, nhd, causal: false, 0, null);
         using var _f = full; using var _fl = fullLse;
@@ -66,10 +66,10 @@ public abstract class AttentionMergeTests(ITestOutputHelper log)
     public void ChunkedSageAttentionMergesToUnchunked()
     {
         Require();
-        torch.manual_seed(12);
-        using var q = TorchReference.Randn([1, 2, 64, 64], ScalarType.Float16, Device);
-        using var k = TorchReference.Randn([1, 1, 192, 64], ScalarType.Float16, Device, channelOffset: 4);
-        using var v = TorchReference.Randn([1, 1, 192, 64], ScalarType.Float16, Device);
+        using var generator = new torch.Generator(12);
+        using var q = TorchReference.Randn(generator, [1, 2, 64, 64], ScalarType.Float16, Device);
+        using var k = TorchReference.Randn(generator, [1, 1, 192, 64], ScalarType.Float16, Device, channelOffset: 4);
+        using var v = TorchReference.Randn(generator, [1, 1, 192, 64], ScalarType.Float16, Device);
         var (reference, _) = TorchReference.Attention(q, k, v, nhd: false, causal: false, 0, null);
         using var _r = reference;
         using var whole = SageAttention.sageattn(q, k, v);

@@ -20,10 +20,10 @@ public sealed class CudaZeroCopyTests
     public void OutputIsATorchCudaAllocationTheKernelWroteInPlace()
     {
         RequireCuda();
-        torch.manual_seed(3);
-        using var q = TorchReference.Randn([1, 2, 256, 128], ScalarType.Float16, torch.CUDA);
-        using var k = TorchReference.Randn([1, 2, 256, 128], ScalarType.Float16, torch.CUDA);
-        using var v = TorchReference.Randn([1, 2, 256, 128], ScalarType.Float16, torch.CUDA);
+        using var generator = new torch.Generator(3);
+        using var q = TorchReference.Randn(generator, [1, 2, 256, 128], ScalarType.Float16, torch.CUDA);
+        using var k = TorchReference.Randn(generator, [1, 2, 256, 128], ScalarType.Float16, torch.CUDA);
+        using var v = TorchReference.Randn(generator, [1, 2, 256, 128], ScalarType.Float16, torch.CUDA);
 
         using var output = SageAttention.sageattn(q, k, v);
         // Read by a torch op right away, with no synchronize: the same stream orders it after our kernels.
@@ -48,7 +48,8 @@ public sealed class CudaZeroCopyTests
     {
         RequireCuda();
         using var block = new AttentionBlock();
-        using var x = TorchReference.Randn([2, 4, 512, 64], ScalarType.Float16, torch.CUDA);
+        using var generator = new torch.Generator(5);
+        using var x = TorchReference.Randn(generator, [2, 4, 512, 64], ScalarType.Float16, torch.CUDA);
         for (int i = 0; i < 20; i++)
         {
             using var scope = torch.NewDisposeScope();

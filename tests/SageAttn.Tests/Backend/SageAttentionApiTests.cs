@@ -35,12 +35,12 @@ public abstract class SageAttentionApiTests
     public void SageattnMatchesTorchSdpa(string layout, string dtype, int hq, int hkv, int nq, int nk, int d, bool causal, string? variant)
     {
         RequireDevice();
-        torch.manual_seed(1234 + nq);
+        using var generator = new torch.Generator((ulong)(1234 + nq));
         bool nhd = layout == "NHD";
         var type = dtype == "f16" ? ScalarType.Float16 : ScalarType.BFloat16;
-        using var q = TorchReference.Randn(nhd ? [1, nq, hq, d] : [1, hq, nq, d], type, Device);
-        using var k = TorchReference.Randn(nhd ? [1, nk, hkv, d] : [1, hkv, nk, d], type, Device, channelOffset: 3);
-        using var v = TorchReference.Randn(nhd ? [1, nk, hkv, d] : [1, hkv, nk, d], type, Device);
+        using var q = TorchReference.Randn(generator, nhd ? [1, nq, hq, d] : [1, hq, nq, d], type, Device);
+        using var k = TorchReference.Randn(generator, nhd ? [1, nk, hkv, d] : [1, hkv, nk, d], type, Device, channelOffset: 3);
+        using var v = TorchReference.Randn(generator, nhd ? [1, nk, hkv, d] : [1, hkv, nk, d], type, Device);
         var settings = new SageAttentionSettings { Variant = variant is null ? null : Enum.Parse<AttentionVariant>(variant) };
 
         using var output = SageAttention.sageattn(q, k, v, tensor_layout: layout, is_causal: causal, options: settings);
@@ -62,12 +62,12 @@ public abstract class SageAttentionApiTests
     public void LseMatchesFloat64LogSumExp(string layout, bool causal, bool smoothK)
     {
         RequireDevice();
-        torch.manual_seed(77);
+        using var generator = new torch.Generator(77);
         bool nhd = layout == "NHD";
         int hq = 4, hkv = 2, nq = 90, nk = 120, d = 64;
-        using var q = TorchReference.Randn(nhd ? [1, nq, hq, d] : [1, hq, nq, d], ScalarType.Float16, Device);
-        using var k = TorchReference.Randn(nhd ? [1, nk, hkv, d] : [1, hkv, nk, d], ScalarType.Float16, Device, channelOffset: smoothK ? 4 : 0);
-        using var v = TorchReference.Randn(nhd ? [1, nk, hkv, d] : [1, hkv, nk, d], ScalarType.Float16, Device);
+        using var q = TorchReference.Randn(generator, nhd ? [1, nq, hq, d] : [1, hq, nq, d], ScalarType.Float16, Device);
+        using var k = TorchReference.Randn(generator, nhd ? [1, nk, hkv, d] : [1, hkv, nk, d], ScalarType.Float16, Device, channelOffset: smoothK ? 4 : 0);
+        using var v = TorchReference.Randn(generator, nhd ? [1, nk, hkv, d] : [1, hkv, nk, d], ScalarType.Float16, Device);
 
         var (output, lse) = SageAttention.sageattn_with_lse(q, k, v, layout, causal, sm_scale: 0.2,
             options: new SageAttentionSettings { SmoothK = smoothK });
@@ -95,11 +95,11 @@ public abstract class SageAttentionApiTests
     public void ScaledDotProductAttentionIsADropIn(bool causal, bool gqa, double? scale)
     {
         RequireDevice();
-        torch.manual_seed(5);
+        using var generator = new torch.Generator(5);
         int hq = gqa ? 4 : 2, hkv = 2, n = 96, d = 64;
-        using var q = TorchReference.Randn([2, hq, n, d], ScalarType.Float16, Device);
-        using var k = TorchReference.Randn([2, hkv, n, d], ScalarType.Float16, Device);
-        using var v = TorchReference.Randn([2, hkv, n, d], ScalarType.Float16, Device);
+        using var q = TorchReference.Randn(generator, [2, hq, n, d], ScalarType.Float16, Device);
+        using var k = TorchReference.Randn(generator, [2, hkv, n, d], ScalarType.Float16, Device);
+        using var v = TorchReference.Randn(generator, [2, hkv, n, d], ScalarType.Float16, Device);
 
         using var output = SageAttention.scaled_dot_product_attention(q, k, v, is_causal: causal, scale: scale, enable_gqa: gqa);
 
@@ -122,10 +122,10 @@ public abstract class SageAttentionApiTests
     public void SmoothVAndPerBlockScalesStayAccurate()
     {
         RequireDevice();
-        torch.manual_seed(9);
-        using var q = TorchReference.Randn([1, 2, 64, 64], ScalarType.BFloat16, Device);
-        using var k = TorchReference.Randn([1, 2, 100, 64], ScalarType.BFloat16, Device, channelOffset: 5);
-        using var v = TorchReference.Randn([1, 2, 100, 64], ScalarType.BFloat16, Device, channelOffset: 2);
+        using var generator = new torch.Generator(9);
+        using var q = TorchReference.Randn(generator, [1, 2, 64, 64], ScalarType.BFloat16, Device);
+        using var k = TorchReference.Randn(generator, [1, 2, 100, 64], ScalarType.BFloat16, Device, channelOffset: 5);
+        using var v = TorchReference.Randn(generator, [1, 2, 100, 64], ScalarType.BFloat16, Device, channelOffset: 2);
 
         using var output = SageAttention.sageattn(q, k, v, options: new SageAttentionSettings { SmoothV = true, Granularity = QuantGranularity.PerBlock });
 

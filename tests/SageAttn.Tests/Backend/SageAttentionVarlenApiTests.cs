@@ -33,11 +33,11 @@ public abstract class SageAttentionVarlenApiTests
         bool checkDense = true)
     {
         RequireDevice();
-        torch.manual_seed(lengthsQ.Sum() + 17 * hq);
+        using var generator = new torch.Generator((ulong)(lengthsQ.Sum() + 17 * hq));
         int tq = lengthsQ.Sum(), tk = lengthsK.Sum();
-        using var q = TorchReference.Randn([tq, hq, d], type, Device);
-        using var k = TorchReference.Randn([tk, hkv, d], type, Device, channelOffset: 4);
-        using var v = TorchReference.Randn([tk, hkv, d], type, Device);
+        using var q = TorchReference.Randn(generator, [tq, hq, d], type, Device);
+        using var k = TorchReference.Randn(generator, [tk, hkv, d], type, Device, channelOffset: 4);
+        using var v = TorchReference.Randn(generator, [tk, hkv, d], type, Device);
         int[] cuQ = Offsets(lengthsQ), cuK = Offsets(lengthsK);
         using var cuQTensor = torch.tensor(cuQ, ScalarType.Int32, Device);
         using var cuKTensor = torch.tensor(cuK, ScalarType.Int32, Device);
@@ -115,11 +115,11 @@ public abstract class SageAttentionVarlenApiTests
     public void StridedViewsOfPackedQkvAreReadInPlace()
     {
         RequireDevice();
-        torch.manual_seed(21);
+        using var generator = new torch.Generator(21);
         const int hq = 2, hkv = 1, d = 64;
         int[] lengths = [3, 20];
         int t = lengths.Sum();
-        using var qkv = TorchReference.Randn([t, (hq + 2 * hkv) * d], ScalarType.Float16, Device);
+        using var qkv = TorchReference.Randn(generator, [t, (hq + 2 * hkv) * d], ScalarType.Float16, Device);
         using var q = qkv.narrow(1, 0, hq * d).view(t, hq, d);
         using var k = qkv.narrow(1, hq * d, hkv * d).view(t, hkv, d);
         using var v = qkv.narrow(1, (hq + hkv) * d, hkv * d).view(t, hkv, d);
@@ -183,9 +183,9 @@ public sealed class SageAttentionVarlenApiCudaTests : SageAttentionVarlenApiTest
     public void OutputIsReadByTorchWithoutSynchronize()
     {
         RequireDevice();
-        torch.manual_seed(8);
-        using var q = TorchReference.Randn([300, 4, 128], ScalarType.Float16, Device);
-        using var k = TorchReference.Randn([500, 2, 128], ScalarType.Float16, Device);
+        using var generator = new torch.Generator(8);
+        using var q = TorchReference.Randn(generator, [300, 4, 128], ScalarType.Float16, Device);
+        using var k = TorchReference.Randn(generator, [500, 2, 128], ScalarType.Float16, Device);
         using var cuQ = torch.tensor(new[] { 0, 100, 300 }, ScalarType.Int32, Device);
         using var cuK = torch.tensor(new[] { 0, 200, 500 }, ScalarType.Int32, Device);
 

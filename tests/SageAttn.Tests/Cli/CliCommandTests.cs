@@ -49,12 +49,12 @@ public sealed class CliCommandTests
     [Fact]
     public void RunReadsQkvAndWritesOutputAndLse()
     {
-        torch.manual_seed(11);
+        using var generator = new torch.Generator(11);
         string dir = Directory.CreateTempSubdirectory("sageattn-cli").FullName;
         string input = Path.Combine(dir, "qkv.safetensors"), output = Path.Combine(dir, "out.safetensors");
-        using var q = TorchReference.Randn([1, 70, 2, 64], ScalarType.Float16, torch.CPU);
-        using var k = TorchReference.Randn([1, 90, 1, 64], ScalarType.Float16, torch.CPU);
-        using var v = TorchReference.Randn([1, 90, 1, 64], ScalarType.Float16, torch.CPU);
+        using var q = TorchReference.Randn(generator, [1, 70, 2, 64], ScalarType.Float16, torch.CPU);
+        using var k = TorchReference.Randn(generator, [1, 90, 1, 64], ScalarType.Float16, torch.CPU);
+        using var v = TorchReference.Randn(generator, [1, 90, 1, 64], ScalarType.Float16, torch.CPU);
         SafeTensorsFile.Write(input, new Dictionary<string, Tensor> { ["q"] = q, ["k"] = k, ["v"] = v });
 
         int rc = RunCommand.Run(["--in", input, "--out", output, "--layout", "NHD", "--causal", "--lse", "--cpu", "--smooth-k", "on"]);

@@ -15,7 +15,7 @@ public sealed class AttentionBackendDisposalTests
     [InlineData(SageAttentionBackend.BackendName)]
     public void ForwardMixedLeavesOnlyItsOutput(string name)
     {
-        torch.manual_seed(21);
+        using var generator = new torch.Generator(21);
         var config = new AttentionBackendConfig(numLayers: 1, numHeads: 2, kvHeads: 1, headDim: 64) { BlockSize = 16, MaxPositions = 32 };
         using var backend = AttentionBackendRegistry.Create(name, config);
         using var cache = new PagedKvCache(backend, 4, torch.CPU);
@@ -26,7 +26,7 @@ public sealed class AttentionBackendDisposalTests
         {
             using var meta = ForwardMeta.Create(step, cache, rope);
             backend.InitAttentionMetadata(meta);
-            using var qkv = EngineScenario.RandomQkv(config, meta.TotalTokens, torch.CPU);
+            using var qkv = EngineScenario.RandomQkv(generator, config, meta.TotalTokens, torch.CPU);
             using var scope = torch.NewDisposeScope();
             int before = scope.DisposablesCount;
             var output = backend.ForwardMixed(qkv, 0, meta);

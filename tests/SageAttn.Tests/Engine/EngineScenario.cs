@@ -13,9 +13,15 @@ public sealed class EngineScenario : IDisposable
 {
     private readonly Dictionary<(int Layer, int Id), List<double[]>> _history = [];
     private readonly Dictionary<int, int> _cached = [];
+    private readonly torch.Generator _random;
 
-    public EngineScenario(AttentionBackend backend, int maxNumBlocks, Device device)
+    /// <param name="backend">The backend under test.</param>
+    /// <param name="maxNumBlocks">Cache blocks.</param>
+    /// <param name="device">Where the cache and qkv live.</param>
+    /// <param name="random">The scenario's own generator (not torch's global one, which tests running in parallel share).</param>
+    public EngineScenario(AttentionBackend backend, int maxNumBlocks, Device device, torch.Generator random)
     {
+        _random = random;
         Backend = backend;
         Device = device;
         Cache = new PagedKvCache(backend, maxNumBlocks, device);
@@ -29,12 +35,12 @@ public sealed class EngineScenario : IDisposable
     public AttentionBackendConfig Config => Backend.Config;
 
     /// <summary>Random packed qkv [T, W] in the config's dtype on the device (K with outlier channels, as real keys have).</summary>
-    public static Tensor RandomQkv(AttentionBackendConfig config, int tokens, Device device)
+    public static Tensor RandomQkv(torch.Generator random, AttentionBackendConfig config, int tokens, Device device)
     {
         using var scope = torch.NewDisposeScope();
         int h = config.NumHeads, hkv = config.KvHeads, d = config.HeadDim;
-        var qkv = torch.randn(tokens, config.QkvWidth, ScalarType.Float32);
-        var offsets = torch.randn(hkv * d, ScalarType.Float32) * 2;
+        var qkv = torch.randn([tokens, config.QkvWidth], ScalarType.Float32, generator: random);
+        var offsets = torch.randn([hkv * d], ScalarType.Float32, generator: random) * 2;
         qkv.narrow(1, h * d, hkv * d).add_(offsets);
         return scope.MoveToOuter(qkv.to(config.DType).to(device));
     }
@@ -46,7 +52,7 @@ public sealed class EngineScenario : IDisposable
     public (Tensor[] Qkv, Tensor[] Output, RequestSlot[] Requests) Step(params (int Id, int NewTokens)[] requests)
     {
         int tokens = requests.Sum(r => r.NewTokens);
-        var qkvs = Enumerable.Range(0, Config.NumLayers).Select(_ => RandomQkv(Config, tokens, Device)).ToArray();
+        var qkvs = Enumerable.Range(0, Config.NumLayers).Select(_ => RandomQkv(_random, Config, tokens, Device)).ToArray();
         return StepWith(qkvs, requests);
     }
 

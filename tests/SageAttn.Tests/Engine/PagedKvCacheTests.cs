@@ -88,7 +88,7 @@ public sealed class PagedKvCacheTests
     [Fact]
     public void ForwardMixedWritesEachTokenIntoItsBlockSlot()
     {
-        torch.manual_seed(11);
+        using var generator = new torch.Generator(11);
         var config = new AttentionBackendConfig(numLayers: 2, numHeads: 2, kvHeads: 2, headDim: 16) { BlockSize = 4, MaxPositions = 32 };
         using var backend = new SdpaAttentionBackend(config);
         using var cache = new PagedKvCache(backend, maxNumBlocks: 6, torch.CPU);
@@ -106,7 +106,7 @@ public sealed class PagedKvCacheTests
             var positions = step.SelectMany(r => Enumerable.Range(r.CachedTokens, r.NewTokens)).ToArray();
             for (int layer = 0; layer < 2; layer++)
             {
-                using var qkv = EngineScenario.RandomQkv(config, meta.TotalTokens, torch.CPU);
+                using var qkv = EngineScenario.RandomQkv(generator, config, meta.TotalTokens, torch.CPU);
                 using var output = backend.ForwardMixed(qkv, layer, meta);
                 using var qkv64 = qkv.to(ScalarType.Float64);
                 var rows = qkv64.data<double>().ToArray();

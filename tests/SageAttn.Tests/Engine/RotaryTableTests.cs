@@ -15,11 +15,11 @@ public sealed class RotaryTableTests
     public void ApplyMatchesFloat64Formula(string styleName, int headDim, double theta)
     {
         var style = Enum.Parse<RopeStyle>(styleName);
-        torch.manual_seed(headDim);
+        using var generator = new torch.Generator((ulong)headDim);
         long[] positions = [0, 1, 7, 100, 3999];
         int heads = 3;
         using var table = new RotaryTable(headDim, 4000, theta);
-        using var x = torch.randn(positions.Length, heads, headDim, ScalarType.Float32);
+        using var x = torch.randn([positions.Length, heads, headDim], ScalarType.Float32, generator: generator);
         using var pos = torch.tensor(positions, ScalarType.Int64);
 
         using var rotated = table.Apply(x, pos, style);
@@ -46,9 +46,9 @@ public sealed class RotaryTableTests
     [Fact]
     public void StylesPairDifferentChannels()
     {
-        torch.manual_seed(3);
+        using var generator = new torch.Generator(3);
         using var table = new RotaryTable(16, 16, 1e4);
-        using var x = torch.randn(1, 1, 16, ScalarType.Float32);
+        using var x = torch.randn([1, 1, 16], ScalarType.Float32, generator: generator);
         using var pos = torch.tensor(new long[] { 5 }, ScalarType.Int64);
         using var neox = table.Apply(x, pos, RopeStyle.Neox);
         using var interleaved = table.Apply(x, pos, RopeStyle.Interleaved);

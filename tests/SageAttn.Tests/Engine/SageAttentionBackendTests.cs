@@ -21,12 +21,12 @@ public abstract class SageAttentionBackendTests
     }
 
     /// <summary>Runs <paramref name="steps"/> through both backends and compares every step's every layer.</summary>
-    protected void AssertSageMatchesSdpa(AttentionBackendConfig config, int maxNumBlocks, (int Id, int NewTokens)[][] steps)
+    protected void AssertSageMatchesSdpa(torch.Generator random, AttentionBackendConfig config, int maxNumBlocks, (int Id, int NewTokens)[][] steps)
     {
         using var sdpa = new SdpaAttentionBackend(config);
         using var sage = new SageAttentionBackend(config);
-        using var sdpaRun = new EngineScenario(sdpa, maxNumBlocks, Device);
-        using var sageRun = new EngineScenario(sage, maxNumBlocks, Device);
+        using var sdpaRun = new EngineScenario(sdpa, maxNumBlocks, Device, random);
+        using var sageRun = new EngineScenario(sage, maxNumBlocks, Device, random);
         foreach (var step in steps)
         {
             var (qkv, expected, _) = sdpaRun.Step(step);
@@ -57,14 +57,14 @@ public sealed class SageAttentionBackendCpuTests : SageAttentionBackendTests
     [InlineData(7, 1, nameof(RopeStyle.Interleaved), "bf16")]
     public void MixedStepsMatchSdpaBackend(int heads, int kvHeads, string rope, string dtype)
     {
-        torch.manual_seed(100 + heads);
+        using var generator = new torch.Generator((ulong)(100 + heads));
         // One layer: each Sage call costs seconds on the CPU accelerator; the SDPA tests check that layers keep apart.
         var config = new AttentionBackendConfig(numLayers: 1, numHeads: heads, kvHeads: kvHeads, headDim: 64)
         {
             BlockSize = 16, RopeStyle = Enum.Parse<RopeStyle>(rope), RopeTheta = 1e6, MaxPositions = 64,
             DType = dtype == "f16" ? ScalarType.Float16 : ScalarType.BFloat16,
         };
-        AssertSageMatchesSdpa(config, maxNumBlocks: 12,
+        AssertSageMatchesSdpa(generator, config, maxNumBlocks: 12,
         [
             [(1, 23), (2, 9)],
             [(2, 1), (1, 17), (3, 30)],
@@ -92,13 +92,13 @@ public sealed class SageAttentionBackendCudaTests : SageAttentionBackendTests
     public void LargeMixedBatchMatchesSdpaBackend(int heads, int kvHeads, int headDim, string rope, string dtype)
     {
         RequireDevice();
-        torch.manual_seed(200 + heads);
+        using var generator = new torch.Generator((ulong)(200 + heads));
         var config = new AttentionBackendConfig(numLayers: 2, numHeads: heads, kvHeads: kvHeads, headDim: headDim)
         {
             BlockSize = 64, RopeStyle = Enum.Parse<RopeStyle>(rope), RopeTheta = 1e6, MaxPositions = 4096,
             DType = dtype == "f16" ? ScalarType.Float16 : ScalarType.BFloat16,
         };
-        AssertSageMatchesSdpa(config, maxNumBlocks: 256,
+        AssertSageMatchesSdpa(generator, config, maxNumBlocks: 256,
         [
             [(1, 700), (2, 129), (3, 1000), (4, 64), (5, 333)],
             [(1, 1), (2, 500), (3, 1), (4, 1), (6, 1200), (5, 1)],
@@ -117,13 +117,13 @@ public sealed class SageAttentionBackendCudaTests : SageAttentionBackendTests
     public void DecodeLoopKeepsMemoryStable(string name)
     {
         RequireDevice();
-        torch.manual_seed(3);
+        using var generator = new torch.Generator(3);
         var config = new AttentionBackendConfig(numLayers: 2, numHeads: 16, kvHeads: 4, headDim: 128) { MaxPositions = 2048 };
         using var backend = AttentionBackendRegistry.Create(name, config);
         using var cache = new PagedKvCache(backend, maxNumBlocks: 64, Device);
         using var rope = RotaryTable.For(config, Device);
-        using var prompt = EngineScenario.RandomQkv(config, 4 * 256, Device);
-        using var token = EngineScenario.RandomQkv(config, 4, Device);
+        using var prompt = EngineScenario.RandomQkv(generator, config, 4 * 256, Device);
+        using var token = EngineScenario.RandomQkv(generator, config, 4, Device);
 
         void Step(RequestSlot[] requests, Tensor qkv)
         {

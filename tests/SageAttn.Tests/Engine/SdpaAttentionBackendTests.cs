@@ -23,13 +23,13 @@ public sealed class SdpaAttentionBackendTests
     [MemberData(nameof(Configs))]
     public void MixedStepsMatchFloat64Attention(int heads, int kvHeads, string rope, double? smScale)
     {
-        torch.manual_seed(heads * 10 + kvHeads);
+        using var generator = new torch.Generator((ulong)(heads * 10 + kvHeads));
         var config = new AttentionBackendConfig(numLayers: 2, numHeads: heads, kvHeads: kvHeads, headDim: 64)
         {
             BlockSize = 8, RopeStyle = Enum.Parse<RopeStyle>(rope), RopeTheta = 1e4, MaxPositions = 128, SmScale = smScale,
         };
         using var backend = new SdpaAttentionBackend(config);
-        using var scenario = new EngineScenario(backend, maxNumBlocks: 16, torch.CPU);
+        using var scenario = new EngineScenario(backend, maxNumBlocks: 16, torch.CPU, generator);
 
         // Prefills; then a chunked prefill after 9 cached tokens, a decode, a fresh prompt and a one-token prompt;
         // then decodes only. Block size 8: every request crosses block boundaries.

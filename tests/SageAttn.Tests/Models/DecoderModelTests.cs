@@ -100,7 +100,8 @@ public sealed class DecoderModelTests
         using var rope = RotaryTable.For(backend.Config);
         using var meta = ForwardMeta.Create([new RequestSlot(0, 0, 9), new RequestSlot(1, 0, 4)], cache, rope);
         backend.InitAttentionMetadata(meta);
-        using var ids = torch.randint(0, config.VocabSize, [13], ScalarType.Int64);
+        using var random = new torch.Generator(13);
+        using var ids = torch.randint(0, config.VocabSize, [13], ScalarType.Int64, generator: random);
 
         using var hidden = model.Forward(ids, backend, meta);
         using var rows = torch.tensor(new long[] { 8, 12 });

@@ -35,12 +35,12 @@ public abstract class SequenceParallelAttentionTests
     public void SplitAndMergedEqualsUnsplitAttention(string layout, int hq, int hkv, int n, bool causal, int partitions)
     {
         Require(partitions);
-        torch.manual_seed(4321 + n);
+        using var generator = new torch.Generator((ulong)(4321 + n));
         bool nhd = layout == "NHD";
         var device = Partitions(1)[0];
-        using var q = TorchReference.Randn(nhd ? [1, n, hq, 64] : [1, hq, n, 64], ScalarType.Float16, device);
-        using var k = TorchReference.Randn(nhd ? [1, n, hkv, 64] : [1, hkv, n, 64], ScalarType.Float16, device, channelOffset: 4);
-        using var v = TorchReference.Randn(nhd ? [1, n, hkv, 64] : [1, hkv, n, 64], ScalarType.Float16, device);
+        using var q = TorchReference.Randn(generator, nhd ? [1, n, hq, 64] : [1, hq, n, 64], ScalarType.Float16, device);
+        using var k = TorchReference.Randn(generator, nhd ? [1, n, hkv, 64] : [1, hkv, n, 64], ScalarType.Float16, device, channelOffset: 4);
+        using var v = TorchReference.Randn(generator, nhd ? [1, n, hkv, 64] : [1, hkv, n, 64], ScalarType.Float16, device);
         using var poison = torch.full(q.shape, double.NaN, ScalarType.Float16, device);
 
         var (output, lse) = SequenceParallelAttention.sageattn_sequence_parallel_with_lse(q, k, v, Partitions(partitions), layout, causal);
@@ -74,9 +74,10 @@ public abstract class SequenceParallelAttentionTests
     {
         Require(1);
         var device = Partitions(1)[0];
-        using var q = TorchReference.Randn([1, 2, 32, 64], ScalarType.Float16, device);
-        using var kShort = TorchReference.Randn([1, 2, 16, 64], ScalarType.Float16, device);
-        using var rank3 = TorchReference.Randn([2, 32, 64], ScalarType.Float16, device);
+        using var generator = new torch.Generator(5);
+        using var q = TorchReference.Randn(generator, [1, 2, 32, 64], ScalarType.Float16, device);
+        using var kShort = TorchReference.Randn(generator, [1, 2, 16, 64], ScalarType.Float16, device);
+        using var rank3 = TorchReference.Randn(generator, [2, 32, 64], ScalarType.Float16, device);
 
         Assert.Equal("devices", Assert.Throws<ArgumentException>(() =>
             SequenceParallelAttention.sageattn_sequence_parallel(q, q, q, [])).ParamName);

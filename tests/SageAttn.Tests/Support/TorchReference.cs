@@ -6,11 +6,15 @@ namespace SageAttn.Tests.Support;
 /// <summary>torch's own SDPA (math) in float64 on CPU as the reference, plus the metrics the tests assert on.</summary>
 public static class TorchReference
 {
-    /// <summary>Random [.., .., .., D] input of the given dtype on <paramref name="device"/>, with an optional per-channel offset (K outliers).</summary>
-    public static Tensor Randn(long[] shape, ScalarType dtype, Device device, double channelOffset = 0)
+    /// <summary>
+    /// Random [.., .., .., D] input of the given dtype on <paramref name="device"/>, with an optional per-channel offset
+    /// (K outliers), drawn from the test's own <paramref name="random"/>: torch's global generator is shared by the tests
+    /// that run in parallel, so inputs drawn from it depend on what else runs (a 4K case once landed on its bar that way).
+    /// </summary>
+    public static Tensor Randn(torch.Generator random, long[] shape, ScalarType dtype, Device device, double channelOffset = 0)
     {
-        using var x = torch.randn(shape, ScalarType.Float32);
-        using var offset = torch.randn([shape[^1]], ScalarType.Float32) * channelOffset;
+        using var x = torch.randn(shape, ScalarType.Float32, generator: random);
+        using var offset = torch.randn([shape[^1]], ScalarType.Float32, generator: random) * channelOffset;
         using var sum = x + offset;
         return sum.to(dtype).to(device);
     }
