@@ -427,12 +427,208 @@ public static class HopperTile
 """ + to_output(1) + """
     }
 
+    /// <summary>P as FP32 in the wgmma accumulator layout (the same 32 fields), for the resident FP16 P·V (<c>ResidentPv</c>).</summary>
+    """ + INLINE + """
+    public static WarpGroupFloatAccumulator AsAccumulator(in ScoreTile s)
+    {
+        WarpGroupFloatAccumulator a;
+""" + "\n".join(f"        a.{name} = s.{name};" for name in NAMES) + """
+        return a;
+    }
+
 }
 """
     with open(os.path.join(ROOT, "src", "Kernels", "Attention", "Generated", "HopperTile.g.cs"), "w") as f:
         f.write(text)
 
 
+def resident():
+    """The FP16 P·V operands of the pipelined loop kept in PTX registers that ILGPU never sees (declared at function
+    scope, hoisted by the runtime's PTX pass): O (64 FP32 per thread at hd128), the current P and the next P (16 fp16x2
+    each). ILGPU passes every inline-PTX operand through fresh registers with moves right before the statement; when
+    Q·Kᵀ of the next block is already in flight those moves define wgmma inputs inside the pipeline stage, and ptxas
+    serializes every wgmma of the kernel (C7513). With O and P resident, the P·V statement names only descriptors."""
+    o = [f"sgo{i}" for i in range(64)]
+    def pv(upper):
+        acc = ",".join(o[32 * upper + i] for i in range(32))
+        body = ["{ .reg .pred po; .reg .b32 lb; .reg .b64 db; setp.eq.b32 po, %0, %0; mov.b64 db, {%0, %1}; wgmma.fence.sync.aligned; "]
+        for st in range(4):
+            if st:
+                body.append(f"add.u32 lb, %0, {STEP * st}; mov.b64 db, {{lb, %1}}; ")
+            a = ",".join(f"sgp{4 * st + i}" for i in range(4))
+            body.append(f"wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {{{acc}}}, {{{a}}}, db, po, 1, 1, 0; ")
+        body.append("}")
+        return "".join(body)
+    def rescale(upper):
+        # Element JjCc of a 64-column accumulator: c < 2 is row g (lo), c >= 2 row g + 8 (hi).
+        return " ".join(f"mul.f32 {o[32 * upper + i]}, {o[32 * upper + i]}, {'%0' if (i % 4) < 2 else '%1'};" for i in range(32))
+    def read(upper):
+        return " ".join(f"mov.f32 %{i}, {o[32 * upper + i]};" for i in range(32))
+    zero = " ".join(f"mov.f32 {r}, 0f00000000;" for r in o)
+    # P register k (A fragment k / 4, register k % 4) packs score columns (JjC c, JjC c+1), j = k / 2, c = 2 (k % 2):
+    # Tile.PackFp16's order. cvt.rn.f16x2.f32 d, a, b puts a in the upper half.
+    pack_ops, pack_inputs = [], []
+    for k in range(16):
+        j, c = k // 2, 2 * (k % 2)
+        pack_ops.append(f"cvt.rn.f16x2.f32 sgq{k}, %{2 * k + 1}, %{2 * k};")
+        pack_inputs.append((f"J{j}C{c}", f"J{j}C{c + 1}"))
+    pack = " ".join(pack_ops)
+    advance = " ".join(f"mov.b32 sgp{k}, sgq{k};" for k in range(16))
+    pack_decl = "\n".join(f"            Input<float> x{2 * k} = s.{lo}, x{2 * k + 1} = s.{hi};" for k, (lo, hi) in enumerate(pack_inputs))
+    pack_refs = ", ".join(f"ref x{i}" for i in range(32))
+    q_cpu = "\n".join(f"        r.Q{k // 4}.R{k % 4} = DeviceConvert.PackFp16x2(s.{lo}, s.{hi});" for k, (lo, hi) in enumerate(pack_inputs))
+    read_decl = "\n".join(f"            Output<float> y{i} = default;" for i in range(32))
+    read_refs = ", ".join(f"ref y{i}" for i in range(32))
+    read_back = "\n".join(f"            d.{name} = y{i}.Value;" for i, name in enumerate(NAMES))
+    text = HEADER + f"""using System.Runtime.CompilerServices;
+using ILGPU;
+using ILGPU.Runtime.Cuda;
+using SageAttn.Quantization.Formats;
+
+namespace SageAttn.Kernels.Intrinsics;
+
+/// <summary>
+/// What the resident registers hold, for the emulation (on the GPU it is unused): O's two 64-channel halves, the P of
+/// the block whose P·V is issued next, and the P being packed.
+/// </summary>
+public struct ResidentPvState
+{{
+    /// <summary>O, channels 0..63 and 64..127.</summary>
+    public WarpGroupFloatAccumulator Low, High;
+
+    /// <summary>The current P (A fragments for k 0..15, .., 48..63).</summary>
+    public AFrag P0, P1, P2, P3;
+
+    /// <summary>The next P.</summary>
+    public AFrag Q0, Q1, Q2, Q3;
+}}
+
+/// <summary>
+/// FP16 P·V with O and P in resident PTX registers (<c>sgo0..63</c>, <c>sgp0..15</c>, <c>sgq0..15</c>) that no compiler
+/// copy touches, so P·V can be issued while Q·Kᵀ of the next block is in flight without ptxas serializing the wgmma
+/// (C7513: ILGPU's operand moves define wgmma inputs inside the pipeline stage). Declare once per kernel, before any
+/// other call; the emulation keeps the same values in <see cref="ResidentPvState"/>.
+/// </summary>
+public static class ResidentPv
+{{
+    /// <summary>Marker of the declaration line, which the runtime's PTX pass moves to the top of the function.</summary>
+    public const string DeclarationMarker = ".reg .f32 sgo<64>;";
+
+    /// <summary>Declares the resident registers (function scope) and zeroes O.</summary>
+    {INLINE}
+    public static void Declare(ref ResidentPvState r)
+    {{
+        if (CudaAsm.IsSupported)
+        {{
+            CudaAsm.Emit(".reg .f32 sgo<64>; .reg .b32 sgp<16>, sgq<16>;");
+            CudaAsm.Emit("{zero}");
+            return;
+        }}
+        r = default;
+    }}
+
+    /// <summary>Packs the next block's P (FP32 scores in accumulator layout) into the next-P registers as fp16 pairs.</summary>
+    {INLINE}
+    public static void PackNext(in WarpGroupFloatAccumulator s, ref ResidentPvState r)
+    {{
+        if (CudaAsm.IsSupported)
+        {{
+{pack_decl}
+            CudaAsm.EmitRef("{pack}", {pack_refs});
+            return;
+        }}
+{q_cpu}
+    }}
+
+    /// <summary>The next P becomes the current one (after the P·V that read the current one retired).</summary>
+    {INLINE}
+    public static void AdvanceP(ref ResidentPvState r)
+    {{
+        if (CudaAsm.IsSupported)
+        {{
+            CudaAsm.Emit("{advance}");
+            return;
+        }}
+        r.P0 = r.Q0;
+        r.P1 = r.Q1;
+        r.P2 = r.Q2;
+        r.P3 = r.Q3;
+    }}
+
+    /// <summary>
+    /// Issues O[half] += P·Vᵀ[half] over 64 keys: four chained <c>m64n64k16 f32.f16.f16</c> wgmma, A = the current P, B = the
+    /// Vᵀ tile half named by the descriptor words (rows of 64 fp16 keys), without committing or waiting.
+    /// </summary>
+    /// <param name="descB">Low word of the 64-channel Vᵀ half's swizzled descriptor.</param>
+    /// <param name="descHigh">High word of the descriptor.</param>
+    /// <param name="upper">Channels 64..127 (<c>sgo32..63</c>) instead of 0..63.</param>
+    /// <param name="shared">All dynamic shared memory (read by the emulation).</param>
+    /// <param name="r">The emulation's copy.</param>
+    {INLINE}
+    public static void IssueF16K64(uint descB, uint descHigh, bool upper, ArrayView<byte> shared, ref ResidentPvState r)
+    {{
+        if (CudaAsm.IsSupported)
+        {{
+            if (upper)
+                CudaAsm.Emit("{pv(1)}", descB, descHigh);
+            else
+                CudaAsm.Emit("{pv(0)}", descB, descHigh);
+            return;
+        }}
+        if (upper)
+            WarpGroupMma.IssueF16K64(ref r.High, r.P0, r.P1, r.P2, r.P3, descB, descHigh, shared);
+        else
+            WarpGroupMma.IssueF16K64(ref r.Low, r.P0, r.P1, r.P2, r.P3, descB, descHigh, shared);
+    }}
+
+    /// <summary>O[half] *= (rows g: <paramref name="lo"/>, rows g + 8: <paramref name="hi"/>), after O's products retired.</summary>
+    {INLINE}
+    public static void Rescale(float lo, float hi, bool upper, ref ResidentPvState r)
+    {{
+        if (CudaAsm.IsSupported)
+        {{
+            if (upper)
+                CudaAsm.Emit("{rescale(1)}", lo, hi);
+            else
+                CudaAsm.Emit("{rescale(0)}", lo, hi);
+            return;
+        }}
+        if (upper)
+            Scale(ref r.High, lo, hi);
+        else
+            Scale(ref r.Low, lo, hi);
+    }}
+
+    /// <summary>Copies O[half] out of the resident registers (after the last products retired).</summary>
+    {INLINE}
+    public static void Read(bool upper, in ResidentPvState r, out WarpGroupFloatAccumulator d)
+    {{
+        if (CudaAsm.IsSupported)
+        {{
+{read_decl}
+            if (upper)
+                CudaAsm.EmitRef("{read(1)}", {read_refs});
+            else
+                CudaAsm.EmitRef("{read(0)}", {read_refs});
+            d = default;
+{read_back}
+            return;
+        }}
+        d = upper ? r.High : r.Low;
+    }}
+
+    private static void Scale(ref WarpGroupFloatAccumulator d, float lo, float hi)
+    {{
+""" + "\n".join(f"        d.{name} *= {'hi' if element(name)[0] == 8 else 'lo'};" for name in NAMES) + """
+    }
+}
+"""
+    path = os.path.join(ROOT, "src", "Kernels", "Intrinsics", "Generated")
+    with open(os.path.join(path, "ResidentPv.g.cs"), "w") as f:
+        f.write(text)
+
+
 if __name__ == "__main__":
     intrinsics()
     tiles()
+    resident()

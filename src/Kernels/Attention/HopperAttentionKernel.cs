@@ -42,7 +42,7 @@ namespace SageAttn.Kernels.Attention;
 /// 64-byte at 64), Vᵀ rows (channels) of 64 keys (64-byte swizzle for FP8, 128-byte for FP16). One copy per tile; 8-row groups are 8 rows apart
 /// (SBO), and a k32 slice (8-bit elements) or a k16 slice (FP16 Vᵀ) starts 32 bytes further along the rows.</para>
 /// </remarks>
-public static class HopperAttentionKernel
+public static partial class HopperAttentionKernel
 {
     /// <summary>Threads of one warpgroup; a block has <c>warpGroups</c> of them.</summary>
     public const int Threads = 128;
@@ -229,56 +229,65 @@ public static class HopperAttentionKernel
         var softmax = new HopperRowSoftmax(rowLo, rowHi, t, shift);
         Mbarrier.WaitBlock(producer.QBarrier, 0);
 
-        for (int kb = 0; kb < blockBlocks; kb++)
+        if (Pipelined(groups, vBytes))
         {
-            int stage = kb & (stages - 1);
-            if (tid == 0)
-                producer.LoadBlock(shared, kb + lead);
-            Mbarrier.WaitBlock(producer.Full(stage), (kb / stages) & 1);
-            // Uniform per warpgroup, as wgmma requires. Each product is waited for right after its issue: a software
-            // pipeline that kept them in flight across the softmax needed ~234 registers (W ≤ 2) and measured slower than
-            // more warpgroups overlapping one another (docs/performance.md, step 13).
-            float nextKScale = p.KScale[kScaleBase + Math.Min(kb + 1, kBlocks - 1) * SageConstants.KScaleSlotsPerBlock];
-            if (kb < visitBlocks)
+            var keys = new KeyLoop(p, sharedBytes, tid, lane, stages, lead, visitBlocks, blockBlocks, causal, wide, warpFirstRow, qScale,
+                kScaleBase, qDesc, kDesc0, qkHigh, stageStep, vDesc0, vHigh, vStageStep, vHalfStep);
+            keys.RunFp16Pipelined(shared, producer, ref softmax, out outputLow, out outputHigh);
+        }
+        else
+        {
+            for (int kb = 0; kb < blockBlocks; kb++)
             {
-                float scale = qScale * kScale;
-                IssueScores(out var logits, qDesc, kDesc0 + (uint)stage * stageStep, qkHigh, wide, sharedBytes);
-                WarpGroupMma.WaitAll();
-                softmax.Step(logits, scale, kb * KeysPerBlock, p, causal, warpFirstRow, ref scores);
-                uint vDesc = vDesc0 + (uint)stage * vStageStep;
-                if (fp16Values)
+                int stage = kb & (stages - 1);
+                if (tid == 0)
+                    producer.LoadBlock(shared, kb + lead);
+                Mbarrier.WaitBlock(producer.Full(stage), (kb / stages) & 1);
+                // Uniform per warpgroup, as wgmma requires. Each product is waited for right after its issue: a software
+                // pipeline that kept them in flight across the softmax needed ~234 registers (W ≤ 2) and measured slower than
+                // more warpgroups overlapping one another (docs/performance.md, step 13).
+                float nextKScale = p.KScale[kScaleBase + Math.Min(kb + 1, kBlocks - 1) * SageConstants.KScaleSlotsPerBlock];
+                if (kb < visitBlocks)
                 {
-                    Tile.PackFp16(scores, ref pFrag);
-                    HopperTile.Rescale(ref outputLow, softmax.RescaleLo, softmax.RescaleHi);
-                    if (wide)
-                        HopperTile.Rescale(ref outputHigh, softmax.RescaleLo, softmax.RescaleHi);
-                    AccumulateFp16Values(pFrag, vDesc, vHigh, vHalfStep, wide, sharedBytes, ref outputLow, ref outputHigh);
+                    float scale = qScale * kScale;
+                    IssueScores(out var logits, qDesc, kDesc0 + (uint)stage * stageStep, qkHigh, wide, sharedBytes);
                     WarpGroupMma.WaitAll();
+                    softmax.Step(logits, scale, kb * KeysPerBlock, p, causal, warpFirstRow, ref scores);
+                    uint vDesc = vDesc0 + (uint)stage * vStageStep;
+                    if (fp16Values)
+                    {
+                        Tile.PackFp16(scores, ref pFrag);
+                        HopperTile.Rescale(ref outputLow, softmax.RescaleLo, softmax.RescaleHi);
+                        if (wide)
+                            HopperTile.Rescale(ref outputHigh, softmax.RescaleLo, softmax.RescaleHi);
+                        AccumulateFp16Values(pFrag, vDesc, vHigh, vHalfStep, wide, sharedBytes, ref outputLow, ref outputHigh);
+                        WarpGroupMma.WaitAll();
+                    }
+                    else if (serialHalves && wide)
+                    {
+                        Tile.PackFp8(scores, ref pFrag);
+                        IssueValueHalf(pFrag, vDesc, vHigh, sharedBytes, out var low);
+                        WarpGroupMma.Commit();
+                        WarpGroupMma.WaitAll();
+                        HopperTile.RescaleAddLowChannels(ref output, low, softmax.RescaleLo, softmax.RescaleHi);
+                        IssueValueHalf(pFrag, vDesc + vHalfStep, vHigh, sharedBytes, out var high);
+                        WarpGroupMma.Commit();
+                        WarpGroupMma.WaitAll();
+                        HopperTile.RescaleAddHighChannels(ref output, high, softmax.RescaleLo, softmax.RescaleHi);
+                    }
+                    else
+                    {
+                        Tile.PackFp8(scores, ref pFrag);
+                        IssueValues(pFrag, vDesc, vHigh, vHalfStep, wide, sharedBytes, out var low, out var high);
+                        WarpGroupMma.WaitAll();
+                        AddValues(ref output, low, high, softmax.RescaleLo, softmax.RescaleHi, wide);
+                    }
                 }
-                else if (serialHalves && wide)
-                {
-                    Tile.PackFp8(scores, ref pFrag);
-                    IssueValueHalf(pFrag, vDesc, vHigh, sharedBytes, out var low);
-                    WarpGroupMma.Commit();
-                    WarpGroupMma.WaitAll();
-                    HopperTile.RescaleAddLowChannels(ref output, low, softmax.RescaleLo, softmax.RescaleHi);
-                    IssueValueHalf(pFrag, vDesc + vHalfStep, vHigh, sharedBytes, out var high);
-                    WarpGroupMma.Commit();
-                    WarpGroupMma.WaitAll();
-                    HopperTile.RescaleAddHighChannels(ref output, high, softmax.RescaleLo, softmax.RescaleHi);
-                }
-                else
-                {
-                    Tile.PackFp8(scores, ref pFrag);
-                    IssueValues(pFrag, vDesc, vHigh, vHalfStep, wide, sharedBytes, out var low, out var high);
-                    WarpGroupMma.WaitAll();
-                    AddValues(ref output, low, high, softmax.RescaleLo, softmax.RescaleHi, wide);
-                }
+                kScale = nextKScale;
+                // The warp's products of this stage have retired: the producer may refill it.
+                if (lane == 0)
+                    Mbarrier.Arrive(producer.Empty(stage));
             }
-            kScale = nextKScale;
-            // The warp's products of this stage have retired: the producer may refill it.
-            if (lane == 0)
-                Mbarrier.Arrive(producer.Empty(stage));
         }
         if (!active)
             return;

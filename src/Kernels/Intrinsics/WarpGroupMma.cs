@@ -97,6 +97,17 @@ public static partial class WarpGroupMma
             CudaAsm.Emit("wgmma.wait_group.sync.aligned 0;");
     }
 
+    /// <summary>
+    /// <c>wgmma.wait_group.sync.aligned 1</c>: every committed batch but the latest has completed, so the accumulators of
+    /// an earlier batch may be read while the latest one is still in flight.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void WaitAllButLatest()
+    {
+        if (CudaAsm.IsSupported)
+            CudaAsm.Emit("wgmma.wait_group.sync.aligned 1;");
+    }
+
     /// <summary>First accumulator row of this thread: 16 · (warp in the warpgroup) + lane / 4.</summary>
     private static int RowBase() => 16 * ((Group.IdxX / 32) & 3) + (Warp.LaneIdx >> 2);
 

@@ -163,6 +163,7 @@ public sealed class PtxCompiler : IDisposable
                 : KernelSpecializer.Compile(backend, entry, values, bounds);
             // ILGPU routes inline-PTX out/ref operands through local-memory slots; make them registers again.
             var ptx = PtxLocalPromotion.Apply(((PTXCompiledKernel)compiled).PTXAssembly).Ptx;
+            ptx = PtxResidentRegisters.Hoist(ptx);
             if (target.ArchSpecific)
             {
                 ptx = PatchTarget(ptx, target.TargetName);

@@ -316,4 +316,44 @@ public static class HopperTile
         o.N15C3 = f.J7C3;
     }
 
+    /// <summary>P as FP32 in the wgmma accumulator layout (the same 32 fields), for the resident FP16 P·V (<c>ResidentPv</c>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static WarpGroupFloatAccumulator AsAccumulator(in ScoreTile s)
+    {
+        WarpGroupFloatAccumulator a;
+        a.J0C0 = s.J0C0;
+        a.J0C1 = s.J0C1;
+        a.J0C2 = s.J0C2;
+        a.J0C3 = s.J0C3;
+        a.J1C0 = s.J1C0;
+        a.J1C1 = s.J1C1;
+        a.J1C2 = s.J1C2;
+        a.J1C3 = s.J1C3;
+        a.J2C0 = s.J2C0;
+        a.J2C1 = s.J2C1;
+        a.J2C2 = s.J2C2;
+        a.J2C3 = s.J2C3;
+        a.J3C0 = s.J3C0;
+        a.J3C1 = s.J3C1;
+        a.J3C2 = s.J3C2;
+        a.J3C3 = s.J3C3;
+        a.J4C0 = s.J4C0;
+        a.J4C1 = s.J4C1;
+        a.J4C2 = s.J4C2;
+        a.J4C3 = s.J4C3;
+        a.J5C0 = s.J5C0;
+        a.J5C1 = s.J5C1;
+        a.J5C2 = s.J5C2;
+        a.J5C3 = s.J5C3;
+        a.J6C0 = s.J6C0;
+        a.J6C1 = s.J6C1;
+        a.J6C2 = s.J6C2;
+        a.J6C3 = s.J6C3;
+        a.J7C0 = s.J7C0;
+        a.J7C1 = s.J7C1;
+        a.J7C2 = s.J7C2;
+        a.J7C3 = s.J7C3;
+        return a;
+    }
+
 }
