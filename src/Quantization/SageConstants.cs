@@ -72,10 +72,11 @@ public static class SageConstants
     public const float VMaxFp16Accum = 2.25f;
 
     /// <summary>
-    /// FP16 P·V keeps V in FP16; a channel whose magnitude exceeds this (possible only for bf16 inputs)
-    /// is scaled down by a power of two so it cannot overflow.
+    /// FP16 P·V keeps V in FP16; a channel whose magnitude exceeds fp16's largest finite value (possible only for bf16
+    /// inputs) is scaled down by a power of two so it cannot overflow. fp16 inputs therefore never scale, and the fused
+    /// quantization does not read their V statistics (the P·V products accumulate in FP32, so no headroom is needed).
     /// </summary>
-    public const float VMaxFp16Value = 32768f;
+    public const float VMaxFp16Value = 65504f;
 
     /// <summary>Head dimension padded to what the kernels support natively (64 or 128).</summary>
     public static int PaddedHeadDim(int headDim) => headDim <= 64 ? 64 : 128;

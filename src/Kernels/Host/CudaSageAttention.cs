@@ -280,7 +280,7 @@ public sealed partial class CudaSageAttention : IDisposable
     private void EnqueueFusedQuantization(PtxTarget target, IntPtr stream, AttentionShape shape, in DeviceTensor q, in DeviceTensor k,
         in DeviceTensor v, TensorElementType elementType, float smScale, SageAttentionOptions options, QuantizedScratch scratch, KernelArgs args)
     {
-        var plan = FusedQuantizationPlan.For(shape);
+        var plan = FusedQuantizationPlan.For(shape, vStats: FusedQuantizationPlan.ReadsVStats(options, elementType));
         bool qVector = q.Pointer % 16 == 0, kVector = k.Pointer % 16 == 0, vVector = v.Pointer % 16 == 0;
         var stats = plan.StatsParams(shape, elementType, (kVector ? 1 : 0) | (vVector ? 2 : 0));
         stats.K = k.ToStrided();

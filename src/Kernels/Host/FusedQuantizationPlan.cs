@@ -5,30 +5,46 @@ namespace SageAttn.Kernels.Host;
 
 /// <summary>
 /// Grids and scalar parameters of the fused quantization (<see cref="KvStatsKernel"/> then <see cref="QkvQuantizeKernel"/>),
-/// defined once for the ILGPU runner and the driver path.
+/// defined once for the ILGPU runner and the driver path. <paramref name="VStats"/>: whether the statistics launch reads V
+/// too (<see cref="ReadsVStats"/>).
 /// </summary>
-public sealed record FusedQuantizationPlan(int StripTiles, int Strips, long QuantizeItems, int StatsBlocksX)
+public sealed record FusedQuantizationPlan(int StripTiles, int Strips, long QuantizeItems, int StatsBlocksX, bool VStats)
 {
+    /// <summary>
+    /// Whether V's channel statistics are needed: for smoothing V, for FP8 V's per-channel scales, and for FP16 V from bf16
+    /// inputs (values past fp16's range scale down). fp16 inputs kept in FP16 never scale (<see cref="SageConstants.VMaxFp16Value"/>),
+    /// so the statistics launch reads only K for them: half its bytes.
+    /// </summary>
+    public static bool ReadsVStats(SageAttentionOptions options, TensorElementType elementType)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        return options.SmoothV || options.VFormat != VFormat.Fp16 || elementType != TensorElementType.Float16;
+    }
+
     /// <summary>The plan for <paramref name="shape"/>; <paramref name="stripTiles"/> overrides the K/V strip length (tests, tuning).</summary>
+    /// <param name="shape">The call's shape.</param>
+    /// <param name="stripTiles">K/V tiles per quantization block, or null for the default.</param>
+    /// <param name="vStats">Whether V's statistics are computed (<see cref="ReadsVStats"/>).</param>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="stripTiles"/> is not positive.</exception>
-    public static FusedQuantizationPlan For(AttentionShape shape, int? stripTiles = null)
+    public static FusedQuantizationPlan For(AttentionShape shape, int? stripTiles = null, bool vStats = true)
     {
         ArgumentNullException.ThrowIfNull(shape);
         if (stripTiles is <= 0)
             throw new ArgumentOutOfRangeException(nameof(stripTiles), stripTiles, "strip length must be positive.");
         int tiles = stripTiles ?? QkvQuantizeKernel.DefaultStripTiles(shape.KStatsChunks, shape.KBlocks);
         int strips = (shape.KBlocks + tiles - 1) / tiles;
-        int chunksPerBlock = KvStatsKernel.ChunksPerBlock(shape.PaddedHeadDim);
+        int chunksPerBlock = KvStatsKernel.ChunksPerBlock(shape.PaddedHeadDim, vStats ? 2 : 1);
         long items = QkvQuantizeKernel.Items(shape.Batch, shape.HeadsQ, shape.HeadsKv, shape.QTiles, strips);
         if (items > int.MaxValue)
             throw new ArgumentException($"{items} quantization blocks exceed the grid limit.", nameof(shape));
-        return new FusedQuantizationPlan(tiles, strips, items, (shape.KStatsChunks + chunksPerBlock - 1) / chunksPerBlock);
+        return new FusedQuantizationPlan(tiles, strips, items, (shape.KStatsChunks + chunksPerBlock - 1) / chunksPerBlock, vStats);
     }
 
     /// <summary>The statistics kernel's scalar parameters (views and tensors are filled in by the launcher).</summary>
     public KvStatsParams StatsParams(AttentionShape shape, TensorElementType elementType, int vectorLoads) => new()
     {
         ElementType = (int)elementType, PaddedHeadDim = shape.PaddedHeadDim, Chunks = shape.KStatsChunks, VectorLoads = vectorLoads,
+        Tensors = VStats ? 2 : 1,
     };
 
     /// <summary>The quantization kernel's scalar parameters (views and tensors are filled in by the launcher).</summary>
@@ -39,6 +55,6 @@ public sealed record FusedQuantizationPlan(int StripTiles, int Strips, long Quan
         StatsChunks = shape.KStatsChunks, SmoothK = options.SmoothK ? 1 : 0, SmoothV = options.SmoothV ? 1 : 0,
         ElementType = (int)elementType, PaddedHeadDim = shape.PaddedHeadDim, NqPad = shape.NqPad, NkPad = shape.NkPad,
         Granularity = (int)options.Granularity, VFormat = (int)options.VFormat, QScaleFold = smScale * SageConstants.Log2E,
-        StripTiles = StripTiles, Strips = Strips, VectorLoads = vectorLoads,
+        StripTiles = StripTiles, Strips = Strips, VectorLoads = vectorLoads, ReadVStats = VStats ? 1 : 0,
     };
 }

@@ -128,7 +128,7 @@ public sealed partial class SageAttentionRunner
         TensorElementType elementType, float smScale)
     {
         var shape = quantized.Shape;
-        var plan = FusedQuantizationPlan.For(shape, StripTiles);
+        var plan = FusedQuantizationPlan.For(shape, StripTiles, FusedQuantizationPlan.ReadsVStats(quantized.Options, elementType));
         bool qVector = Vector16(q), kVector = Vector16(k), vVector = Vector16(v);
         var stats = plan.StatsParams(shape, elementType, (kVector ? 1 : 0) | (vVector ? 2 : 0));
         stats.K = k;

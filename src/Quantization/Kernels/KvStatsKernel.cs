@@ -16,6 +16,8 @@ public struct KvStatsParams
     public int Chunks;
     /// <summary>Bit 0: K may be read with 16-byte loads (first element 16-byte aligned); bit 1: V.</summary>
     public int VectorLoads;
+    /// <summary>2: statistics of K and V; 1: of K only (the quantizer will not read V's, see <see cref="SageConstants.VMaxFp16Value"/>).</summary>
+    public int Tensors;
 }
 
 /// <summary>
@@ -26,7 +28,8 @@ public struct KvStatsParams
 /// <para>Mapping: a thread owns 8 adjacent channels (one 16-byte load per token row) of one tensor and one
 /// chunk, and walks the chunk's tokens in order, so each partial sum is the sequential sum the reference makes.
 /// Dp / 8 consecutive threads cover a row: a row of a warp is one coalesced 128- or 256-byte read. Slot
-/// s = tid / (Dp / 8) of the 128-thread block takes tensor s % 2 (K, V) of chunk blockChunk0 + s / 2.</para>
+/// s = tid / (Dp / 8) of the 128-thread block takes tensor s % 2 (K, V) of chunk blockChunk0 + s / 2; with K only
+/// (<see cref="KvStatsParams.Tensors"/> = 1), chunk blockChunk0 + s.</para>
 /// <para>Why: one thread per channel with 2-byte loads (the separate kernel) kept one small load in flight per
 /// thread; here eight 16-byte loads are issued before the first is used.</para>
 /// <para>Grid (ceil(chunks / chunks per block), Hkv, B), 128 threads.</para>
@@ -36,20 +39,21 @@ public static class KvStatsKernel
     /// <summary>Threads per block.</summary>
     public const int Threads = 128;
 
-    /// <summary>Chunks one block covers: each chunk takes 2 · Dp / 8 threads (K and V).</summary>
-    public static int ChunksPerBlock(int paddedHeadDim) => Threads / (2 * (paddedHeadDim / 8));
+    /// <summary>Chunks one block covers: each chunk takes Dp / 8 threads per tensor (<paramref name="tensors"/>: 2 for K and V, 1 for K).</summary>
+    public static int ChunksPerBlock(int paddedHeadDim, int tensors) => Threads / (tensors * (paddedHeadDim / 8));
 
     public static void Run(KvStatsParams p)
     {
         int lanesPerRow = p.PaddedHeadDim / 8;
         int tid = Group.IdxX, slot = tid / lanesPerRow, lane = tid % lanesPerRow;
-        int chunk = Grid.IdxX * (Threads / lanesPerRow / 2) + slot / 2;
+        int tensors = p.Tensors;
+        int chunk = Grid.IdxX * (Threads / lanesPerRow / tensors) + slot / tensors;
         int h = Grid.IdxY, b = Grid.IdxZ;
         if (chunk >= p.Chunks)
             return;
         // Two call sites instead of one on a selected tensor: ILGPU proves the 16-byte alignment of the vector
         // loads only for a view taken straight from the parameters (a selected view got four 4-byte loads).
-        if ((slot & 1) != 0)
+        if (tensors == 2 && (slot & 1) != 0)
             Accumulate(p.V, p.VStats, p.ElementType, p.PaddedHeadDim, p.Chunks, (p.VectorLoads & 2) != 0, b, h, chunk, lane * 8);
         else
             Accumulate(p.K, p.KStats, p.ElementType, p.PaddedHeadDim, p.Chunks, (p.VectorLoads & 1) != 0, b, h, chunk, lane * 8);

@@ -27,6 +27,8 @@ public struct QkvQuantizeParams
     public int Granularity;
     /// <summary>A <see cref="VFormat"/> value.</summary>
     public int VFormat;
+    /// <summary>1: V's channel statistics were computed (smoothing, or FP8 / bf16 scales); 0: not, V keeps scale 1 and no center.</summary>
+    public int ReadVStats;
     /// <summary>sm_scale · log2 e, folded into the Q scales.</summary>
     public float QScaleFold;
     /// <summary>64-row K/V tiles per work item (a strip shares one channel-statistics combine).</summary>
@@ -127,8 +129,9 @@ public static class QkvQuantizeKernel
         {
             int c = tid;
             long headChunk0 = (long)(b * p.V.Heads + h) * p.StatsChunks;
-            float center = p.SmoothV != 0 && c < p.V.HeadDim ? ChannelMean(p.VStats, headChunk0, p.StatsChunks, c, dp, p.V.Tokens) : 0f;
-            float amax = c < p.V.HeadDim ? AbsMaxAround(p.VStats, headChunk0, p.StatsChunks, c, dp, center) : 0f;
+            bool stats = p.ReadVStats != 0 && c < p.V.HeadDim;
+            float center = stats && p.SmoothV != 0 ? ChannelMean(p.VStats, headChunk0, p.StatsChunks, c, dp, p.V.Tokens) : 0f;
+            float amax = stats ? AbsMaxAround(p.VStats, headChunk0, p.StatsChunks, c, dp, center) : 0f;
             float scale = QuantizeVKernel.ChannelScale(amax, p.VFormat);
             inverses[c] = 1f / scale;
             centers[c] = center;

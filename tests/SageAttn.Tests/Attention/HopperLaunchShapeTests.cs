@@ -63,4 +63,13 @@ public sealed class HopperLaunchShapeTests
             Assert.Equal(v.HasFp16Values(), new SageAttn.Kernels.Host.SageAttentionOptions { Variant = v }.VFormat == SageAttn.Quantization.VFormat.Fp16);
         }
     }
+
+    [Theory]
+    [InlineData(1, 2, false)]  // two blocks per SM: a ring of 4 stages
+    [InlineData(2, 2, false)]
+    [InlineData(3, 2, true)]   // 8 stages, 170 registers per thread
+    [InlineData(4, 2, false)]  // 128 registers: ptxas serialized the pipelined wgmma for lack of them (C7512)
+    [InlineData(3, 1, false)]  // FP8 values: two-level accumulation, not pipelined
+    public void OnlyFp16ValuesAtThreeWarpGroupsArePipelined(int warpGroups, int valueBytes, bool expected) =>
+        Assert.Equal(expected, HopperAttentionKernel.Pipelined(warpGroups, valueBytes));
 }

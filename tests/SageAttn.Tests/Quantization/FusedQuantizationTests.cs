@@ -54,7 +54,8 @@ public sealed class FusedQuantizationTests(CpuAcceleratorFixture fixture) : ICla
                 int dp = SageConstants.PaddedHeadDim(headDim);
                 var kStats = QuantizationReference.ChannelStats(k, dp);
                 Assert.Equal(kStats, quantized.KStats.GetAsArray1D());
-                Assert.Equal(QuantizationReference.ChannelStats(v, dp), quantized.VStats.GetAsArray1D());
+                if (FusedQuantizationPlan.ReadsVStats(options, type))
+                    Assert.Equal(QuantizationReference.ChannelStats(v, dp), quantized.VStats.GetAsArray1D());
 
                 var (qValues, qScales) = QuantizationReference.QuantizeInt8(q, false, options.Granularity, null, smScale * SageConstants.Log2E);
                 Assert.Equal(qValues, quantized.Q.GetAsArray1D());
@@ -79,6 +80,47 @@ public sealed class FusedQuantizationTests(CpuAcceleratorFixture fixture) : ICla
         finally
         {
             runner.StripTiles = null;
+        }
+    }
+
+    /// <summary>
+    /// FP16 V: fp16 inputs without smoothing skip V's statistics (scale 1 for every channel: nothing in fp16 exceeds its
+    /// range), bf16 inputs past fp16's range still read them and scale by powers of two; both equal the reference.
+    /// </summary>
+    [Theory]
+    [InlineData(TensorElementType.Float16, false, 2f, false)]
+    [InlineData(TensorElementType.Float16, false, 12000f, false)]
+    [InlineData(TensorElementType.BFloat16, false, 40000f, true)]
+    [InlineData(TensorElementType.Float16, true, 2f, true)]
+    public void Fp16ValuesReadVStatisticsOnlyWhereTheyMatter(TensorElementType type, bool smoothV, float vScale, bool expectStats)
+    {
+        var runner = fixture.Require();
+        var random = new Random((int)vScale + (smoothV ? 1 : 0));
+        var q = TestData.Randn(random, 1, 2, 130, 64, type);
+        var k = TestData.Randn(random, 1, 1, 130, 64, type, channelOffset: 8f);
+        var v = TestData.Randn(random, 1, 1, 130, 64, type, scale: vScale, channelOffset: 1f);
+        var options = new SageAttentionOptions { Variant = AttentionVariant.HopperQkInt8PvFp16, SmoothV = smoothV };
+        Assert.Equal(expectStats, FusedQuantizationPlan.ReadsVStats(options, type));
+
+        var (qb, qv) = fixture.Upload(q);
+        var (kb, kv) = fixture.Upload(k);
+        var (vb, vv) = fixture.Upload(v);
+        runner.QuantizationPath = QuantizationPath.Fused;
+        using (qb) using (kb) using (vb)
+        using (var quantized = runner.Quantize(qv, kv, vv, type, 0.125f, options))
+        {
+            fixture.Accelerator!.Synchronize();
+            Assert.Equal(QuantizationReference.ChannelStats(k, 64), quantized.KStats.GetAsArray1D());
+            var (vWords, vScales, vMeans) = QuantizationReference.QuantizeV(v, options.VFormat, smoothV);
+            Assert.Equal(vWords, quantized.V.GetAsArray1D());
+            Assert.Equal(vScales, quantized.VScale.GetAsArray1D());
+            Assert.Equal(vMeans, quantized.VMean.GetAsArray1D());
+            // bf16 past fp16's range: some channel scaled down (the statistics were needed); fp16: all scales are 1, also
+            // where values pass 32768 (the 12000 · randn case).
+            if (type == TensorElementType.BFloat16)
+                Assert.Contains(vScales, s => s > 1f);
+            else if (!smoothV)
+                Assert.All(vScales, s => Assert.Equal(1f, s));
         }
     }
 
@@ -132,5 +174,7 @@ public sealed class FusedQuantizationTests(CpuAcceleratorFixture fixture) : ICla
         Assert.Equal(2, shortPlan.Strips);
         Assert.Equal(2 * 1 * 2 + 2 * 3, shortPlan.QuantizeItems);
         Assert.Throws<ArgumentOutOfRangeException>(() => FusedQuantizationPlan.For(new AttentionShape(1, 1, 1, 64, 64, 64), stripTiles: 0));
+        // K only (FP16 V from fp16 inputs): 8 chunks per block at hd 128, so half the blocks.
+        Assert.Equal(16, FusedQuantizationPlan.For(new AttentionShape(1, 32, 32, 32768, 32768, 128), vStats: false).StatsBlocksX);
     }
 }

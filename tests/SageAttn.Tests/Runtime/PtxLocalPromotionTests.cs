@@ -133,6 +133,7 @@ public sealed class PtxLocalPromotionTests : IDisposable
     [InlineData(128, 1, 1)]
     [InlineData(128, 3, 2)]
     [InlineData(64, 2, 2)]
+    [InlineData(64, 3, 2)]
     public void HopperKernelHasNoLocalMemory(int paddedHeadDim, int warpGroups, int valueBytes)
     {
         // The wgmma kernel's cp.async and wgmma operands went through 294 local slots (a 936-byte stack frame on the H100).
@@ -150,6 +151,13 @@ public sealed class PtxLocalPromotionTests : IDisposable
         string fp8 = "wgmma.mma_async.sync.aligned.m64n64k32.f32.e4m3.e4m3", fp16 = "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16";
         Assert.Equal(valueBytes == 1, ptx.Contains(fp8));
         Assert.Equal(valueBytes == 2, ptx.Contains(fp16));
+        // The pipelined loop (FP16 values, three warpgroups) waits for all but the latest group, and its resident
+        // registers are declared once, before the first line that names them (ptxas rejects a use before the declaration).
+        bool pipelined = HopperAttentionKernel.Pipelined(warpGroups, valueBytes);
+        Assert.Equal(pipelined, ptx.Contains("wgmma.wait_group.sync.aligned 1;"));
+        Assert.Equal(pipelined ? 1 : 0, Regex.Matches(ptx, Regex.Escape(ResidentPv.DeclarationMarker)).Count);
+        if (pipelined)
+            Assert.True(ptx.IndexOf(ResidentPv.DeclarationMarker, StringComparison.Ordinal) < ptx.IndexOf("sgo0,", StringComparison.Ordinal));
     }
 
     [Fact]
