@@ -29,7 +29,9 @@ namespace SageAttn.Kernels.Attention;
 /// <para>FP16 values (<c>valueBytes</c> = 2): P packed as fp16 (the m16n8k16 A fragment, keys in order; no shift), Vᵀ
 /// tiles of 128-byte rows (64 fp16 keys), and four <c>m64n64k16 f32.f16.f16</c> wgmma per 64 channels that accumulate
 /// into O itself, kept in two wgmma accumulators: O is rescaled in place first (one multiply per element, as the FP8
-/// path's add), and FP16 products need no second accumulator (the tensor cores keep FP32 for them).</para>
+/// path's add), and FP16 products need no second accumulator (the tensor cores keep FP32 for them). At three warpgroups
+/// that loop is pipelined (<see cref="Pipelined"/>): P·V of block j stays in flight during the softmax of j + 1, with O
+/// and P in resident registers (<see cref="ResidentPv"/>).</para>
 /// <para>Tiles arrive by the copy engine (<see cref="TensorCopy"/>): thread 0 of the block is the producer. It loads
 /// the Q tiles once, then keeps the K and Vᵀ tiles of <see cref="LeadFor"/> key blocks ahead of its own warpgroup in a
 /// ring of <see cref="StagesFor"/> stages. Stage s has a "full" <see cref="Mbarrier"/> (one arrival with the byte count;
@@ -244,8 +246,9 @@ public static partial class HopperAttentionKernel
                     producer.LoadBlock(shared, kb + lead);
                 Mbarrier.WaitBlock(producer.Full(stage), (kb / stages) & 1);
                 // Uniform per warpgroup, as wgmma requires. Each product is waited for right after its issue: a software
-                // pipeline that kept them in flight across the softmax needed ~234 registers (W ≤ 2) and measured slower than
-                // more warpgroups overlapping one another (docs/performance.md, step 13).
+                // pipeline of the FP8 path that kept them in flight across the softmax needed ~234 registers (W ≤ 2) and
+                // measured slower than more warpgroups overlapping one another (docs/performance.md, step 13). FP16 values
+                // at three warpgroups take the pipelined loop instead (Pipelined).
                 float nextKScale = p.KScale[kScaleBase + Math.Min(kb + 1, kBlocks - 1) * SageConstants.KScaleSlotsPerBlock];
                 if (kb < visitBlocks)
                 {
