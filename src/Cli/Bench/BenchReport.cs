@@ -15,6 +15,7 @@ public static class BenchReport
     [
         "implementation", "head_dim", "n", "batch", "heads", "dtype", "causal", "e2e_ms", "e2e_tops", "kernel_ms", "kernel_tops",
         "quant_ms", "quant_separate_ms", "rel_l1", "cosine", "rel_l1_outlier_k", "cosine_outlier_k", "e2e_host_ms",
+        "e2e_stream_ms", "e2e_stream_tops",
     ];
 
     /// <summary>CSV text: a header, then one line per result; numbers in invariant culture, empty where not measured.</summary>
@@ -28,7 +29,8 @@ public static class BenchReport
                 r.Implementation, Int(r.HeadDim), Int(r.N), Int(r.Batch), Int(r.Heads), r.DTypeName, r.Causal ? "true" : "false",
                 Num(r.EndToEndMs, "F4"), Num(r.EndToEndTops, "F2"), Num(r.KernelMs, "F4"), Num(r.KernelTops, "F2"),
                 Num(r.QuantMs, "F4"), Num(r.QuantSeparateMs, "F4"), Num(r.RelL1, "G6"), Num(r.Cosine, "G8"),
-                Num(r.RelL1OutlierK, "G6"), Num(r.CosineOutlierK, "G8"), Num(r.EndToEndHostMs, "F4")));
+                Num(r.RelL1OutlierK, "G6"), Num(r.CosineOutlierK, "G8"), Num(r.EndToEndHostMs, "F4"),
+                Num(r.EndToEndStreamMs, "F4"), Num(r.EndToEndStreamTops, "F2")));
         }
         return text.ToString();
     }
@@ -92,6 +94,8 @@ public static class BenchReport
                 Number(w, "rel_l1_outlier_k", r.RelL1OutlierK);
                 Number(w, "cosine_outlier_k", r.CosineOutlierK);
                 Number(w, "e2e_host_ms", r.EndToEndHostMs);
+                Number(w, "e2e_stream_ms", r.EndToEndStreamMs);
+                Number(w, "e2e_stream_tops", r.EndToEndStreamTops);
                 w.WriteEndObject();
             }
             w.WriteEndArray();

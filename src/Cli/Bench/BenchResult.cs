@@ -14,13 +14,23 @@ namespace SageAttn.Cli.Bench;
 /// Median host time of one end-to-end call (enqueue only; Sage only). The GPU events around a call also count the time
 /// the GPU idles while the host enqueues, so a host stall (an allocator call, say) shows in <paramref name="EndToEndMs"/>.
 /// </param>
+/// <param name="EndToEndStreamMs">
+/// GPU time per call of end-to-end calls issued back to back (<see cref="GpuBench.StreamCalls"/> between one pair of
+/// events, median of several such runs): the GPU never waits for the host between them unless the host is the slower,
+/// as in a model's forward pass. Its difference from <paramref name="EndToEndMs"/> is the idle time before a lone call's
+/// first launch.
+/// </param>
 public sealed record BenchResult(
     string Implementation, int HeadDim, int N, int Batch, int Heads, BenchDType DType, bool Causal,
     double EndToEndMs, double? KernelMs, double? QuantMs, double? QuantSeparateMs,
-    double? RelL1, double? Cosine, double? RelL1OutlierK, double? CosineOutlierK, double? EndToEndHostMs = null)
+    double? RelL1, double? Cosine, double? RelL1OutlierK, double? CosineOutlierK, double? EndToEndHostMs = null,
+    double? EndToEndStreamMs = null)
 {
     /// <summary>Throughput of the end-to-end call (<see cref="BenchMath.Tops"/>).</summary>
     public double EndToEndTops => BenchMath.Tops(Batch, Heads, N, HeadDim, Causal, EndToEndMs);
+
+    /// <summary>Throughput of back-to-back end-to-end calls, when measured.</summary>
+    public double? EndToEndStreamTops => EndToEndStreamMs is { } ms ? BenchMath.Tops(Batch, Heads, N, HeadDim, Causal, ms) : null;
 
     /// <summary>Throughput of the attention kernel alone, when measured.</summary>
     public double? KernelTops => KernelMs is { } ms ? BenchMath.Tops(Batch, Heads, N, HeadDim, Causal, ms) : null;

@@ -17,11 +17,15 @@ namespace SageAttn.Cli.Bench;
 /// <remarks>
 /// Timing: warm-up calls (they also compile and load the PTX), then each timed call sits between two events and is
 /// waited for, so the median is a single call's GPU time (host launch gaps included, as a caller sees them). Call i
-/// uses input set i mod sets, so consecutive calls read different tensors.
+/// uses input set i mod sets, so consecutive calls read different tensors. End to end is also timed back to back
+/// (<see cref="StreamCalls"/> calls between one pair of events), where the GPU does not wait for the host between calls.
 /// </remarks>
 public sealed class GpuBench : IDisposable
 {
     private const int Device = 0;
+
+    /// <summary>Calls per back-to-back timing run (<see cref="BenchResult.EndToEndStreamMs"/>).</summary>
+    public const int StreamCalls = 10;
     private readonly BenchOptions _options;
     private readonly IntPtr _stream;
     private readonly CudaSageAttention _fused = new();
@@ -81,13 +85,15 @@ public sealed class GpuBench : IDisposable
             if (_options.Torch)
             {
                 progress.Begin($"{shape} torch SDPA");
-                double ms = Time(i => nn.functional.scaled_dot_product_attention(sets[i].Q, sets[i].K, sets[i].V, is_casual: causal).Dispose());
+                void Sdpa(int i) => nn.functional.scaled_dot_product_attention(sets[i].Q, sets[i].K, sets[i].V, is_casual: causal).Dispose();
+                double ms = Time(Sdpa);
+                double streamMs = TimeBackToBack(Sdpa);
                 using var o = nn.functional.scaled_dot_product_attention(sets[0].Q, sets[0].K, sets[0].V, is_casual: causal);
                 using var oo = nn.functional.scaled_dot_product_attention(sets[0].Q, outlierK, sets[0].V, is_casual: causal);
                 var (relL1, cosine) = sample.Compare(o, reference);
                 var (relL1Outlier, cosineOutlier) = sample.Compare(oo, referenceOutlier);
                 report(new BenchResult("torch-sdpa", headDim, n, batch, heads, dtype, causal, ms, null, null, null,
-                    relL1, cosine, relL1Outlier, cosineOutlier));
+                    relL1, cosine, relL1Outlier, cosineOutlier, EndToEndStreamMs: streamMs));
                 progress.Step();
             }
             foreach (var variant in Variants)
@@ -122,6 +128,7 @@ public sealed class GpuBench : IDisposable
             SageAttention.sageattn(sets[i].Q, sets[i].K, sets[i].V, is_causal: causal, options: settings).Dispose();
             hostMs.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
         });
+        double e2eStream = TimeBackToBack(i => SageAttention.sageattn(sets[i].Q, sets[i].K, sets[i].V, is_causal: causal, options: settings).Dispose());
         using var o = SageAttention.sageattn(sets[0].Q, sets[0].K, sets[0].V, is_causal: causal, options: settings);
         using var oo = SageAttention.sageattn(sets[0].Q, outlierK, sets[0].V, is_causal: causal, options: settings);
         var accuracy = sample.Compare(o, reference);
@@ -141,7 +148,7 @@ public sealed class GpuBench : IDisposable
             Enqueue(_fused, i, PipelineStages.Quantize);
         double kernel = Time(i => Enqueue(_fused, i, PipelineStages.Attend));
         return new BenchResult(variant.ToString(), headDim, n, batch, heads, dtype, causal, e2e, kernel, quant, quantSeparate,
-            accuracy.RelL1, accuracy.Cosine, outlier.RelL1, outlier.Cosine, BenchMath.Median(hostMs));
+            accuracy.RelL1, accuracy.Cosine, outlier.RelL1, outlier.Cosine, BenchMath.Median(hostMs), e2eStream);
     }
 
     /// <summary>Median GPU milliseconds of <paramref name="call"/>(input set) after the warm-up calls.</summary>
@@ -158,6 +165,28 @@ public sealed class GpuBench : IDisposable
             call(i % sets);
             _timer.Stop();
             samples[i] = _timer.ElapsedMilliseconds();
+        }
+        return BenchMath.Median(samples);
+    }
+
+    /// <summary>
+    /// Median GPU milliseconds per call of <see cref="StreamCalls"/> calls issued back to back between one pair of events
+    /// (five such runs after a warm-up), input sets rotating as in <see cref="Time"/>.
+    /// </summary>
+    private double TimeBackToBack(Action<int> call)
+    {
+        int sets = _options.InputSets;
+        for (int i = 0; i < Math.Max(1, _options.Warmup); i++)
+            call(i % sets);
+        cuda.synchronize();
+        var samples = new double[5];
+        for (int s = 0; s < samples.Length; s++)
+        {
+            _timer.Start(_stream);
+            for (int i = 0; i < StreamCalls; i++)
+                call(i % sets);
+            _timer.Stop();
+            samples[s] = _timer.ElapsedMilliseconds() / StreamCalls;
         }
         return BenchMath.Median(samples);
     }

@@ -8,7 +8,7 @@ public sealed class BenchReportTests
 {
     private static readonly BenchResult Sage = new("QkInt8PvFp8", 128, 1024, 16, 32, BenchDType.Float16, true,
         EndToEndMs: 2.0, KernelMs: 1.0, QuantMs: 0.5, QuantSeparateMs: 1.25, RelL1: 0.0379, Cosine: 0.99928, RelL1OutlierK: 0.04, CosineOutlierK: 0.9991,
-        EndToEndHostMs: 0.125);
+        EndToEndHostMs: 0.125, EndToEndStreamMs: 1.0);
 
     private static readonly BenchResult Torch = new("torch-sdpa", 64, 2048, 8, 64, BenchDType.BFloat16, false,
         EndToEndMs: 0.5, null, null, null, RelL1: 0.0003, Cosine: 1.0, RelL1OutlierK: 0.0004, CosineOutlierK: 1.0);
@@ -37,6 +37,9 @@ public sealed class BenchReportTests
         Assert.Equal(string.Empty, torch["quant_ms"]);
         Assert.Equal(0.125, double.Parse(sage["e2e_host_ms"], CultureInfo.InvariantCulture));
         Assert.Equal(string.Empty, torch["e2e_host_ms"]);
+        // Back to back at 1 ms per causal call: 137.44 TOPS; not measured for the torch row here.
+        Assert.Equal(137.44, double.Parse(sage["e2e_stream_tops"], CultureInfo.InvariantCulture), 2);
+        Assert.Equal(string.Empty, torch["e2e_stream_ms"]);
     }
 
     [Fact]
@@ -60,6 +63,8 @@ public sealed class BenchReportTests
         Assert.Equal(JsonValueKind.Null, results[1].GetProperty("quant_ms").ValueKind);
         Assert.Equal(0.125, results[0].GetProperty("e2e_host_ms").GetDouble());
         Assert.Equal(JsonValueKind.Null, results[1].GetProperty("e2e_host_ms").ValueKind);
+        Assert.Equal(1.0, results[0].GetProperty("e2e_stream_ms").GetDouble());
+        Assert.Equal(JsonValueKind.Null, results[1].GetProperty("e2e_stream_tops").ValueKind);
         // bf16, hd 64, N 2048, B 8, H 64, 0.5 ms: 4·8·64·2048²·64 / 0.5e-3 / 1e12.
         Assert.Equal(4.0 * 8 * 64 * 2048.0 * 2048 * 64 / 0.5e-3 / 1e12, results[1].GetProperty("e2e_tops").GetDouble(), 6);
     }
