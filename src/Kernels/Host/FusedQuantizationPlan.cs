@@ -13,7 +13,7 @@ public sealed record FusedQuantizationPlan(int StripTiles, int Strips, long Quan
     /// <summary>
     /// Whether V's channel statistics are needed: for smoothing V, for FP8 V's per-channel scales, and for FP16 V from bf16
     /// inputs (values past fp16's range scale down). fp16 inputs kept in FP16 never scale (<see cref="SageConstants.VMaxFp16Value"/>),
-    /// so the statistics launch reads only K for them: half its bytes.
+    /// so the statistics launch reads only K for them: half its bytes (the V statistics buffer is then left unwritten).
     /// </summary>
     public static bool ReadsVStats(SageAttentionOptions options, TensorElementType elementType)
     {

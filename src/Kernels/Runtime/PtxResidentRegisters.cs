@@ -1,4 +1,4 @@
-using System.Text;
+using System.Text.RegularExpressions;
 using SageAttn.Kernels.Intrinsics;
 
 namespace SageAttn.Kernels.Runtime;
@@ -10,6 +10,8 @@ namespace SageAttn.Kernels.Runtime;
 /// </summary>
 public static class PtxResidentRegisters
 {
+    private static readonly Regex FunctionHeader = new(@"^(?:\.visible[ \t]+|\.weak[ \t]+)?\.(?:entry|func)[ \t]", RegexOptions.CultureInvariant);
+
     /// <summary>The module with each resident-register declaration moved to just after its function's opening brace.</summary>
     /// <param name="ptx">A PTX module as ILGPU writes it.</param>
     /// <exception cref="InvalidOperationException">A declaration has no function body above it.</exception>
@@ -23,37 +25,18 @@ public static class PtxResidentRegisters
         {
             if (!lines[i].Contains(ResidentPv.DeclarationMarker, StringComparison.Ordinal))
                 continue;
-            int brace = i - 1;
-            while (brace >= 0 && lines[brace].Trim() != "{")
-                brace--;
-            // The function body's brace is the first line "{" after its header; inner blocks of ILGPU's PTX are never a bare "{" line.
-            while (brace >= 0 && !IsFunctionBodyBrace(lines, brace))
-            {
-                brace--;
-                while (brace >= 0 && lines[brace].Trim() != "{")
-                    brace--;
-            }
+            // The declaring function is the last .entry / .func header above; its body opens at the first bare "{" after
+            // the header (the parameter list and performance directives come first, whatever they are).
+            int header = i - 1;
+            while (header >= 0 && !FunctionHeader.IsMatch(lines[header]))
+                header--;
+            int brace = header < 0 ? -1 : lines.FindIndex(header, i - header, l => l.Trim() == "{");
             if (brace < 0)
                 throw new InvalidOperationException("A resident-register declaration has no function body above it in the PTX.");
             string declaration = lines[i];
             lines.RemoveAt(i);
             lines.Insert(brace + 1, declaration);
         }
-        var result = new StringBuilder(ptx.Length);
-        return result.AppendJoin('\n', lines).ToString();
-    }
-
-    private static bool IsFunctionBodyBrace(List<string> lines, int brace)
-    {
-        // The header of an .entry / .func ends with ")" (parameter list) or with performance directives (.maxntid etc.).
-        for (int j = brace - 1; j >= 0; j--)
-        {
-            string t = lines[j].Trim();
-            if (t.Length == 0)
-                continue;
-            return t.EndsWith(')') || t.StartsWith(".maxntid", StringComparison.Ordinal) || t.StartsWith(".minnctapersm", StringComparison.Ordinal)
-                || t.StartsWith(".reqntid", StringComparison.Ordinal) || t.StartsWith(".maxnreg", StringComparison.Ordinal);
-        }
-        return false;
+        return string.Join('\n', lines);
     }
 }

@@ -57,6 +57,7 @@ public sealed class CpuHopperAttentionKernelTests(CpuAcceleratorFixture fixture,
         new Case("hopper fp16 d128 bf16 nhd smoothV gqa2", 1, 4, 2, 100, 200, 128, HopperFp16, Nhd: true, Type: TensorElementType.BFloat16,
             SmoothV: true),
         new Case("hopper fp16 d80 padded wg3", 1, 1, 1, 200, 150, 80, HopperFp16, HopperWarpGroups: 3),
+        new Case("hopper fp16 d128 n260 causal wg4 lse", 1, 1, 1, 260, 260, 128, HopperFp16, Causal: true, Lse: true, HopperWarpGroups: 4),
         new Case("hopper fp16 d128 n130 k700 wg3 pipelined ring of 8 wraps", 1, 1, 1, 130, 700, 128, HopperFp16, HopperWarpGroups: 3),
     };
 

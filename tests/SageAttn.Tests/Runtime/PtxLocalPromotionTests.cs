@@ -128,7 +128,6 @@ public sealed class PtxLocalPromotionTests : IDisposable
     }
 
     [Theory]
-    [InlineData(64, 3, 1)]
     [InlineData(128, 3, 1)]
     [InlineData(128, 1, 1)]
     [InlineData(128, 3, 2)]

@@ -22,6 +22,7 @@ public sealed class PtxResidentRegistersTests
             "\t.param .b32 _y",
             ")",
             ".maxntid 384, 1, 1",
+            ".reqnctapercluster 1, 1, 1",
             "{",
             "\t.reg .b32\t%r<4>;",
             "\tbra.uni\tL_2;",
@@ -36,12 +37,19 @@ public sealed class PtxResidentRegistersTests
 
         string[] lines = PtxResidentRegisters.Hoist(ptx).Split('\n');
 
-        int entryBrace = Array.IndexOf(lines, ".maxntid 384, 1, 1") + 1;
+        int entryBrace = Array.IndexOf(lines, ".reqnctapercluster 1, 1, 1") + 1;
         Assert.Equal("{", lines[entryBrace]);
         Assert.Equal(declaration, lines[entryBrace + 1]);
         Assert.Single(lines, l => l.Contains(ResidentPv.DeclarationMarker, StringComparison.Ordinal));
         // Every other line is kept, in order.
         Assert.Equal(ptx.Split('\n').Where(l => l != declaration), lines.Where(l => l != declaration));
+    }
+
+    [Fact]
+    public void DeclarationOutsideAnyFunctionThrows()
+    {
+        string ptx = ".version 8.8\n\t" + ResidentPv.DeclarationMarker + "\n";
+        Assert.Throws<InvalidOperationException>(() => PtxResidentRegisters.Hoist(ptx));
     }
 
     [Fact]
