@@ -207,6 +207,24 @@ def issue_e4m3():
 """
 
 
+def f16_chain(acc, a_name, low, high):
+    """The descriptor set-up, fence and four chained m64n64k16 f32.f16.f16 wgmma over K = 64 (accumulating in place,
+    scale-d from predicate po), A of k16 step s in registers a_name(4s)..a_name(4s + 3); shared by the statement with A
+    as operands and the resident-register one."""
+    body = [descriptor(low, high, "db") + "wgmma.fence.sync.aligned; "]
+    for step in range(4):
+        if step:
+            body.append(f"add.u32 lb, {low}, {STEP * step}; " + descriptor("lb", high, "db"))
+        a = ",".join(a_name(4 * step + i) for i in range(4))
+        body.append(f"wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {{{acc}}}, {{{a}}}, db, po, 1, 1, 0; ")
+    return "".join(body)
+
+
+def rescale_lines():
+    """d *= lo for the elements of row g (JjC0, JjC1), hi for row g + 8 (JjC2, JjC3)."""
+    return "\n".join(f"        d.{n} *= {'lo' if element(n)[0] == 0 else 'hi'};" for n in NAMES)
+
+
 def issue_f16():
     """P·V over K = 64 in fp16 (four chained k16 wgmma, A from registers) accumulated into D in place (scale-d true, B not
     transposed: K-major), one statement per 64 channels. The 16 A registers travel as 8 b64 operands (ILGPU's inline PTX
@@ -221,13 +239,7 @@ def issue_f16():
     body = [f"{{ .reg .pred po; .reg .b32 lb, a<16>; .reg .b64 db; setp.eq.b32 po, {low}, {low}; "]
     for i, pair in enumerate(pairs):
         body.append(f"mov.b64 {{a{2 * i}, a{2 * i + 1}}}, {pair}; ")
-    body.append(descriptor(low, high, "db") + "wgmma.fence.sync.aligned; ")
-    for step in range(4):
-        if step:
-            body.append(f"add.u32 lb, {low}, {STEP * step}; " + descriptor("lb", high, "db"))
-        a = ",".join(f"a{4 * step + i}" for i in range(4))
-        body.append(f"wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {{{regs}}}, {{{a}}}, db, po, 1, 1, 0; ")
-    body.append("}")
+    body.append(f16_chain(regs, lambda k: f"a{k}", low, high) + "}")
     text = "".join(body)
     packs = ", ".join(f"p{i} = a{i // 2}.R{2 * (i % 2)} | (ulong)a{i // 2}.R{2 * (i % 2) + 1} << 32" for i in range(8))
     pack_refs = ", ".join(f"ref p{i}" for i in range(8))
@@ -348,9 +360,6 @@ def tiles():
     sums = (f"        sumLo = " + tree([f"s.{n}" for n in lo_names]) + ";\n"
             f"        sumHi = " + tree([f"s.{n}" for n in hi_names]) + ";")
 
-    def rescale_acc():
-        return "\n".join(f"        d.{n} *= {'lo' if element(n)[0] == 0 else 'hi'};" for n in NAMES)
-
     def to_output(half):
         return "\n".join(f"        o.N{j + 8 * half}C{c} = f.J{j}C{c};" for j in range(J) for c in range(4))
 
@@ -410,7 +419,7 @@ public static class HopperTile
     """ + INLINE + """
     public static void Rescale(ref WarpGroupFloatAccumulator d, float lo, float hi)
     {
-""" + rescale_acc() + """
+""" + rescale_lines() + """
     }
 
     /// <summary>Channels 0..63 of O from an output kept in a wgmma accumulator.</summary>
@@ -451,14 +460,8 @@ def resident():
     o = [f"sgo{i}" for i in range(64)]
     def pv(upper):
         acc = ",".join(o[32 * upper + i] for i in range(32))
-        body = ["{ .reg .pred po; .reg .b32 lb; .reg .b64 db; setp.eq.b32 po, %0, %0; mov.b64 db, {%0, %1}; wgmma.fence.sync.aligned; "]
-        for st in range(4):
-            if st:
-                body.append(f"add.u32 lb, %0, {STEP * st}; mov.b64 db, {{lb, %1}}; ")
-            a = ",".join(f"sgp{4 * st + i}" for i in range(4))
-            body.append(f"wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {{{acc}}}, {{{a}}}, db, po, 1, 1, 0; ")
-        body.append("}")
-        return "".join(body)
+        return ("{ .reg .pred po; .reg .b32 lb; .reg .b64 db; setp.eq.b32 po, %0, %0; "
+                + f16_chain(acc, lambda k: f"sgp{k}", "%0", "%1") + "}")
     def rescale(upper):
         # Element JjCc of a 64-column accumulator: c < 2 is row g (lo), c >= 2 row g + 8 (hi).
         return " ".join(f"mul.f32 {o[32 * upper + i]}, {o[32 * upper + i]}, {'%0' if (i % 4) < 2 else '%1'};" for i in range(32))
@@ -619,7 +622,7 @@ public static class ResidentPv
 
     private static void Scale(ref WarpGroupFloatAccumulator d, float lo, float hi)
     {{
-""" + "\n".join(f"        d.{name} *= {'hi' if element(name)[0] == 8 else 'lo'};" for name in NAMES) + """
+""" + rescale_lines() + """
     }
 }
 """

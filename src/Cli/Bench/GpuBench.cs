@@ -155,9 +155,7 @@ public sealed class GpuBench : IDisposable
     private double Time(Action<int> call)
     {
         int sets = _options.InputSets;
-        for (int i = 0; i < Math.Max(1, _options.Warmup); i++)
-            call(i % sets);
-        cuda.synchronize();
+        WarmUp(call);
         var samples = new double[_options.Reps];
         for (int i = 0; i < samples.Length; i++)
         {
@@ -176,9 +174,7 @@ public sealed class GpuBench : IDisposable
     private double TimeBackToBack(Action<int> call)
     {
         int sets = _options.InputSets;
-        for (int i = 0; i < Math.Max(1, _options.Warmup); i++)
-            call(i % sets);
-        cuda.synchronize();
+        WarmUp(call);
         var samples = new double[5];
         for (int s = 0; s < samples.Length; s++)
         {
@@ -189,6 +185,14 @@ public sealed class GpuBench : IDisposable
             samples[s] = _timer.ElapsedMilliseconds() / StreamCalls;
         }
         return BenchMath.Median(samples);
+    }
+
+    /// <summary>The warm-up calls (at least one: it also compiles and loads the PTX), then a device synchronize.</summary>
+    private void WarmUp(Action<int> call)
+    {
+        for (int i = 0; i < Math.Max(1, _options.Warmup); i++)
+            call(i % _options.InputSets);
+        cuda.synchronize();
     }
 
     /// <summary>Scratch buffers as torch byte tensors (owned by the caller's dispose scope).</summary>
