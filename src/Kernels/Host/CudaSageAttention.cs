@@ -285,7 +285,7 @@ public sealed partial class CudaSageAttention : IDisposable
         var stats = plan.StatsParams(shape, elementType, (kVector ? 1 : 0) | (vVector ? 2 : 0));
         stats.K = k.ToStrided();
         stats.V = v.ToStrided();
-        Launch(target, KvStats, new LaunchDimensions(plan.StatsBlocksX, shape.HeadsKv, shape.Batch, KvStatsKernel.Threads, 1, 1), stream,
+        Launch(target, KvStats, new LaunchDimensions(plan.StatsBlocks, 1, 1, KvStatsKernel.Threads, 1, 1), stream,
             args.AddParameter(stats, new Dictionary<string, DeviceView>
             {
                 ["K.Data"] = new(k.Pointer, k.ElementCount), ["V.Data"] = new(v.Pointer, v.ElementCount),

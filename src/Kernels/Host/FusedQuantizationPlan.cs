@@ -8,7 +8,7 @@ namespace SageAttn.Kernels.Host;
 /// defined once for the ILGPU runner and the driver path. <paramref name="VStats"/>: whether the statistics launch reads V
 /// too (<see cref="ReadsVStats"/>).
 /// </summary>
-public sealed record FusedQuantizationPlan(int StripTiles, int Strips, long QuantizeItems, int StatsBlocksX, bool VStats)
+public sealed record FusedQuantizationPlan(int StripTiles, int Strips, long QuantizeItems, int StatsBlocks, bool VStats)
 {
     /// <summary>
     /// Whether V's channel statistics are needed: for smoothing V, for FP8 V's per-channel scales, and for FP16 V from bf16
@@ -33,11 +33,11 @@ public sealed record FusedQuantizationPlan(int StripTiles, int Strips, long Quan
             throw new ArgumentOutOfRangeException(nameof(stripTiles), stripTiles, "strip length must be positive.");
         int tiles = stripTiles ?? QkvQuantizeKernel.DefaultStripTiles(shape.KStatsChunks, shape.KBlocks);
         int strips = (shape.KBlocks + tiles - 1) / tiles;
-        int chunksPerBlock = KvStatsKernel.ChunksPerBlock(shape.PaddedHeadDim, vStats ? 2 : 1);
         long items = QkvQuantizeKernel.Items(shape.Batch, shape.HeadsQ, shape.HeadsKv, shape.QTiles, strips);
         if (items > int.MaxValue)
             throw new ArgumentException($"{items} quantization blocks exceed the grid limit.", nameof(shape));
-        return new FusedQuantizationPlan(tiles, strips, items, (shape.KStatsChunks + chunksPerBlock - 1) / chunksPerBlock, vStats);
+        int statsBlocks = KvStatsKernel.Blocks(shape.Batch, shape.HeadsKv, shape.KStatsChunks, shape.PaddedHeadDim, vStats ? 2 : 1);
+        return new FusedQuantizationPlan(tiles, strips, items, statsBlocks, vStats);
     }
 
     /// <summary>The statistics kernel's scalar parameters (views and tensors are filled in by the launcher).</summary>

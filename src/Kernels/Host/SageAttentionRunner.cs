@@ -135,7 +135,7 @@ public sealed partial class SageAttentionRunner
         stats.V = v;
         stats.KStats = quantized.KStats.View;
         stats.VStats = quantized.VStats.View;
-        _kvStats(new KernelConfig(new Index3D(plan.StatsBlocksX, shape.HeadsKv, shape.Batch), new Index3D(KvStatsKernel.Threads, 1, 1)), stats);
+        _kvStats(new KernelConfig(new Index3D(plan.StatsBlocks, 1, 1), new Index3D(KvStatsKernel.Threads, 1, 1)), stats);
 
         var p = plan.QuantizeParams(shape, quantized.Options, elementType, smScale, (qVector ? 1 : 0) | (kVector ? 2 : 0) | (vVector ? 4 : 0));
         p.Q = q; p.K = k; p.V = v;

@@ -28,11 +28,12 @@ public struct KvStatsParams
 /// <para>Mapping: a thread owns 8 adjacent channels (one 16-byte load per token row) of one tensor and one
 /// chunk, and walks the chunk's tokens in order, so each partial sum is the sequential sum the reference makes.
 /// Dp / 8 consecutive threads cover a row: a row of a warp is one coalesced 128- or 256-byte read. Slot
-/// s = tid / (Dp / 8) of the 128-thread block takes tensor s % 2 (K, V) of chunk blockChunk0 + s / 2; with K only
-/// (<see cref="KvStatsParams.Tensors"/> = 1), chunk blockChunk0 + s.</para>
+/// s = tid / (Dp / 8) of the 128-thread block takes tensor s % 2 (K, V) of slot blockSlot0 + s / 2; with K only
+/// (<see cref="KvStatsParams.Tensors"/> = 1), slot blockSlot0 + s. Slots are the (batch, head, chunk) triples in that
+/// order, so a block may span heads.</para>
 /// <para>Why: one thread per channel with 2-byte loads (the separate kernel) kept one small load in flight per
 /// thread; here eight 16-byte loads are issued before the first is used.</para>
-/// <para>Grid (ceil(chunks / chunks per block), Hkv, B), 128 threads.</para>
+/// <para>Grid (<see cref="Blocks"/>, 1, 1), 128 threads.</para>
 /// </remarks>
 public static class KvStatsKernel
 {
@@ -42,15 +43,25 @@ public static class KvStatsKernel
     /// <summary>Chunks one block covers: each chunk takes Dp / 8 threads per tensor (<paramref name="tensors"/>: 2 for K and V, 1 for K).</summary>
     public static int ChunksPerBlock(int paddedHeadDim, int tensors) => Threads / (tensors * (paddedHeadDim / 8));
 
+    /// <summary>Blocks of a launch: one slot per (batch, head, chunk), <see cref="ChunksPerBlock"/> of them per block.</summary>
+    public static int Blocks(int batch, int heads, int chunks, int paddedHeadDim, int tensors)
+    {
+        long slots = (long)batch * heads * chunks, perBlock = ChunksPerBlock(paddedHeadDim, tensors);
+        return (int)((slots + perBlock - 1) / perBlock);
+    }
+
     public static void Run(KvStatsParams p)
     {
         int lanesPerRow = p.PaddedHeadDim / 8;
         int tid = Group.IdxX, slot = tid / lanesPerRow, lane = tid % lanesPerRow;
         int tensors = p.Tensors;
-        int chunk = Grid.IdxX * (Threads / lanesPerRow / tensors) + slot / tensors;
-        int h = Grid.IdxY, b = Grid.IdxZ;
-        if (chunk >= p.Chunks)
+        // (batch, head, chunk) flattened: a head with fewer chunks than a block has slots (hd64 at 1K: 4 of 8) shares the
+        // block with the next head instead of leaving threads idle (which, at 4 blocks per SM, took two waves).
+        long pair = (long)Grid.IdxX * (Threads / lanesPerRow / tensors) + slot / tensors;
+        if (pair >= (long)p.K.Batch * p.K.Heads * p.Chunks)
             return;
+        int chunk = (int)(pair % p.Chunks), bh = (int)(pair / p.Chunks);
+        int h = bh % p.K.Heads, b = bh / p.K.Heads;
         // Two call sites instead of one on a selected tensor: ILGPU proves the 16-byte alignment of the vector
         // loads only for a view taken straight from the parameters (a selected view got four 4-byte loads).
         if (tensors == 2 && (slot & 1) != 0)

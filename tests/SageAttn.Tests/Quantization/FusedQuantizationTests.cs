@@ -15,25 +15,27 @@ namespace SageAttn.Tests.Quantization;
 /// </summary>
 public sealed class FusedQuantizationTests(CpuAcceleratorFixture fixture) : IClassFixture<CpuAcceleratorFixture>
 {
-    public static TheoryData<int, int, int, int, TensorElementType, bool, bool, int, bool, int> Cases => new()
+    public static TheoryData<int, int, int, int, int, TensorElementType, bool, bool, int, bool, int> Cases => new()
     {
-        // headsQ, headsKv, tokens, headDim, type, smoothK, smoothV, variant, nhd (element reads), strip tiles (0 = default)
-        { 2, 1, 130, 64, TensorElementType.Float16, true, false, 0, false, 2 },
-        { 2, 2, 77, 128, TensorElementType.BFloat16, false, true, 1, true, 1 },
-        { 1, 1, 300, 128, TensorElementType.Float16, true, true, 2, false, 3 },
-        { 4, 2, 65, 100, TensorElementType.BFloat16, true, true, 0, false, 0 },
+        // batch, headsQ, headsKv, tokens, headDim, type, smoothK, smoothV, variant, nhd (element reads), strip tiles (0 = default)
+        { 1, 2, 1, 130, 64, TensorElementType.Float16, true, false, 0, false, 2 },
+        { 1, 2, 2, 77, 128, TensorElementType.BFloat16, false, true, 1, true, 1 },
+        { 1, 1, 1, 300, 128, TensorElementType.Float16, true, true, 2, false, 3 },
+        { 1, 4, 2, 65, 100, TensorElementType.BFloat16, true, true, 0, false, 0 },
+        // Statistics blocks spanning heads and batches: 3 x 3 heads of 2 chunks, 8 chunk slots per block at hd 64 (K only).
+        { 3, 3, 3, 300, 64, TensorElementType.Float16, true, false, 2, false, 0 },
     };
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void FusedPathEqualsReferenceExactly(int headsQ, int headsKv, int tokens, int headDim, TensorElementType type,
+    public void FusedPathEqualsReferenceExactly(int batch, int headsQ, int headsKv, int tokens, int headDim, TensorElementType type,
         bool smoothK, bool smoothV, int variant, bool nhd, int stripTiles)
     {
         var runner = fixture.Require();
         var random = new Random(tokens * 17 + headDim + variant);
-        var q = TestData.Randn(random, 1, headsQ, tokens + 3, headDim, type, nhd);
-        var k = TestData.Randn(random, 1, headsKv, tokens, headDim, type, nhd, channelOffset: 8f);
-        var v = TestData.Randn(random, 1, headsKv, tokens, headDim, type, nhd, scale: 2f, channelOffset: 1f);
+        var q = TestData.Randn(random, batch, headsQ, tokens + 3, headDim, type, nhd);
+        var k = TestData.Randn(random, batch, headsKv, tokens, headDim, type, nhd, channelOffset: 8f);
+        var v = TestData.Randn(random, batch, headsKv, tokens, headDim, type, nhd, scale: 2f, channelOffset: 1f);
         var options = new SageAttentionOptions
         {
             Variant = (AttentionVariant)variant, Granularity = QuantGranularity.PerThread, SmoothK = smoothK, SmoothV = smoothV,
@@ -165,8 +167,10 @@ public sealed class FusedQuantizationTests(CpuAcceleratorFixture fixture) : ICla
         Assert.Equal(16, longPlan.StripTiles);
         Assert.Equal(32, longPlan.Strips);
         Assert.Equal(18432, longPlan.QuantizeItems);
-        // 4 chunks per statistics block at hd 128 (K and V of each): 128 chunks take 32 blocks along x.
-        Assert.Equal(32, longPlan.StatsBlocksX);
+        // 4 chunks per statistics block at hd 128 (K and V of each): 32 heads x 128 chunks take 1024 blocks.
+        Assert.Equal(1024, longPlan.StatsBlocks);
+        // hd 64 at 1K: 4 chunks per head, 8 per block: a block covers two heads (no idle threads), 16 x 64 x 4 / 8 blocks.
+        Assert.Equal(512, FusedQuantizationPlan.For(new AttentionShape(16, 64, 64, 1024, 1024, 64)).StatsBlocks);
 
         // 1K tokens: one block per strip; 130 tokens with 3-block strips: 3 blocks -> 1 strip.
         Assert.Equal(1, FusedQuantizationPlan.For(new AttentionShape(16, 32, 32, 1024, 1024, 128)).StripTiles);
@@ -175,6 +179,6 @@ public sealed class FusedQuantizationTests(CpuAcceleratorFixture fixture) : ICla
         Assert.Equal(2 * 1 * 2 + 2 * 3, shortPlan.QuantizeItems);
         Assert.Throws<ArgumentOutOfRangeException>(() => FusedQuantizationPlan.For(new AttentionShape(1, 1, 1, 64, 64, 64), stripTiles: 0));
         // K only (FP16 V from fp16 inputs): 8 chunks per block at hd 128, so half the blocks.
-        Assert.Equal(16, FusedQuantizationPlan.For(new AttentionShape(1, 32, 32, 32768, 32768, 128), vStats: false).StatsBlocksX);
+        Assert.Equal(512, FusedQuantizationPlan.For(new AttentionShape(1, 32, 32, 32768, 32768, 128), vStats: false).StatsBlocks);
     }
 }
