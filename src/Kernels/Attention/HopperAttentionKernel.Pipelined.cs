@@ -13,7 +13,9 @@ public static partial class HopperAttentionKernel
     /// reads two stages at once, P·V of j and Q·Kᵀ of j + 1, so the stage the producer refills must never be one a
     /// lagging warp still reads) and ≥ 160 registers per thread (O, the next S and two P live at once: 150 at three
     /// warpgroups; four, at 128, make ptxas serialize the wgmma for lack of registers, C7512). So: three warpgroups. The
-    /// FP8 path's two-level accumulation would also keep its fresh P·V accumulator live across the softmax.
+    /// FP8 path's two-level accumulation keeps its fresh P·V accumulator live across the softmax too (209 registers):
+    /// built with two warpgroups alone on the SM it was correct but 20–33% slower than two blocks of two unpipelined
+    /// warpgroups on the H100 (8 warps per SM instead of 16; docs/performance.md, step 29), so FP8 is not pipelined.
     /// </summary>
     /// <param name="warpGroups">Warpgroups per block.</param>
     /// <param name="valueBytes">1 (FP8 values) or 2 (FP16).</param>

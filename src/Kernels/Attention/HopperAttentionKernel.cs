@@ -247,7 +247,7 @@ public static partial class HopperAttentionKernel
                 Mbarrier.WaitBlock(producer.Full(stage), (kb / stages) & 1);
                 // Uniform per warpgroup, as wgmma requires. Each product is waited for right after its issue: a software
                 // pipeline of the FP8 path that kept them in flight across the softmax needed ~234 registers (W ≤ 2) and
-                // measured slower than more warpgroups overlapping one another (docs/performance.md, step 13). FP16 values
+                // measured slower than more warpgroups overlapping one another (docs/performance.md, steps 13 and 29). FP16 values
                 // at three warpgroups take the pipelined loop instead (Pipelined).
                 float nextKScale = p.KScale[kScaleBase + Math.Min(kb + 1, kBlocks - 1) * SageConstants.KScaleSlotsPerBlock];
                 if (kb < visitBlocks)
