@@ -41,6 +41,7 @@ public static class KvStatsKernel
     public const int Threads = 128;
 
     /// <summary>Chunks one block covers: each chunk takes Dp / 8 threads per tensor (<paramref name="tensors"/>: 2 for K and V, 1 for K).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int ChunksPerBlock(int paddedHeadDim, int tensors) => Threads / (tensors * (paddedHeadDim / 8));
 
     /// <summary>Blocks of a launch: one slot per (batch, head, chunk), <see cref="ChunksPerBlock"/> of them per block.</summary>
@@ -57,10 +58,10 @@ public static class KvStatsKernel
         int tensors = p.Tensors;
         // (batch, head, chunk) flattened: a head with fewer chunks than a block has slots (hd64 at 1K: 4 of 8) shares the
         // block with the next head instead of leaving threads idle (which, at 4 blocks per SM, took two waves).
-        long pair = (long)Grid.IdxX * (Threads / lanesPerRow / tensors) + slot / tensors;
-        if (pair >= (long)p.K.Batch * p.K.Heads * p.Chunks)
+        long headChunk = (long)Grid.IdxX * ChunksPerBlock(p.PaddedHeadDim, tensors) + slot / tensors;
+        if (headChunk >= (long)p.K.Batch * p.K.Heads * p.Chunks)
             return;
-        int chunk = (int)(pair % p.Chunks), bh = (int)(pair / p.Chunks);
+        int chunk = (int)(headChunk % p.Chunks), bh = (int)(headChunk / p.Chunks);
         int h = bh % p.K.Heads, b = bh / p.K.Heads;
         // Two call sites instead of one on a selected tensor: ILGPU proves the 16-byte alignment of the vector
         // loads only for a view taken straight from the parameters (a selected view got four 4-byte loads).
