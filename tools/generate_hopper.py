@@ -393,11 +393,17 @@ public static class HopperTile
 """ + scale + """
     }
 
-    /// <summary>P = exp2(s · scale − offset) in place (one multiply-add and one ex2 per element); the lane's partial row sums.</summary>
+    /// <summary>P = exp2(s · scale − offset) in place (one multiply-add and one ex2 per element).</summary>
     """ + INLINE + """
-    public static void Exp2(ref ScoreTile s, float scale, float offsetLo, float offsetHi, out float sumLo, out float sumHi)
+    public static void Exp2(ref ScoreTile s, float scale, float offsetLo, float offsetHi)
     {
 """ + exp2 + """
+    }
+
+    /// <summary>The lane's partial row sums of P (its 16 columns of rows g and g + 8).</summary>
+    """ + INLINE + """
+    public static void RowSums(in ScoreTile s, out float sumLo, out float sumHi)
+    {
 """ + sums + """
     }
 

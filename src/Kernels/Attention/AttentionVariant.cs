@@ -9,7 +9,7 @@ public enum AttentionVariant
     QkInt8PvFp8Fp16Accum = 1,
     /// <summary>FP16 P and V with FP32 accumulation: for sm80/86, and the accurate mode.</summary>
     QkInt8PvFp16 = 2,
-    /// <summary>SageAttention2's Hopper algorithm (v2 numerics) on wgmma warpgroup tensor cores: needs sm_90 exactly (PTX for sm_90a) or the CPU accelerator.</summary>
+    /// <summary>SageAttention2's Hopper algorithm (v2 numerics, except that the softmax denominators sum the e4m3-rounded P: <see cref="AttentionVariants.SumsRoundedP"/>) on wgmma warpgroup tensor cores: needs sm_90 exactly (PTX for sm_90a) or the CPU accelerator.</summary>
     HopperQkInt8PvFp8 = 3,
     /// <summary>The accurate mode on wgmma: FP16 P and V, accumulated in FP32 by the tensor cores (<see cref="QkInt8PvFp16"/>'s numerics); sm_90 only, as <see cref="HopperQkInt8PvFp8"/>.</summary>
     HopperQkInt8PvFp16 = 4,

@@ -10,4 +10,11 @@ public static class AttentionVariants
     /// <summary>Whether P·V runs in FP16 (V stored as FP16, P unshifted): the accurate mode.</summary>
     public static bool HasFp16Values(this AttentionVariant variant) =>
         variant is AttentionVariant.QkInt8PvFp16 or AttentionVariant.HopperQkInt8PvFp16;
+
+    /// <summary>
+    /// Whether the softmax denominators are sums of P as rounded for P·V (e4m3), not of FP32 P: the Hopper FP8 kernel adds
+    /// P on the tensor cores (<see cref="HopperRowSoftmax"/>), so each output row is a weighted mean of V with weights that
+    /// sum to one exactly as applied.
+    /// </summary>
+    public static bool SumsRoundedP(this AttentionVariant variant) => variant is AttentionVariant.HopperQkInt8PvFp8;
 }

@@ -84,7 +84,7 @@ public static partial class HopperAttentionKernel
                 Mbarrier.WaitBlock(producer.Full(0), 0);
                 IssueScores(out var firstLogits, _qDesc, _kDesc0, _qkHigh, _wide, _tiles);
                 WarpGroupMma.WaitAll();
-                softmax.Step(firstLogits, _qScale * kScale, 0, _p, _causal, _warpFirstRow, ref scores);
+                softmax.Step(firstLogits, _qScale * kScale, 0, _p, _causal, _warpFirstRow, ref scores, partialSums: true);
                 ResidentPv.PackNext(HopperTile.AsAccumulator(scores), ref resident);
                 ResidentPv.AdvanceP(ref resident);
             }
@@ -100,7 +100,7 @@ public static partial class HopperAttentionKernel
                 IssueScores(out var logits, _qDesc, _kDesc0 + (uint)next * _stageStep, _qkHigh, _wide, _tiles);
                 IssueResidentValues(stage, ref resident);
                 WarpGroupMma.WaitAllButLatest();
-                softmax.Step(logits, _qScale * kScale, (kb + 1) * KeysPerBlock, _p, _causal, _warpFirstRow, ref scores);
+                softmax.Step(logits, _qScale * kScale, (kb + 1) * KeysPerBlock, _p, _causal, _warpFirstRow, ref scores, partialSums: true);
                 ResidentPv.PackNext(HopperTile.AsAccumulator(scores), ref resident);
                 WarpGroupMma.WaitAll();
                 if (_lane == 0)

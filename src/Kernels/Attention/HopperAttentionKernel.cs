@@ -24,7 +24,9 @@ namespace SageAttn.Kernels.Attention;
 /// in exp2 with the dequantization folded into the exponent (<see cref="HopperRowSoftmax"/>), P packed from the S
 /// registers into the FP8 A registers (V's tokens are permuted by the quantizer to match), then <c>m64n64k32 e4m3</c>
 /// wgmma with P from registers and Vᵀ from shared memory into a fresh FP32 accumulator per 64 channels, and
-/// O = O · rescale + P·V on CUDA cores (FP32 two-level accumulation: the FP8 wgmma accumulator keeps fewer bits). The
+/// O = O · rescale + P·V on CUDA cores (FP32 two-level accumulation: the FP8 wgmma accumulator keeps fewer bits). In the
+/// same commit group an <c>m64n8k32 e4m3</c> product of P with a shared tile of e4m3 ones gives the rows' sums of P
+/// (<see cref="WarpGroupMma.IssueE4M3RowSums"/>), so the softmax adds none on CUDA cores. The
 /// tensor cores work for one warpgroup while another runs its softmax.</para>
 /// <para>FP16 values (<c>valueBytes</c> = 2): P packed as fp16 (the m16n8k16 A fragment, keys in order; no shift), Vᵀ
 /// tiles of 128-byte rows (64 fp16 keys), and four <c>m64n64k16 f32.f16.f16</c> wgmma per 64 channels that accumulate
@@ -90,7 +92,8 @@ public static partial class HopperAttentionKernel
     /// <summary>
     /// Dynamic shared memory of one block on the GPU: one Q tile per warpgroup, <see cref="StagesFor"/> K stages (64 × Dp
     /// bytes) and Vᵀ stages (64 × Dp × <paramref name="valueBytes"/>) shared by the warpgroups, and the barriers (stages
-    /// "full", stages "empty", one for Q). At most 224 KB (FP16 values, four warpgroups).
+    /// "full", stages "empty", one for Q), then for FP8 values the e4m3 ones tile of the row sums
+    /// (<see cref="WarpGroupMma.OnesTileBytes"/>). At most 224 KB (FP16 values, four warpgroups).
     /// </summary>
     /// <param name="paddedHeadDim">64 or 128.</param>
     /// <param name="warpGroups">1 to <see cref="MaxWarpGroups"/>.</param>
@@ -98,8 +101,17 @@ public static partial class HopperAttentionKernel
     public static int SharedBytes(int paddedHeadDim, int warpGroups, int valueBytes)
     {
         int stages = StagesFor(warpGroups);
-        return (warpGroups + stages * (1 + valueBytes)) * Rows * paddedHeadDim + ((2 * stages + 1) * Mbarrier.Bytes + 15) / 16 * 16;
+        return BarrierOffset(paddedHeadDim, warpGroups, valueBytes) + BarrierBytes(stages) + (valueBytes == 1 ? WarpGroupMma.OnesTileBytes : 0);
     }
+
+    /// <summary>Byte offset of the barriers in dynamic shared memory: after the Q tiles and the K and Vᵀ stages.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int BarrierOffset(int paddedHeadDim, int warpGroups, int valueBytes) =>
+        (warpGroups + StagesFor(warpGroups) * (1 + valueBytes)) * Rows * paddedHeadDim;
+
+    /// <summary>Bytes of the barriers ("full" and "empty" per stage, one for Q), rounded up to 16 for the ones tile after them.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int BarrierBytes(int stages) => ((2 * stages + 1) * Mbarrier.Bytes + 15) / 16 * 16;
 
     /// <summary>Bytes of one V element the kernel reads for <paramref name="variant"/>: 2 for FP16 P·V, else 1 (FP8).</summary>
     public static int ValueBytes(AttentionVariant variant) => variant.HasFp16Values() ? 2 : 1;
@@ -162,7 +174,8 @@ public static partial class HopperAttentionKernel
         var sharedBytes = SharedMemory.GetDynamic<byte>();
         var shared = sharedBytes.Cast<uint>();
         uint sharedBase = SharedWindow.SharedAddress(0);
-        uint barriers = sharedBase + (uint)(((groups + stages) * tileWords + stages * vTileWords) * 4);
+        int barrierOffset = BarrierOffset(dp, groups, vBytes), onesOffset = barrierOffset + BarrierBytes(stages);
+        uint barriers = sharedBase + (uint)barrierOffset;
 
         int tid = Group.IdxX, warpGroup = tid / Threads, groupTid = tid % Threads, warp = groupTid / 32, lane = Warp.LaneIdx;
         int g = lane >> 2, t = lane & 3;
@@ -192,6 +205,11 @@ public static partial class HopperAttentionKernel
             visitBlocks = 0;
 
         var producer = new Producer(p, barriers, kvHeadIndex, dp, vBytes, groups, stages, blockBlocks);
+        if (!fp16Values && tid < WarpGroupMma.OnesTileBytes / 4)
+        {
+            shared[onesOffset / 4 + tid] = WarpGroupMma.E4M3OnesWord;
+            SharedWindow.FenceProxyAsync();
+        }
         if (tid == 0)
         {
             for (int i = 0; i < 2 * stages + 1; i++)
@@ -220,6 +238,7 @@ public static partial class HopperAttentionKernel
         uint kDesc0 = WarpGroupMma.DescriptorLow(sharedBase + (uint)(groups * tileWords * 4));
         uint vDesc0 = WarpGroupMma.DescriptorLow(sharedBase + (uint)((groups + stages) * tileWords * 4));
         uint qkHigh = WarpGroupMma.DescriptorHigh(dp), vHigh = WarpGroupMma.DescriptorHigh(KeysPerBlock * vBytes);
+        uint onesDesc = WarpGroupMma.OnesDescriptorLow(sharedBase + (uint)onesOffset);
         uint stageStep = (uint)(tileWords / 4), vStageStep = (uint)(vTileWords / 4), vHalfStep = (uint)(64 * KeysPerBlock * vBytes / 16);
         var output = default(OutputTile);
         // FP16 values: O lives in two wgmma accumulators (channels 0..63, 64..127) that the P·V products add into.
@@ -255,7 +274,7 @@ public static partial class HopperAttentionKernel
                     float scale = qScale * kScale;
                     IssueScores(out var logits, qDesc, kDesc0 + (uint)stage * stageStep, qkHigh, wide, sharedBytes);
                     WarpGroupMma.WaitAll();
-                    softmax.Step(logits, scale, kb * KeysPerBlock, p, causal, warpFirstRow, ref scores);
+                    softmax.Step(logits, scale, kb * KeysPerBlock, p, causal, warpFirstRow, ref scores, partialSums: fp16Values);
                     uint vDesc = vDesc0 + (uint)stage * vStageStep;
                     if (fp16Values)
                     {
@@ -270,8 +289,10 @@ public static partial class HopperAttentionKernel
                     {
                         Tile.PackFp8(scores, ref pFrag);
                         IssueValueHalf(pFrag, vDesc, vHigh, sharedBytes, out var low);
+                        IssueRowSums(pFrag, onesDesc, sharedBytes, out float sumLo, out float sumHi);
                         WarpGroupMma.Commit();
                         WarpGroupMma.WaitAll();
+                        softmax.AddBlockSums(sumLo, sumHi);
                         HopperTile.RescaleAddLowChannels(ref output, low, softmax.RescaleLo, softmax.RescaleHi);
                         IssueValueHalf(pFrag, vDesc + vHalfStep, vHigh, sharedBytes, out var high);
                         WarpGroupMma.Commit();
@@ -281,8 +302,10 @@ public static partial class HopperAttentionKernel
                     else
                     {
                         Tile.PackFp8(scores, ref pFrag);
-                        IssueValues(pFrag, vDesc, vHigh, vHalfStep, wide, sharedBytes, out var low, out var high);
+                        IssueValues(pFrag, vDesc, vHigh, vHalfStep, onesDesc, wide, sharedBytes, out var low, out var high, out float sumLo,
+                            out float sumHi);
                         WarpGroupMma.WaitAll();
+                        softmax.AddBlockSums(sumLo, sumHi);
                         AddValues(ref output, low, high, softmax.RescaleLo, softmax.RescaleHi, wide);
                     }
                 }
@@ -301,11 +324,7 @@ public static partial class HopperAttentionKernel
                 HopperTile.SetHighChannels(ref output, outputHigh);
         }
 
-        float rowSumLo = softmax.SumLo, rowSumHi = softmax.SumHi;
-        rowSumLo += Warp.ShuffleXor(rowSumLo, 1);
-        rowSumLo += Warp.ShuffleXor(rowSumLo, 2);
-        rowSumHi += Warp.ShuffleXor(rowSumHi, 1);
-        rowSumHi += Warp.ShuffleXor(rowSumHi, 2);
+        softmax.RowSums(partialSums: fp16Values, out float rowSumLo, out float rowSumHi);
         long channelBase = kvHeadIndex * dp;
         long outputBase = b * p.OStrideBatch + h * p.OStrideHead;
         Tile.WriteRows(p, output, rowLo < p.Nq, outputBase + rowLo * p.OStrideToken, 1f / rowSumLo,
@@ -332,16 +351,26 @@ public static partial class HopperAttentionKernel
     /// <summary>
     /// Issues P·V of one key block: P (FP8, registers) times the Vᵀ tile named by <paramref name="vDesc"/> and
     /// <paramref name="high"/>, one fresh FP32 accumulator per 64 channels (<paramref name="low"/>, <paramref name="upper"/>),
-    /// committed as one group.
+    /// and P's row sums, committed as one group.
     /// </summary>
-    private static void IssueValues(in PFragments pFrag, uint vDesc, uint high, uint halfStep, bool wide, ArrayView<byte> shared,
-        out WarpGroupFloatAccumulator low, out WarpGroupFloatAccumulator upper)
+    private static void IssueValues(in PFragments pFrag, uint vDesc, uint high, uint halfStep, uint onesDesc, bool wide, ArrayView<byte> shared,
+        out WarpGroupFloatAccumulator low, out WarpGroupFloatAccumulator upper, out float sumLo, out float sumHi)
     {
         IssueValueHalf(pFrag, vDesc, high, shared, out low);
+        IssueRowSums(pFrag, onesDesc, shared, out sumLo, out sumHi);
         upper = default;
         if (wide)
             IssueValueHalf(pFrag, vDesc + halfStep, high, shared, out upper);
         WarpGroupMma.Commit();
+    }
+
+    /// <summary>Issues the row sums of FP8 P (rows g and g + 8, whole) against the ones tile, after a P·V half that fenced P; the caller commits.</summary>
+    private static void IssueRowSums(in PFragments pFrag, uint onesDesc, ArrayView<byte> shared, out float sumLo, out float sumHi)
+    {
+        AFrag a0, a1;
+        a0.R0 = pFrag.S0R0; a0.R1 = pFrag.S0R1; a0.R2 = pFrag.S0R2; a0.R3 = pFrag.S0R3;
+        a1.R0 = pFrag.S1R0; a1.R1 = pFrag.S1R1; a1.R2 = pFrag.S1R2; a1.R3 = pFrag.S1R3;
+        WarpGroupMma.IssueE4M3RowSums(out sumLo, out sumHi, a0, a1, onesDesc, shared);
     }
 
     /// <summary>Issues P·V of one key block into one 64-channel accumulator (the Vᵀ half <paramref name="vDesc"/> names); the caller commits.</summary>

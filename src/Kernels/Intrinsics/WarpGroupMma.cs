@@ -108,6 +108,59 @@ public static partial class WarpGroupMma
             CudaAsm.Emit("wgmma.wait_group.sync.aligned 1;");
     }
 
+    /// <summary>Bytes of the e4m3 ones tile <see cref="IssueE4M3RowSums"/> reads: two 8-row × 16-byte core matrices (k32).</summary>
+    public const int OnesTileBytes = 256;
+
+    /// <summary>Four e4m3 ones (0x38 = 1.0) in one word, to fill the ones tile with.</summary>
+    public const uint E4M3OnesWord = 0x38383838;
+
+    /// <summary>
+    /// The low word of the ones tile's descriptor: no swizzle, LBO = 128 bytes (the k16..31 core matrix follows the k0..15
+    /// one). Both k32 steps read the same 256 bytes: every element is 1.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static uint OnesDescriptorLow(uint sharedAddress) => ((sharedAddress & 0x3FFFF) >> 4) | ((128u >> 4) << 16);
+
+    /// <summary>
+    /// Issues the row sums of an FP8 A operand over K = 64: two chained <c>m64n8k32 f32.e4m3.e4m3</c> wgmma of A (registers)
+    /// against the ones tile (<see cref="OnesTileBytes"/> bytes of <see cref="E4M3OnesWord"/> at
+    /// <paramref name="onesDesc"/>, <see cref="OnesDescriptorLow"/>), so that every column of the 64 × 8 product is a
+    /// row's sum; this lane receives rows g (<paramref name="sumLo"/>) and g + 8 (<paramref name="sumHi"/>) of its warp,
+    /// already reduced over the row's 64 keys. Issued after a product that fenced the same A registers
+    /// (<see cref="IssueE4M3K64"/>) in the same commit group: no fence of its own, no commit; read the sums only after
+    /// a wait. One asm statement of 13 operands.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void IssueE4M3RowSums(out float sumLo, out float sumHi, in AFrag a0, in AFrag a1, uint onesDesc, ArrayView<byte> shared)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            Output<float> lo = default, hi = default;
+            Input<uint> x0 = a0.R0, x1 = a0.R1, x2 = a0.R2, x3 = a0.R3, y0 = a1.R0, y1 = a1.R1, y2 = a1.R2, y3 = a1.R3;
+            Input<uint> b = onesDesc;
+            // High word 16: SBO 256 bytes (unused with one 8-row group), no swizzle.
+            CudaAsm.EmitRef(
+                "{ .reg .pred pz, po; .reg .f32 c1, c3; .reg .b64 db; setp.ne.b32 pz, %10, %10; setp.eq.b32 po, %10, %10; "
+                + "mov.b64 db, {%10, 16}; "
+                + "wgmma.mma_async.sync.aligned.m64n8k32.f32.e4m3.e4m3 {%0, c1, %1, c3}, {%2, %3, %4, %5}, db, pz, 1, 1; "
+                + "wgmma.mma_async.sync.aligned.m64n8k32.f32.e4m3.e4m3 {%0, c1, %1, c3}, {%6, %7, %8, %9}, db, po, 1, 1; }",
+                ref lo, ref hi, ref x0, ref x1, ref x2, ref x3, ref y0, ref y1, ref y2, ref y3, ref b);
+            sumLo = lo.Value;
+            sumHi = hi.Value;
+            return;
+        }
+        long full = onesDesc | (long)16 << 32;
+        var staged = StageA(a0, shared);
+        int col = 2 * (Warp.LaneIdx & 3);
+        sumLo = (float)DotE4M3(shared, staged, full, false, col);
+        sumHi = (float)DotE4M3(shared, staged, full, true, col);
+        Warp.Barrier();
+        staged = StageA(a1, shared);
+        sumLo = (float)(sumLo + DotE4M3(shared, staged, full, false, col));
+        sumHi = (float)(sumHi + DotE4M3(shared, staged, full, true, col));
+        Warp.Barrier();
+    }
+
     /// <summary>First accumulator row of this thread: 16 · (warp in the warpgroup) + lane / 4.</summary>
     private static int RowBase() => 16 * ((Group.IdxX / 32) & 3) + (Warp.LaneIdx >> 2);
 

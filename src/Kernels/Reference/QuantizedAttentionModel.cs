@@ -23,7 +23,7 @@ public static class QuantizedAttentionModel
         int dp = SageConstants.PaddedHeadDim(headDim);
         int nqPad = SageConstants.RoundUp(nq, SageConstants.QTileRows), nkPad = SageConstants.RoundUp(nk, SageConstants.KBlockKeys);
         int kBlocks = nkPad / SageConstants.KBlockKeys, qTiles = nqPad / SageConstants.QTileRows;
-        bool fp16Pv = variant.HasFp16Values();
+        bool fp16Pv = variant.HasFp16Values(), sumsRoundedP = variant.SumsRoundedP();
         float shift = fp16Pv ? 0f : SageConstants.Fp8Shift;
         var output = new float[batch * headsQ * nq * headDim];
         var lse = new float[batch * headsQ * nq];
@@ -60,11 +60,15 @@ public static class QuantizedAttentionModel
                     float rescale = float.Exp2(rowMax - newMax);
                     rowMax = newMax;
                     float blockSum = 0;
+                    double roundedSum = 0;
                     for (int jj = 0; jj < logits.Length; jj++)
                     {
                         logits[jj] = float.Exp2(logits[jj] - (newMax - shift));
                         blockSum += logits[jj];
+                        roundedSum += E4M3.Decode(E4M3.Encode(logits[jj]));
                     }
+                    if (sumsRoundedP)
+                        blockSum = (float)roundedSum;
                     rowSum = rowSum * rescale + blockSum;
                     for (int c = 0; c < dp; c++)
                         acc[c] = acc[c] * rescale + BlockProduct(logits, values, c, kb, variant);

@@ -25,6 +25,14 @@ public sealed class CudaHopperAttentionTests(ITestOutputHelper log)
 {
     private const double VersusV2Tolerance = 5e-4;
 
+    /// <summary>
+    /// The FP8 kernel against the mma.sync v2 kernel: the same products, but the wgmma kernel divides by the sum of the
+    /// e4m3-rounded P (added on the tensor cores) and v2 by the sum of FP32 P, so rows differ by the mean rounding of P
+    /// (about 1e-3 relative L1 on a few hundred keys, less on more); a layout bug gives errors of order 1. The CPU tests pin
+    /// the kernel to its own model at 1e-4.
+    /// </summary>
+    private const double Fp8VersusV2Tolerance = 5e-3;
+
     private static void RequireHopper()
     {
         if (!torch.cuda.is_available())
@@ -52,7 +60,7 @@ public sealed class CudaHopperAttentionTests(ITestOutputHelper log)
         RequireHopper();
         var r = Run(name, 1, hq, hkv, nq, nk, d, causal, bf16 ? ScalarType.BFloat16 : ScalarType.Float16, kOffset, lse, seed: nq * 7 + d);
         Assert.True(r.Exact.Cosine >= 0.998 && r.Exact.RelL1 <= 0.06, $"{name}: vs float64 relL1 {r.Exact.RelL1:F4}, cosine {r.Exact.Cosine:F5}");
-        Assert.True(r.V2RelL1 <= VersusV2Tolerance, $"{name}: differs from the mma.sync v2 kernel by relL1 {r.V2RelL1:E3}");
+        Assert.True(r.V2RelL1 <= Fp8VersusV2Tolerance, $"{name}: differs from the mma.sync v2 kernel by relL1 {r.V2RelL1:E3}");
     }
 
     /// <summary>
@@ -91,7 +99,7 @@ public sealed class CudaHopperAttentionTests(ITestOutputHelper log)
         var r = Run(name, 1, 8, 8, 4096, 4096, 128, causal, ScalarType.Float16, kOffset, lse: false, seed: 4096 + name.Length);
         Assert.True(r.Exact.RelL1 < 0.0385, $"{name}: relL1 {r.Exact.RelL1:F4} ≥ 0.0385");
         Assert.True(r.Exact.Cosine >= 0.9992, $"{name}: cosine {r.Exact.Cosine:F5} < 0.9992");
-        Assert.True(r.V2RelL1 <= VersusV2Tolerance, $"{name}: differs from the mma.sync v2 kernel by relL1 {r.V2RelL1:E3}");
+        Assert.True(r.V2RelL1 <= Fp8VersusV2Tolerance, $"{name}: differs from the mma.sync v2 kernel by relL1 {r.V2RelL1:E3}");
     }
 
     /// <summary>The accurate mode at B=1, H=8, N=4096, D=128 fp16: relL1 ≤ 0.013 (SageAttention's Triton FP16-P·V level).</summary>

@@ -81,6 +81,40 @@ public sealed class WarpGroupMmaTests(CpuAcceleratorFixture fixture) : IClassFix
         Put(d, row, col, 7, acc.J7C0, acc.J7C1, acc.J7C2, acc.J7C3);
     }
 
+    /// <summary>
+    /// Row sums of A [64, 64] e4m3 codes (registers, two k32 fragments) against the ones tile; each lane stores its rows' sums
+    /// at [row, t], so all four lanes of a row are checked.
+    /// </summary>
+    private static void RowSumsKernel(ArrayView<byte> a, ArrayView<float> d)
+    {
+        var shared = SharedMemory.GetDynamic<byte>();
+        var words = shared.Cast<uint>();
+        int tid = Group.IdxX;
+        if (tid < WarpGroupMma.OnesTileBytes / 4)
+            words[tid] = WarpGroupMma.E4M3OnesWord;
+        SharedWindow.FenceProxyAsync();
+        Group.Barrier();
+        int g = Warp.LaneIdx >> 2, t = Warp.LaneIdx & 3, rowLo = 16 * (tid / 32) + g;
+        AFrag a0, a1;
+        a0.R0 = Word64(a, rowLo, 4 * t);
+        a0.R1 = Word64(a, rowLo + 8, 4 * t);
+        a0.R2 = Word64(a, rowLo, 16 + 4 * t);
+        a0.R3 = Word64(a, rowLo + 8, 16 + 4 * t);
+        a1.R0 = Word64(a, rowLo, 32 + 4 * t);
+        a1.R1 = Word64(a, rowLo + 8, 32 + 4 * t);
+        a1.R2 = Word64(a, rowLo, 48 + 4 * t);
+        a1.R3 = Word64(a, rowLo + 8, 48 + 4 * t);
+        WarpGroupMma.Fence();
+        WarpGroupMma.IssueE4M3RowSums(out float sumLo, out float sumHi, a0, a1, WarpGroupMma.OnesDescriptorLow(SharedWindow.SharedAddress(0)), shared);
+        WarpGroupMma.Commit();
+        WarpGroupMma.WaitAll();
+        d[rowLo * 4 + t] = sumLo;
+        d[(rowLo + 8) * 4 + t] = sumHi;
+    }
+
+    private static uint Word64(ArrayView<byte> a, int row, int k) =>
+        a[row * 64 + k] | ((uint)a[row * 64 + k + 1] << 8) | ((uint)a[row * 64 + k + 2] << 16) | ((uint)a[row * 64 + k + 3] << 24);
+
     /// <summary>Stores n8 chunk <paramref name="j"/> of a thread's accumulator: c0, c1 in row, c2, c3 in row + 8, columns col + 8j and + 1.</summary>
     private static void Put<T>(ArrayView<T> d, int row, int col, int j, T c0, T c1, T c2, T c3) where T : unmanaged
     {
@@ -142,6 +176,30 @@ public sealed class WarpGroupMmaTests(CpuAcceleratorFixture fixture) : IClassFix
             for (int k = 0; k < 32; k++)
                 expected += (double)E4M3.Decode(a[m * 32 + k]) * E4M3.Decode(b[n * 32 + k]);
             Assert.True(Math.Abs(expected - d[m * 64 + n]) <= 1e-6 * Math.Max(1, Math.Abs(expected)), $"D[{m}, {n}] = {d[m * 64 + n]}, expected {expected}");
+        }
+    }
+
+    [Fact]
+    public void RowSumsMatchHostSums()
+    {
+        var accelerator = fixture.Require().Accelerator;
+        var random = new Random(13);
+        // Non-negative finite e4m3 codes (P is never negative; 0x7F is NaN).
+        var a = Enumerable.Range(0, 64 * 64).Select(_ => (byte)random.Next(0x7F)).ToArray();
+        using var ab = accelerator.Allocate1D(a);
+        using var db = accelerator.Allocate1D(Enumerable.Repeat(float.NaN, 64 * 4).ToArray());
+        var kernel = accelerator.LoadStreamKernel<ArrayView<byte>, ArrayView<float>>(RowSumsKernel);
+        kernel(new KernelConfig(1, 128, SharedMemoryConfig.RequestDynamic<byte>(WarpGroupMma.OnesTileBytes + WarpGroupMma.EmulationSharedBytes)),
+            ab.View, db.View);
+        accelerator.Synchronize();
+        var d = db.GetAsArray1D();
+        for (int m = 0; m < 64; m++)
+        {
+            double expected = 0;
+            for (int k = 0; k < 64; k++)
+                expected += E4M3.Decode(a[m * 64 + k]);
+            for (int t = 0; t < 4; t++)
+                Assert.True(Math.Abs(expected - d[m * 4 + t]) <= 1e-6 * Math.Max(1, expected), $"row {m}, lane {t}: {d[m * 4 + t]}, expected {expected}");
         }
     }
 }

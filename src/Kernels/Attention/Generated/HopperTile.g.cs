@@ -86,9 +86,9 @@ public static class HopperTile
         s.J7C3 *= scale;
     }
 
-    /// <summary>P = exp2(s · scale − offset) in place (one multiply-add and one ex2 per element); the lane's partial row sums.</summary>
+    /// <summary>P = exp2(s · scale − offset) in place (one multiply-add and one ex2 per element).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Exp2(ref ScoreTile s, float scale, float offsetLo, float offsetHi, out float sumLo, out float sumHi)
+    public static void Exp2(ref ScoreTile s, float scale, float offsetLo, float offsetHi)
     {
         s.J0C0 = FastMath.Exp2(s.J0C0 * scale - offsetLo);
         s.J0C1 = FastMath.Exp2(s.J0C1 * scale - offsetLo);
@@ -122,6 +122,12 @@ public static class HopperTile
         s.J7C1 = FastMath.Exp2(s.J7C1 * scale - offsetLo);
         s.J7C2 = FastMath.Exp2(s.J7C2 * scale - offsetHi);
         s.J7C3 = FastMath.Exp2(s.J7C3 * scale - offsetHi);
+    }
+
+    /// <summary>The lane's partial row sums of P (its 16 columns of rows g and g + 8).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void RowSums(in ScoreTile s, out float sumLo, out float sumHi)
+    {
         sumLo = (((s.J0C0 + s.J0C1) + (s.J1C0 + s.J1C1)) + ((s.J2C0 + s.J2C1) + (s.J3C0 + s.J3C1))) + (((s.J4C0 + s.J4C1) + (s.J5C0 + s.J5C1)) + ((s.J6C0 + s.J6C1) + (s.J7C0 + s.J7C1)));
         sumHi = (((s.J0C2 + s.J0C3) + (s.J1C2 + s.J1C3)) + ((s.J2C2 + s.J2C3) + (s.J3C2 + s.J3C3))) + (((s.J4C2 + s.J4C3) + (s.J5C2 + s.J5C3)) + ((s.J6C2 + s.J6C3) + (s.J7C2 + s.J7C3)));
     }
