@@ -19,8 +19,8 @@ namespace SageAttn.Kernels.Attention;
 /// <para>The sums come one of two ways. FP16 P: the lane adds its own 16 columns per row in <see cref="Step"/> and the
 /// quad is reduced once at the end. FP8 P: the tensor cores add the block's packed P (a wgmma of P against a tile of
 /// e4m3 ones, <see cref="WarpGroupMma.IssueE4M3RowSums"/>) and the caller passes those whole-row sums to
-/// <see cref="AddBlockSums"/>, which takes 30 adds per block off the issue-bound loop and divides O by the sum of the
-/// very P values (rounded to e4m3) that weighted V.</para>
+/// <see cref="AddBlockSums"/>: 30 adds per block fewer in the loop, and O is divided by the sum of the very P values
+/// (rounded to e4m3) that weighted V.</para>
 /// </remarks>
 public struct HopperRowSoftmax
 {

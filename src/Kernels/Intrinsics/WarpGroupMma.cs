@@ -114,6 +114,10 @@ public static partial class WarpGroupMma
     /// <summary>Four e4m3 ones (0x38 = 1.0) in one word, to fill the ones tile with.</summary>
     public const uint E4M3OnesWord = 0x38383838;
 
+    /// <summary>The ones tile's high descriptor word: SBO 256 bytes (unused with one 8-row group), no swizzle. The PTX of
+    /// <see cref="IssueE4M3RowSums"/> spells it as the literal 16 (inline PTX takes literal strings only).</summary>
+    private const uint OnesDescriptorHigh = 256 >> 4;
+
     /// <summary>
     /// The low word of the ones tile's descriptor: no swizzle, LBO = 128 bytes (the k16..31 core matrix follows the k0..15
     /// one). Both k32 steps read the same 256 bytes: every element is 1.
@@ -128,7 +132,7 @@ public static partial class WarpGroupMma
     /// row's sum; this lane receives rows g (<paramref name="sumLo"/>) and g + 8 (<paramref name="sumHi"/>) of its warp,
     /// already reduced over the row's 64 keys. Issued after a product that fenced the same A registers
     /// (<see cref="IssueE4M3K64"/>) in the same commit group: no fence of its own, no commit; read the sums only after
-    /// a wait. One asm statement of 13 operands.
+    /// a wait. A statement of its own because with a P·V half it would need 47 operands (ILGPU takes at most 44).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void IssueE4M3RowSums(out float sumLo, out float sumHi, in AFrag a0, in AFrag a1, uint onesDesc, ArrayView<byte> shared)
@@ -138,7 +142,6 @@ public static partial class WarpGroupMma
             Output<float> lo = default, hi = default;
             Input<uint> x0 = a0.R0, x1 = a0.R1, x2 = a0.R2, x3 = a0.R3, y0 = a1.R0, y1 = a1.R1, y2 = a1.R2, y3 = a1.R3;
             Input<uint> b = onesDesc;
-            // High word 16: SBO 256 bytes (unused with one 8-row group), no swizzle.
             CudaAsm.EmitRef(
                 "{ .reg .pred pz, po; .reg .f32 c1, c3; .reg .b64 db; setp.ne.b32 pz, %10, %10; setp.eq.b32 po, %10, %10; "
                 + "mov.b64 db, {%10, 16}; "
@@ -149,7 +152,7 @@ public static partial class WarpGroupMma
             sumHi = hi.Value;
             return;
         }
-        long full = onesDesc | (long)16 << 32;
+        long full = onesDesc | (long)OnesDescriptorHigh << 32;
         var staged = StageA(a0, shared);
         int col = 2 * (Warp.LaneIdx & 3);
         sumLo = (float)DotE4M3(shared, staged, full, false, col);
