@@ -367,19 +367,22 @@ public static partial class HopperAttentionKernel
     /// <summary>Issues the row sums of FP8 P (rows g and g + 8, whole) against the ones tile, after a P·V half that fenced P; the caller commits.</summary>
     private static void IssueRowSums(in PFragments pFrag, uint onesDesc, ArrayView<byte> shared, out float sumLo, out float sumHi)
     {
-        AFrag a0, a1;
-        a0.R0 = pFrag.S0R0; a0.R1 = pFrag.S0R1; a0.R2 = pFrag.S0R2; a0.R3 = pFrag.S0R3;
-        a1.R0 = pFrag.S1R0; a1.R1 = pFrag.S1R1; a1.R2 = pFrag.S1R2; a1.R3 = pFrag.S1R3;
+        Fp8Steps(pFrag, out var a0, out var a1);
         WarpGroupMma.IssueE4M3RowSums(out sumLo, out sumHi, a0, a1, onesDesc, shared);
     }
 
     /// <summary>Issues P·V of one key block into one 64-channel accumulator (the Vᵀ half <paramref name="vDesc"/> names); the caller commits.</summary>
     private static void IssueValueHalf(in PFragments pFrag, uint vDesc, uint high, ArrayView<byte> shared, out WarpGroupFloatAccumulator acc)
     {
-        AFrag a0, a1;
+        Fp8Steps(pFrag, out var a0, out var a1);
+        WarpGroupMma.IssueE4M3K64(out acc, a0, a1, vDesc, high, shared);
+    }
+
+    /// <summary>FP8 P as the A operands of its two k32 steps (keys 0..31, 32..63), for P·V and the row sums.</summary>
+    private static void Fp8Steps(in PFragments pFrag, out AFrag a0, out AFrag a1)
+    {
         a0.R0 = pFrag.S0R0; a0.R1 = pFrag.S0R1; a0.R2 = pFrag.S0R2; a0.R3 = pFrag.S0R3;
         a1.R0 = pFrag.S1R0; a1.R1 = pFrag.S1R1; a1.R2 = pFrag.S1R2; a1.R3 = pFrag.S1R3;
-        WarpGroupMma.IssueE4M3K64(out acc, a0, a1, vDesc, high, shared);
     }
 
     /// <summary>

@@ -64,8 +64,10 @@ public static class QuantizedAttentionModel
                     for (int jj = 0; jj < logits.Length; jj++)
                     {
                         logits[jj] = float.Exp2(logits[jj] - (newMax - shift));
-                        blockSum += logits[jj];
-                        roundedSum += E4M3.Decode(E4M3.Encode(logits[jj]));
+                        if (sumsRoundedP)
+                            roundedSum += E4M3.Decode(E4M3.Encode(logits[jj]));
+                        else
+                            blockSum += logits[jj];
                     }
                     if (sumsRoundedP)
                         blockSum = (float)roundedSum;

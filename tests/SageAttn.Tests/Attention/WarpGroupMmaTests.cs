@@ -61,10 +61,10 @@ public sealed class WarpGroupMmaTests(CpuAcceleratorFixture fixture) : IClassFix
         Group.Barrier();
         int g = Warp.LaneIdx >> 2, t = Warp.LaneIdx & 3, rowLo = 16 * (tid / 32) + g;
         AFrag frag;
-        frag.R0 = Word(a, rowLo, 4 * t);
-        frag.R1 = Word(a, rowLo + 8, 4 * t);
-        frag.R2 = Word(a, rowLo, 16 + 4 * t);
-        frag.R3 = Word(a, rowLo + 8, 16 + 4 * t);
+        frag.R0 = Word(a, 32, rowLo, 4 * t);
+        frag.R1 = Word(a, 32, rowLo + 8, 4 * t);
+        frag.R2 = Word(a, 32, rowLo, 16 + 4 * t);
+        frag.R3 = Word(a, 32, rowLo + 8, 16 + 4 * t);
         var acc = default(WarpGroupFloatAccumulator);
         WarpGroupMma.Fence();
         WarpGroupMma.MmaE4M3(ref acc, frag, WarpGroupMma.Descriptor(SharedWindow.SharedAddress(0), 128, 256), false, shared);
@@ -96,14 +96,14 @@ public sealed class WarpGroupMmaTests(CpuAcceleratorFixture fixture) : IClassFix
         Group.Barrier();
         int g = Warp.LaneIdx >> 2, t = Warp.LaneIdx & 3, rowLo = 16 * (tid / 32) + g;
         AFrag a0, a1;
-        a0.R0 = Word64(a, rowLo, 4 * t);
-        a0.R1 = Word64(a, rowLo + 8, 4 * t);
-        a0.R2 = Word64(a, rowLo, 16 + 4 * t);
-        a0.R3 = Word64(a, rowLo + 8, 16 + 4 * t);
-        a1.R0 = Word64(a, rowLo, 32 + 4 * t);
-        a1.R1 = Word64(a, rowLo + 8, 32 + 4 * t);
-        a1.R2 = Word64(a, rowLo, 48 + 4 * t);
-        a1.R3 = Word64(a, rowLo + 8, 48 + 4 * t);
+        a0.R0 = Word(a, 64, rowLo, 4 * t);
+        a0.R1 = Word(a, 64, rowLo + 8, 4 * t);
+        a0.R2 = Word(a, 64, rowLo, 16 + 4 * t);
+        a0.R3 = Word(a, 64, rowLo + 8, 16 + 4 * t);
+        a1.R0 = Word(a, 64, rowLo, 32 + 4 * t);
+        a1.R1 = Word(a, 64, rowLo + 8, 32 + 4 * t);
+        a1.R2 = Word(a, 64, rowLo, 48 + 4 * t);
+        a1.R3 = Word(a, 64, rowLo + 8, 48 + 4 * t);
         WarpGroupMma.Fence();
         WarpGroupMma.IssueE4M3RowSums(out float sumLo, out float sumHi, a0, a1, WarpGroupMma.OnesDescriptorLow(SharedWindow.SharedAddress(0)), shared);
         WarpGroupMma.Commit();
@@ -111,9 +111,6 @@ public sealed class WarpGroupMmaTests(CpuAcceleratorFixture fixture) : IClassFix
         d[rowLo * 4 + t] = sumLo;
         d[(rowLo + 8) * 4 + t] = sumHi;
     }
-
-    private static uint Word64(ArrayView<byte> a, int row, int k) =>
-        a[row * 64 + k] | ((uint)a[row * 64 + k + 1] << 8) | ((uint)a[row * 64 + k + 2] << 16) | ((uint)a[row * 64 + k + 3] << 24);
 
     /// <summary>Stores n8 chunk <paramref name="j"/> of a thread's accumulator: c0, c1 in row, c2, c3 in row + 8, columns col + 8j and + 1.</summary>
     private static void Put<T>(ArrayView<T> d, int row, int col, int j, T c0, T c1, T c2, T c3) where T : unmanaged
@@ -124,8 +121,12 @@ public sealed class WarpGroupMmaTests(CpuAcceleratorFixture fixture) : IClassFix
         d[(row + 8) * 64 + col + 8 * j + 1] = c3;
     }
 
-    private static uint Word(ArrayView<byte> a, int row, int k) =>
-        a[row * 32 + k] | ((uint)a[row * 32 + k + 1] << 8) | ((uint)a[row * 32 + k + 2] << 16) | ((uint)a[row * 32 + k + 3] << 24);
+    /// <summary>Bytes k..k + 3 of row <paramref name="row"/> of a row-major byte matrix with <paramref name="rowBytes"/>-byte rows, as one word.</summary>
+    private static uint Word(ArrayView<byte> a, int rowBytes, int row, int k)
+    {
+        int i = row * rowBytes + k;
+        return a[i] | ((uint)a[i + 1] << 8) | ((uint)a[i + 2] << 16) | ((uint)a[i + 3] << 24);
+    }
 
     [Fact]
     public void MmaS8MatchesHostProduct()
