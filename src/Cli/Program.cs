@@ -37,7 +37,7 @@ static int Usage()
           sageattn bench-decode [--batch 1,16,64] [--ctx 1024,8192,32768] [--heads 32] [--kv-heads 8] [--dim 128]
                        [--block 64] [--splits S] [--reps 50] [--out DIR]
                                                  paged decode on CUDA tensors: time per call and cache bandwidth
-          sageattn ptx --out DIR                 write the attention kernels' PTX (sm_90) for ptxas -v
+          sageattn ptx --out DIR                 write the attention and quantization kernels' PTX (sm_90) for ptxas -v
           sageattn info                          libtorch source, CUDA devices and their variants, CPU accelerator
           sageattn run --in QKV.safetensors --out OUT.safetensors [--layout HND|NHD] [--causal] [--sm-scale X]
                        [--lse] [--variant QkInt8PvFp8|QkInt8PvFp8Fp16Accum|QkInt8PvFp16|HopperQkInt8PvFp8|HopperQkInt8PvFp16]

@@ -1,10 +1,11 @@
 using ILGPU.Runtime.Cuda;
 using SageAttn.Kernels.Attention;
 using SageAttn.Kernels.Runtime;
+using SageAttn.Quantization.Kernels;
 
 namespace SageAttn.Cli;
 
-/// <summary>Writes the attention kernels' PTX for sm_90 so ptxas -v can report registers and spills.</summary>
+/// <summary>Writes the attention and fused quantization kernels' PTX for sm_90 so ptxas -v can report registers and spills.</summary>
 internal static class PtxCommand
 {
     public static int Run(string[] args)
@@ -32,6 +33,13 @@ internal static class PtxCommand
             string path = Path.Combine(dir, $"attention_{variant}_d{dp}_wg{groups}.ptx");
             File.WriteAllText(path, ptx.Ptx);
             Console.WriteLine($"{path}: entry {ptx.EntryName}, {ptx.Ptx.Length} chars (sm_90a)");
+        }
+        foreach (var (name, kernel) in new[] { ("quantize_kv_stats", typeof(KvStatsKernel)), ("quantize_qkv", typeof(QkvQuantizeKernel)) })
+        {
+            var ptx = compiler.Compile(kernel.GetMethod("Run")!, target, []);
+            string path = Path.Combine(dir, $"{name}.ptx");
+            File.WriteAllText(path, ptx.Ptx);
+            Console.WriteLine($"{path}: entry {ptx.EntryName}, {ptx.Ptx.Length} chars");
         }
         return 0;
     }
