@@ -1,6 +1,7 @@
 using ILGPU.Runtime.Cuda;
 using SageAttn.Kernels.Attention;
 using SageAttn.Kernels.Runtime;
+using SageAttn.Quantization;
 using SageAttn.Quantization.Kernels;
 
 namespace SageAttn.Cli;
@@ -38,6 +39,15 @@ internal static class PtxCommand
         {
             var ptx = compiler.Compile(kernel.GetMethod("Run")!, target, []);
             string path = Path.Combine(dir, $"{name}.ptx");
+            File.WriteAllText(path, ptx.Ptx);
+            Console.WriteLine($"{path}: entry {ptx.EntryName}, {ptx.Ptx.Length} chars");
+        }
+        // The one-launch quantizer as the default options specialize it (per-thread scales, FP8 V), fp16 inputs.
+        foreach (int dp in new[] { 64, 128 })
+        {
+            var ptx = compiler.Compile(typeof(QkvQuantizeOneLaunchKernel).GetMethod("Run")!, target,
+                [dp, (int)TensorElementType.Float16, (int)VFormat.Fp8ForFp32Accum, (int)QuantGranularity.PerThread]);
+            string path = Path.Combine(dir, $"quantize_one_launch_d{dp}.ptx");
             File.WriteAllText(path, ptx.Ptx);
             Console.WriteLine($"{path}: entry {ptx.EntryName}, {ptx.Ptx.Length} chars");
         }

@@ -41,6 +41,7 @@ public sealed partial class CudaSageAttention : IDisposable
     private static readonly MethodInfo Attention = typeof(AttentionKernel).GetMethod(nameof(AttentionKernel.Run))!;
     private static readonly MethodInfo KvStats = typeof(KvStatsKernel).GetMethod(nameof(KvStatsKernel.Run))!;
     private static readonly MethodInfo QuantizeQkv = typeof(QkvQuantizeKernel).GetMethod(nameof(QkvQuantizeKernel.Run))!;
+    private static readonly MethodInfo QuantizeOneLaunch = typeof(QkvQuantizeOneLaunchKernel).GetMethod(nameof(QkvQuantizeOneLaunchKernel.Run))!;
     private static readonly MethodInfo VarlenAttention = typeof(VarlenAttentionKernel).GetMethod(nameof(VarlenAttentionKernel.Run))!;
     private static readonly MethodInfo HopperAttention = typeof(HopperAttentionKernel).GetMethod(nameof(HopperAttentionKernel.Run))!;
 
@@ -53,8 +54,8 @@ public sealed partial class CudaSageAttention : IDisposable
         _launcher = new CudaKernelLauncher();
     }
 
-    /// <summary>Fused (two launches, the default) or separate quantization kernels; the results are identical. Set before use.</summary>
-    public QuantizationPath QuantizationPath { get; init; } = QuantizationPath.Fused;
+    /// <summary>One launch (the default; heads over 4096 tokens take two), fused (two launches) or separate quantization kernels; the results are identical. Set before use.</summary>
+    public QuantizationPath QuantizationPath { get; init; } = QuantizationPath.OneLaunch;
 
     /// <summary>The highest architecture the kernels are generated for (sm_90: no wgmma path yet).</summary>
     public static CudaArchitecture MaxArchitecture => CudaArchitecture.SM_90;
@@ -140,7 +141,10 @@ public sealed partial class CudaSageAttention : IDisposable
 
         if ((stages & PipelineStages.Quantize) != 0)
         {
-            if (QuantizationPath == QuantizationPath.Fused)
+            if (QuantizationPath == QuantizationPath.OneLaunch
+                && FusedQuantizationPlan.TakesOneLaunch(shape))
+                EnqueueOneLaunchQuantization(target, stream, shape, q, k, v, elementType, smScale, options, scratch, args);
+            else if (QuantizationPath is QuantizationPath.Fused or QuantizationPath.OneLaunch)
                 EnqueueFusedQuantization(target, stream, shape, q, k, v, elementType, smScale, options, scratch, args);
             else
                 EnqueueSeparateQuantization(target, stream, grid, q, k, v, elementType, smScale, options, scratch, args);
@@ -304,6 +308,32 @@ public sealed partial class CudaSageAttention : IDisposable
                 ["QScales"] = scratch.QScale, ["KScales"] = scratch.KScale, ["VOut"] = scratch.V, ["VScales"] = scratch.VScale,
                 ["VMeans"] = scratch.VMean, ["KStats"] = scratch.KStats, ["VStats"] = scratch.VStats,
             }));
+    }
+
+    /// <summary>
+    /// One launch (<see cref="QkvQuantizeOneLaunchKernel"/>), after zeroing its ticket
+    /// and arrival counters on the same stream.
+    /// </summary>
+    private void EnqueueOneLaunchQuantization(PtxTarget target, IntPtr stream, AttentionShape shape, in DeviceTensor q, in DeviceTensor k,
+        in DeviceTensor v, TensorElementType elementType, float smScale, SageAttentionOptions options, QuantizedScratch scratch, KernelArgs args)
+    {
+        var plan = FusedQuantizationPlan.For(shape, vStats: FusedQuantizationPlan.ReadsVStats(options, elementType));
+        int vectorLoads = (q.Pointer % 16 == 0 ? 1 : 0) | (k.Pointer % 16 == 0 ? 2 : 0) | (v.Pointer % 16 == 0 ? 4 : 0);
+        var p = plan.OneLaunchParams(shape, options, elementType, smScale, vectorLoads);
+        p.Tiles.Q = q.ToStrided();
+        p.Tiles.K = k.ToStrided();
+        p.Tiles.V = v.ToStrided();
+        CudaDriver.ZeroAsync(scratch.Coordination.Pointer, QkvQuantizeOneLaunchKernel.CounterCount((long)shape.Batch * shape.HeadsKv), stream);
+        Launch(target, QuantizeOneLaunch, new LaunchDimensions((int)FusedQuantizationPlan.OneLaunchItems(shape), 1, 1, TileSlices.Threads, 1, 1),
+            stream, args.AddParameter(p, new Dictionary<string, DeviceView>
+            {
+                ["Tiles.Q.Data"] = new(q.Pointer, q.ElementCount), ["Tiles.K.Data"] = new(k.Pointer, k.ElementCount),
+                ["Tiles.V.Data"] = new(v.Pointer, v.ElementCount), ["Tiles.QOut"] = scratch.Q, ["Tiles.KOut"] = scratch.K,
+                ["Tiles.QScales"] = scratch.QScale, ["Tiles.KScales"] = scratch.KScale, ["Tiles.VOut"] = scratch.V,
+                ["Tiles.VScales"] = scratch.VScale, ["Tiles.VMeans"] = scratch.VMean, ["Tiles.KStats"] = scratch.KStats,
+                ["Tiles.VStats"] = scratch.VStats, ["Coordination"] = scratch.Coordination,
+            }).Add(p.Tiles.PaddedHeadDim).Add(p.Tiles.ElementType).Add(p.Tiles.VFormat).Add(p.Tiles.Granularity),
+            p.Tiles.PaddedHeadDim, p.Tiles.ElementType, p.Tiles.VFormat, p.Tiles.Granularity);
     }
 
     /// <summary>Unloads the cached modules (only when no launch is in flight).</summary>

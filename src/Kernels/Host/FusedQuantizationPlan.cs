@@ -40,6 +40,36 @@ public sealed record FusedQuantizationPlan(int StripTiles, int Strips, long Quan
         return new FusedQuantizationPlan(tiles, strips, items, statsBlocks, vStats);
     }
 
+    /// <summary>
+    /// Whether <see cref="QkvQuantizeOneLaunchKernel"/> takes <paramref name="shape"/>: heads of at most
+    /// <see cref="QkvQuantizeOneLaunchKernel.MaxChunks"/> statistics chunks (longer heads leave L2 before their second read).
+    /// </summary>
+    public static bool TakesOneLaunch(AttentionShape shape)
+    {
+        ArgumentNullException.ThrowIfNull(shape);
+        return shape.KStatsChunks <= QkvQuantizeOneLaunchKernel.MaxChunks && OneLaunchItems(shape) <= int.MaxValue;
+    }
+
+    /// <summary>Work items of one step of one tensor in the one-launch launch (a head's statistics chunks and tiles).</summary>
+    public static long OneLaunchStepItems(AttentionShape shape) =>
+        QkvQuantizeOneLaunchKernel.StepItems(shape.KBlocks, shape.KStatsChunks);
+
+    /// <summary>Blocks of the one-launch launch.</summary>
+    public static long OneLaunchItems(AttentionShape shape)
+    {
+        long step = OneLaunchStepItems(shape);
+        return QkvQuantizeOneLaunchKernel.Items(shape.Batch, shape.HeadsQ, shape.HeadsKv, shape.QTiles, step,
+            QkvQuantizeOneLaunchKernel.LagSteps(step, (long)shape.Batch * shape.HeadsKv));
+    }
+
+    /// <summary>The one-launch kernel's scalar parameters (views and tensors are filled in by the launcher).</summary>
+    public OneLaunchQuantizeParams OneLaunchParams(AttentionShape shape, SageAttentionOptions options, TensorElementType elementType,
+        float smScale, int vectorLoads) => new()
+    {
+        Tiles = QuantizeParams(shape, options, elementType, smScale, vectorLoads),
+        Lag = QkvQuantizeOneLaunchKernel.LagSteps(OneLaunchStepItems(shape), (long)shape.Batch * shape.HeadsKv),
+    };
+
     /// <summary>The statistics kernel's scalar parameters (views and tensors are filled in by the launcher).</summary>
     public KvStatsParams StatsParams(AttentionShape shape, TensorElementType elementType, int vectorLoads) => new()
     {

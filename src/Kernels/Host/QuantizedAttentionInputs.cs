@@ -18,6 +18,8 @@ public sealed class QuantizedAttentionInputs : IDisposable
     /// <summary>Channel statistics of K (smoothing mean; the LSE correction reads them too).</summary>
     public MemoryBuffer1D<float, Stride1D.Dense> KStats { get; }
     public MemoryBuffer1D<float, Stride1D.Dense> VStats { get; }
+    /// <summary>The one-launch quantization's ticket, arrival counters (zeroed before each of its launches) and K channel means.</summary>
+    public MemoryBuffer1D<int, Stride1D.Dense> Coordination { get; }
 
     /// <summary>Views of all the buffers, as the runner's launches take them.</summary>
     internal QuantizedViews Views => new(Q.View, QScale.View, K.View, KScale.View, V.View, VScale.View, VMean.View, KStats.View, VStats.View);
@@ -36,11 +38,12 @@ public sealed class QuantizedAttentionInputs : IDisposable
         VMean = accelerator.Allocate1D<float>(layout.VMeans);
         KStats = accelerator.Allocate1D<float>(layout.KStats);
         VStats = accelerator.Allocate1D<float>(layout.VStats);
+        Coordination = accelerator.Allocate1D<int>(layout.Coordination);
     }
 
     public void Dispose()
     {
         Q.Dispose(); QScale.Dispose(); K.Dispose(); KScale.Dispose(); V.Dispose();
-        VScale.Dispose(); VMean.Dispose(); KStats.Dispose(); VStats.Dispose();
+        VScale.Dispose(); VMean.Dispose(); KStats.Dispose(); VStats.Dispose(); Coordination.Dispose();
     }
 }

@@ -1,4 +1,5 @@
 using SageAttn.Quantization;
+using SageAttn.Quantization.Kernels;
 
 namespace SageAttn.Kernels.Host;
 
@@ -17,9 +18,10 @@ namespace SageAttn.Kernels.Host;
 /// <param name="KStats">K channel statistics [B, Hkv, chunks, 3, Dp] (float elements).</param>
 /// <param name="VStats">V channel statistics [B, Hkv, chunks, 3, Dp] (float elements).</param>
 /// <param name="LseRows">Rows of the LSE and of its K-smoothing correction [B, Hq, Nq] (float elements).</param>
+/// <param name="Coordination">The one-launch quantization's ticket, per-head arrival counters and K channel means (int elements; see <c>OneLaunchQuantizeParams.Coordination</c>).</param>
 public sealed record QuantizedLayout(
     long QBytes, long QScales, long KBytes, long KScales, long VWords,
-    long VScales, long VMeans, long KStats, long VStats, long LseRows)
+    long VScales, long VMeans, long KStats, long VStats, long LseRows, long Coordination)
 {
     /// <summary>The element counts for <paramref name="shape"/> quantized as <paramref name="options"/> asks.</summary>
     public static QuantizedLayout For(AttentionShape shape, SageAttentionOptions options)
@@ -39,7 +41,8 @@ public sealed record QuantizedLayout(
             VMeans: kvHeads * dp,
             KStats: kvHeads * shape.KStatsChunks * 3 * dp,
             VStats: kvHeads * shape.KStatsChunks * 3 * dp,
-            LseRows: qHeads * shape.Nq);
+            LseRows: qHeads * shape.Nq,
+            Coordination: QkvQuantizeOneLaunchKernel.CoordinationCount(kvHeads, dp));
     }
 
     /// <summary>Bytes of each scratch buffer of the driver path, in <see cref="QuantizedScratch"/> order.</summary>
@@ -54,5 +57,6 @@ public sealed record QuantizedLayout(
         (nameof(QuantizedScratch.VMean), VMeans * sizeof(float)),
         (nameof(QuantizedScratch.KStats), KStats * sizeof(float)),
         (nameof(QuantizedScratch.VStats), VStats * sizeof(float)),
+        (nameof(QuantizedScratch.Coordination), Coordination * sizeof(int)),
     ];
 }

@@ -5,7 +5,7 @@ namespace SageAttn.Kernels.Host;
 /// <summary>
 /// Caller-owned device buffers the driver path quantizes into (<see cref="CudaSageAttention"/>). Each
 /// view's length counts elements of that buffer's type: bytes for Q and K, 32-bit words for V, floats
-/// for scales, means and statistics.
+/// for scales, means and statistics, ints for the coordination buffer.
 /// </summary>
 /// <remarks>
 /// Why caller-owned: the TorchSharp backend allocates them as torch tensors so libtorch's caching
@@ -13,7 +13,7 @@ namespace SageAttn.Kernels.Host;
 /// </remarks>
 public sealed record QuantizedScratch(
     DeviceView Q, DeviceView QScale, DeviceView K, DeviceView KScale, DeviceView V,
-    DeviceView VScale, DeviceView VMean, DeviceView KStats, DeviceView VStats)
+    DeviceView VScale, DeviceView VMean, DeviceView KStats, DeviceView VStats, DeviceView Coordination)
 {
     /// <summary>
     /// Builds the scratch set by asking <paramref name="allocate"/> for each buffer's bytes (in
@@ -35,7 +35,8 @@ public sealed record QuantizedScratch(
             new DeviceView(Get(nameof(VScale), layout.VScales * sizeof(float)), layout.VScales),
             new DeviceView(Get(nameof(VMean), layout.VMeans * sizeof(float)), layout.VMeans),
             new DeviceView(Get(nameof(KStats), layout.KStats * sizeof(float)), layout.KStats),
-            new DeviceView(Get(nameof(VStats), layout.VStats * sizeof(float)), layout.VStats));
+            new DeviceView(Get(nameof(VStats), layout.VStats * sizeof(float)), layout.VStats),
+            new DeviceView(Get(nameof(Coordination), layout.Coordination * sizeof(int)), layout.Coordination));
     }
 
     /// <summary>Throws when a buffer is missing or shorter than <paramref name="layout"/> needs.</summary>
@@ -52,6 +53,7 @@ public sealed record QuantizedScratch(
         Need(VMean, layout.VMeans, nameof(VMean));
         Need(KStats, layout.KStats, nameof(KStats));
         Need(VStats, layout.VStats, nameof(VStats));
+        Need(Coordination, layout.Coordination, nameof(Coordination));
     }
 
     private static void Need(DeviceView view, long elements, string name)

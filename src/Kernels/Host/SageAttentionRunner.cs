@@ -21,6 +21,7 @@ public sealed partial class SageAttentionRunner
     private readonly Action<KernelConfig, AttentionParams, SpecializedValue<int>, SpecializedValue<int>> _attention;
     private readonly Action<KernelConfig, KvStatsParams> _kvStats;
     private readonly Action<KernelConfig, QkvQuantizeParams> _quantizeQkv;
+    private readonly Action<KernelConfig, OneLaunchQuantizeParams, SpecializedValue<int>, SpecializedValue<int>, SpecializedValue<int>, SpecializedValue<int>> _quantizeOneLaunch;
     private readonly Action<KernelConfig, AttentionParams, SpecializedValue<int>, SpecializedValue<int>> _varlenAttention;
     /// <summary>Dense launches still pass a valid (unread) cu_seqlens view.</summary>
     private readonly MemoryBuffer1D<int, Stride1D.Dense> _noSequences;
@@ -35,13 +36,19 @@ public sealed partial class SageAttentionRunner
         _attention = accelerator.LoadStreamKernel<AttentionParams, SpecializedValue<int>, SpecializedValue<int>>(AttentionKernel.Run);
         _kvStats = accelerator.LoadStreamKernel<KvStatsParams>(KvStatsKernel.Run);
         _quantizeQkv = accelerator.LoadStreamKernel<QkvQuantizeParams>(QkvQuantizeKernel.Run);
+        _quantizeOneLaunch = accelerator.LoadStreamKernel<OneLaunchQuantizeParams, SpecializedValue<int>, SpecializedValue<int>,
+            SpecializedValue<int>, SpecializedValue<int>>(QkvQuantizeOneLaunchKernel.Run);
         _varlenAttention = accelerator.LoadStreamKernel<AttentionParams, SpecializedValue<int>, SpecializedValue<int>>(VarlenAttentionKernel.Run);
         _noSequences = accelerator.Allocate1D<int>(1);
     }
 
     public Accelerator Accelerator => _accelerator;
 
-    /// <summary>Fused (two launches, the default) or separate quantization kernels; the results are identical.</summary>
+    /// <summary>
+    /// Fused (two launches, the default here), one launch or separate quantization kernels; the results are identical. The
+    /// one-launch kernel is specialized per head dim, dtype, V format and granularity, which on the CPU accelerator costs a
+    /// compilation per combination, so the CPU runner keeps the two launches (its tests select the others explicitly).
+    /// </summary>
     public QuantizationPath QuantizationPath { get; set; } = QuantizationPath.Fused;
 
     /// <summary>K/V blocks per strip of the fused quantizer; null picks <see cref="QkvQuantizeKernel.DefaultStripTiles"/>.</summary>
@@ -84,7 +91,12 @@ public sealed partial class SageAttentionRunner
             throw new ArgumentException($"the quantized buffers were made for {quantized.Shape}, the inputs are {shape}.", nameof(quantized));
         if (!(smScale > 0) || float.IsInfinity(smScale))
             throw new ArgumentException($"sm_scale must be positive and finite, got {smScale}.", nameof(smScale));
-        if (QuantizationPath == QuantizationPath.Fused)
+        if (QuantizationPath == QuantizationPath.OneLaunch && FusedQuantizationPlan.TakesOneLaunch(shape))
+        {
+            QuantizeOneLaunch(quantized, q, k, v, elementType, smScale);
+            return;
+        }
+        if (QuantizationPath is QuantizationPath.Fused or QuantizationPath.OneLaunch)
         {
             QuantizeFused(quantized, q, k, v, elementType, smScale);
             return;
@@ -143,6 +155,26 @@ public sealed partial class SageAttentionRunner
         p.VOut = quantized.V.View; p.VScales = quantized.VScale.View; p.VMeans = quantized.VMean.View;
         p.KStats = quantized.KStats.View; p.VStats = quantized.VStats.View;
         _quantizeQkv(new KernelConfig(new Index3D((int)plan.QuantizeItems, 1, 1), new Index3D(TileSlices.Threads, 1, 1)), p);
+    }
+
+    /// <summary>Q, K and V in one launch (<see cref="QkvQuantizeOneLaunchKernel"/>).</summary>
+    private void QuantizeOneLaunch(QuantizedAttentionInputs quantized, in StridedTensor q, in StridedTensor k, in StridedTensor v,
+        TensorElementType elementType, float smScale)
+    {
+        var shape = quantized.Shape;
+        var plan = FusedQuantizationPlan.For(shape, StripTiles, FusedQuantizationPlan.ReadsVStats(quantized.Options, elementType));
+        int vectorLoads = (Vector16(q) ? 1 : 0) | (Vector16(k) ? 2 : 0) | (Vector16(v) ? 4 : 0);
+        var p = plan.OneLaunchParams(shape, quantized.Options, elementType, smScale, vectorLoads);
+        p.Tiles.Q = q; p.Tiles.K = k; p.Tiles.V = v;
+        p.Tiles.QOut = quantized.Q.View; p.Tiles.KOut = quantized.K.View; p.Tiles.QScales = quantized.QScale.View;
+        p.Tiles.KScales = quantized.KScale.View; p.Tiles.VOut = quantized.V.View; p.Tiles.VScales = quantized.VScale.View;
+        p.Tiles.VMeans = quantized.VMean.View; p.Tiles.KStats = quantized.KStats.View; p.Tiles.VStats = quantized.VStats.View;
+        p.Coordination = quantized.Coordination.View;
+        long counters = QkvQuantizeOneLaunchKernel.CounterCount((long)shape.Batch * shape.HeadsKv);
+        quantized.Coordination.View.SubView(0, counters).MemSetToZero();
+        _quantizeOneLaunch(new KernelConfig(new Index3D((int)FusedQuantizationPlan.OneLaunchItems(shape), 1, 1),
+            new Index3D(TileSlices.Threads, 1, 1)), p, SpecializedValue.New(p.Tiles.PaddedHeadDim), SpecializedValue.New(p.Tiles.ElementType),
+            SpecializedValue.New(p.Tiles.VFormat), SpecializedValue.New(p.Tiles.Granularity));
     }
 
     /// <summary>16-byte loads need the first element 16-byte aligned: device allocations are, so a view is when its offset is.</summary>

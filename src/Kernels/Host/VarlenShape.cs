@@ -85,6 +85,8 @@ public sealed record VarlenShape
             VMeans: kvHeads * dp,
             KStats: kvHeads * KStatsChunks * 3 * dp,
             VStats: kvHeads * KStatsChunks * 3 * dp,
-            LseRows: (long)HeadsQ * TotalQ);
+            LseRows: (long)HeadsQ * TotalQ,
+            // Packed batches quantize with the two-launch path, which needs no coordination; one int keeps the buffer non-empty.
+            Coordination: 1);
     }
 }

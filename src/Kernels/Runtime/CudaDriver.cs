@@ -174,6 +174,14 @@ public static unsafe class CudaDriver
         Check(CudaNative.cuStreamSynchronize(stream), $"synchronizing stream 0x{stream:x}");
     }
 
+    /// <summary>Enqueues setting <paramref name="count"/> 32-bit words at <paramref name="destination"/> to zero on <paramref name="stream"/>.</summary>
+    public static void ZeroAsync(IntPtr destination, long count, IntPtr stream)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        Initialize();
+        Check(CudaNative.cuMemsetD32Async(destination, 0u, (nuint)count, stream), $"zeroing {count} words at 0x{destination:x}");
+    }
+
     /// <summary>Allocates device memory in the current context (tests and benchmarks only).</summary>
     public static IntPtr Allocate(long bytes)
     {

@@ -60,6 +60,8 @@ internal static unsafe class CudaNative
         void* tensorMap, int dataType, uint rank, IntPtr globalAddress, ulong* globalDim, ulong* globalStrides,
         uint* boxDim, uint* elementStrides, int interleave, int swizzle, int l2Promotion, int oobFill);
 
+    [DllImport(Library)] public static extern int cuMemsetD32Async(IntPtr destination, uint value, nuint count, IntPtr stream);
+
     [DllImport(Library, EntryPoint = "cuMemGetInfo_v2")] public static extern int cuMemGetInfo(out nuint free, out nuint total);
 
     [DllImport(Library)] public static extern int cuStreamSynchronize(IntPtr stream);

@@ -3,6 +3,7 @@ using ILGPU.Runtime;
 using SageAttn.Kernels.Attention;
 using SageAttn.Kernels.Host;
 using SageAttn.Quantization;
+using SageAttn.Quantization.Kernels;
 using SageAttn.Quantization.Reference;
 using SageAttn.Tests.Support;
 
@@ -29,6 +30,23 @@ public sealed class FusedQuantizationTests(CpuAcceleratorFixture fixture) : ICla
     [Theory]
     [MemberData(nameof(Cases))]
     public void FusedPathEqualsReferenceExactly(int batch, int headsQ, int headsKv, int tokens, int headDim, TensorElementType type,
+        bool smoothK, bool smoothV, int variant, bool nhd, int stripTiles) =>
+        AssertEqualsReference(QuantizationPath.Fused, batch, headsQ, headsKv, tokens, headDim, type, smoothK, smoothV, variant, nhd, stripTiles);
+
+    /// <summary>
+    /// The one-launch kernel (statistics and quantization items in one launch, ordered by tickets; quantization blocks wait
+    /// for their head's statistics, also on the CPU accelerator). Adds heads of three chunks with a one-tile last chunk (600 tokens) and a case without K smoothing (K's
+    /// statistics are then not computed at all).
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Cases))]
+    [InlineData(2, 2, 1, 600, 128, TensorElementType.Float16, true, true, 2, false, 0)]
+    [InlineData(1, 2, 2, 530, 64, TensorElementType.BFloat16, false, false, 0, false, 0)]
+    public void OneLaunchPathEqualsReferenceExactly(int batch, int headsQ, int headsKv, int tokens, int headDim, TensorElementType type,
+        bool smoothK, bool smoothV, int variant, bool nhd, int stripTiles) =>
+        AssertEqualsReference(QuantizationPath.OneLaunch, batch, headsQ, headsKv, tokens, headDim, type, smoothK, smoothV, variant, nhd, stripTiles);
+
+    private void AssertEqualsReference(QuantizationPath path, int batch, int headsQ, int headsKv, int tokens, int headDim, TensorElementType type,
         bool smoothK, bool smoothV, int variant, bool nhd, int stripTiles)
     {
         var runner = fixture.Require();
@@ -45,7 +63,7 @@ public sealed class FusedQuantizationTests(CpuAcceleratorFixture fixture) : ICla
         var (qb, qv) = fixture.Upload(q, aligned8: !nhd);
         var (kb, kv) = fixture.Upload(k, aligned8: !nhd);
         var (vb, vv) = fixture.Upload(v, aligned8: !nhd);
-        runner.QuantizationPath = QuantizationPath.Fused;
+        runner.QuantizationPath = path;
         runner.StripTiles = stripTiles == 0 ? null : stripTiles;
         try
         {
@@ -55,7 +73,9 @@ public sealed class FusedQuantizationTests(CpuAcceleratorFixture fixture) : ICla
                 fixture.Accelerator!.Synchronize();
                 int dp = SageConstants.PaddedHeadDim(headDim);
                 var kStats = QuantizationReference.ChannelStats(k, dp);
-                Assert.Equal(kStats, quantized.KStats.GetAsArray1D());
+                // Without K smoothing nothing reads K's statistics; the one-launch kernel does not compute them.
+                if (smoothK || path == QuantizationPath.Fused)
+                    Assert.Equal(kStats, quantized.KStats.GetAsArray1D());
                 if (FusedQuantizationPlan.ReadsVStats(options, type))
                     Assert.Equal(QuantizationReference.ChannelStats(v, dp), quantized.VStats.GetAsArray1D());
 
@@ -82,6 +102,7 @@ public sealed class FusedQuantizationTests(CpuAcceleratorFixture fixture) : ICla
         finally
         {
             runner.StripTiles = null;
+            runner.QuantizationPath = QuantizationPath.Fused;
         }
     }
 
@@ -127,7 +148,7 @@ public sealed class FusedQuantizationTests(CpuAcceleratorFixture fixture) : ICla
     }
 
     [Fact]
-    public void FusedAndSeparatePathsWriteIdenticalBuffers()
+    public void AllQuantizationPathsWriteIdenticalBuffers()
     {
         var runner = fixture.Require();
         var random = new Random(5);
@@ -145,7 +166,15 @@ public sealed class FusedQuantizationTests(CpuAcceleratorFixture fixture) : ICla
             using var separate = runner.Quantize(qv, kv, vv, type, 0.125f, options);
             runner.QuantizationPath = QuantizationPath.Fused;
             using var fused = runner.Quantize(qv, kv, vv, type, 0.125f, options);
+            runner.QuantizationPath = QuantizationPath.OneLaunch;
+            using var oneLaunch = runner.Quantize(qv, kv, vv, type, 0.125f, options);
+            runner.QuantizationPath = QuantizationPath.Fused;
             fixture.Accelerator!.Synchronize();
+            Assert.Equal(fused.K.GetAsArray1D(), oneLaunch.K.GetAsArray1D());
+            Assert.Equal(fused.V.GetAsArray1D(), oneLaunch.V.GetAsArray1D());
+            Assert.Equal(fused.VScale.GetAsArray1D(), oneLaunch.VScale.GetAsArray1D());
+            Assert.Equal(fused.KStats.GetAsArray1D(), oneLaunch.KStats.GetAsArray1D());
+            Assert.Equal(fused.VStats.GetAsArray1D(), oneLaunch.VStats.GetAsArray1D());
             Assert.Equal(separate.Q.GetAsArray1D(), fused.Q.GetAsArray1D());
             Assert.Equal(separate.QScale.GetAsArray1D(), fused.QScale.GetAsArray1D());
             Assert.Equal(separate.K.GetAsArray1D(), fused.K.GetAsArray1D());
@@ -156,6 +185,27 @@ public sealed class FusedQuantizationTests(CpuAcceleratorFixture fixture) : ICla
             Assert.Equal(separate.KStats.GetAsArray1D(), fused.KStats.GetAsArray1D());
             Assert.Equal(separate.VStats.GetAsArray1D(), fused.VStats.GetAsArray1D());
         }
+    }
+
+    [Fact]
+    public void OneLaunchTakesHeadsOfAtMostSixteenChunksAndLagsQuantizationByAboutFourThousandItems()
+    {
+        // 4096 tokens: 16 chunks of 256 and 64 tiles per head: a step of one tensor is 16 + 64 items.
+        var shape = new AttentionShape(2, 16, 8, 4096, 4096, 128);
+        Assert.True(FusedQuantizationPlan.TakesOneLaunch(shape));
+        long step = 16 + 64;
+        Assert.Equal(step, FusedQuantizationPlan.OneLaunchStepItems(shape));
+        int lag = QkvQuantizeOneLaunchKernel.LagSteps(step, 16);
+        Assert.Equal(16, lag);
+        // The lag is capped at the heads (16 here); with many heads it spans ~4096 items.
+        Assert.Equal(52, QkvQuantizeOneLaunchKernel.LagSteps(step, 1000));
+        Assert.True(52 * step >= QkvQuantizeOneLaunchKernel.LagItems);
+        // K's and V's steps for the 16 K/V heads plus the lag's (their absent heads' items are empty), then 32 x 64 Q tiles.
+        Assert.Equal(2 * (16 + lag) * step + 32 * 64, FusedQuantizationPlan.OneLaunchItems(shape));
+        // 4097 tokens: 17 chunks, past the limit.
+        Assert.False(FusedQuantizationPlan.TakesOneLaunch(new AttentionShape(1, 1, 1, 4097, 4097, 128)));
+        // Coordination: the ticket, an arrival counter per K and per V head, then K's means (16 heads x 128 channels).
+        Assert.Equal(1 + 2 * 16 + 16 * 128, QuantizedLayout.For(shape, new SageAttentionOptions()).Coordination);
     }
 
     [Fact]
