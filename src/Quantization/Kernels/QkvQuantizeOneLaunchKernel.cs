@@ -44,7 +44,6 @@ public struct OneLaunchQuantizeParams
 public static class QkvQuantizeOneLaunchKernel
 {
     private const int MaxHeadDim = 128;
-    private const int TilesPerChunk = SageConstants.StatsChunkTokens / SageConstants.KBlockKeys;
 
     /// <summary>
     /// Longest head, in statistics chunks, the launchers give this kernel (4096 tokens): every quantization item of a head
@@ -122,7 +121,7 @@ public static class QkvQuantizeOneLaunchKernel
             if (r < chunks)
             {
                 if (step < kvHeads)
-                    StatisticsItem(sp, step, isV, r, m, channelA, staged, broadcast);
+                    StatisticsItem(sp, step, isV, r, m, staged, broadcast);
             }
             else
             {
@@ -146,7 +145,7 @@ public static class QkvQuantizeOneLaunchKernel
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void StatisticsItem(in OneLaunchQuantizeParams sp, int bh, bool isV, int chunk, in TileSlices.Mapping m,
-        ArrayView<float> scratch, ArrayView<float> staged, ArrayView<int> broadcast)
+        ArrayView<float> staged, ArrayView<int> broadcast)
     {
         var p = sp.Tiles;
         int b = bh / p.K.Heads, h = bh % p.K.Heads;
