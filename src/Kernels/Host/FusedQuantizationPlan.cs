@@ -42,7 +42,7 @@ public sealed record FusedQuantizationPlan(int StripTiles, int Strips, long Quan
 
     /// <summary>
     /// Whether <see cref="QkvQuantizeOneLaunchKernel"/> takes <paramref name="shape"/>: heads of at most
-    /// <see cref="QkvQuantizeOneLaunchKernel.MaxChunks"/> statistics chunks (longer heads leave L2 before their second read).
+    /// <see cref="QkvQuantizeOneLaunchKernel.MaxChunks"/> statistics chunks (longer heads were not measured in it) within the grid limit.
     /// </summary>
     public static bool TakesOneLaunch(AttentionShape shape)
     {
@@ -50,11 +50,11 @@ public sealed record FusedQuantizationPlan(int StripTiles, int Strips, long Quan
         return shape.KStatsChunks <= QkvQuantizeOneLaunchKernel.MaxChunks && OneLaunchItems(shape) <= int.MaxValue;
     }
 
-    /// <summary>Work items of one step of one tensor in the one-launch launch (a head's statistics chunks and tiles).</summary>
+    /// <summary>Work items of one step of one tensor in the one-launch kernel (a head's statistics chunks and tiles).</summary>
     public static long OneLaunchStepItems(AttentionShape shape) =>
         QkvQuantizeOneLaunchKernel.StepItems(shape.KBlocks, shape.KStatsChunks);
 
-    /// <summary>Blocks of the one-launch launch.</summary>
+    /// <summary>Blocks of the one-launch kernel.</summary>
     public static long OneLaunchItems(AttentionShape shape)
     {
         long step = OneLaunchStepItems(shape);
