@@ -301,14 +301,19 @@ public sealed partial class CudaSageAttention : IDisposable
         p.K = k.ToStrided();
         p.V = v.ToStrided();
         Launch(target, QuantizeQkv, new LaunchDimensions((int)plan.QuantizeItems, 1, 1, TileSlices.Threads, 1, 1), stream,
-            args.AddParameter(p, new Dictionary<string, DeviceView>
-            {
-                ["Q.Data"] = new(q.Pointer, q.ElementCount), ["K.Data"] = new(k.Pointer, k.ElementCount),
-                ["V.Data"] = new(v.Pointer, v.ElementCount), ["QOut"] = scratch.Q, ["KOut"] = scratch.K,
-                ["QScales"] = scratch.QScale, ["KScales"] = scratch.KScale, ["VOut"] = scratch.V, ["VScales"] = scratch.VScale,
-                ["VMeans"] = scratch.VMean, ["KStats"] = scratch.KStats, ["VStats"] = scratch.VStats,
-            }));
+            args.AddParameter(p, TileViews("", q, k, v, scratch)));
     }
+
+    /// <summary>The views of a <see cref="QkvQuantizeParams"/>, whose field path starts with <paramref name="prefix"/>.</summary>
+    private static Dictionary<string, DeviceView> TileViews(string prefix, in DeviceTensor q, in DeviceTensor k, in DeviceTensor v,
+        QuantizedScratch scratch) => new()
+    {
+        [prefix + "Q.Data"] = new(q.Pointer, q.ElementCount), [prefix + "K.Data"] = new(k.Pointer, k.ElementCount),
+        [prefix + "V.Data"] = new(v.Pointer, v.ElementCount), [prefix + "QOut"] = scratch.Q, [prefix + "KOut"] = scratch.K,
+        [prefix + "QScales"] = scratch.QScale, [prefix + "KScales"] = scratch.KScale, [prefix + "VOut"] = scratch.V,
+        [prefix + "VScales"] = scratch.VScale, [prefix + "VMeans"] = scratch.VMean, [prefix + "KStats"] = scratch.KStats,
+        [prefix + "VStats"] = scratch.VStats,
+    };
 
     /// <summary>
     /// One launch (<see cref="QkvQuantizeOneLaunchKernel"/>), after zeroing its ticket
@@ -324,15 +329,10 @@ public sealed partial class CudaSageAttention : IDisposable
         p.Tiles.K = k.ToStrided();
         p.Tiles.V = v.ToStrided();
         CudaDriver.ZeroAsync(scratch.Coordination.Pointer, QkvQuantizeOneLaunchKernel.CounterCount((long)shape.Batch * shape.HeadsKv), stream);
+        var views = TileViews("Tiles.", q, k, v, scratch);
+        views["Coordination"] = scratch.Coordination;
         Launch(target, QuantizeOneLaunch, new LaunchDimensions((int)FusedQuantizationPlan.OneLaunchItems(shape), 1, 1, TileSlices.Threads, 1, 1),
-            stream, args.AddParameter(p, new Dictionary<string, DeviceView>
-            {
-                ["Tiles.Q.Data"] = new(q.Pointer, q.ElementCount), ["Tiles.K.Data"] = new(k.Pointer, k.ElementCount),
-                ["Tiles.V.Data"] = new(v.Pointer, v.ElementCount), ["Tiles.QOut"] = scratch.Q, ["Tiles.KOut"] = scratch.K,
-                ["Tiles.QScales"] = scratch.QScale, ["Tiles.KScales"] = scratch.KScale, ["Tiles.VOut"] = scratch.V,
-                ["Tiles.VScales"] = scratch.VScale, ["Tiles.VMeans"] = scratch.VMean, ["Tiles.KStats"] = scratch.KStats,
-                ["Tiles.VStats"] = scratch.VStats, ["Coordination"] = scratch.Coordination,
-            }).Add(p.Tiles.PaddedHeadDim).Add(p.Tiles.ElementType).Add(p.Tiles.VFormat).Add(p.Tiles.Granularity),
+            stream, args.AddParameter(p, views).Add(p.Tiles.PaddedHeadDim).Add(p.Tiles.ElementType).Add(p.Tiles.VFormat).Add(p.Tiles.Granularity),
             p.Tiles.PaddedHeadDim, p.Tiles.ElementType, p.Tiles.VFormat, p.Tiles.Granularity);
     }
 

@@ -150,10 +150,7 @@ public sealed partial class SageAttentionRunner
         _kvStats(new KernelConfig(new Index3D(plan.StatsBlocks, 1, 1), new Index3D(KvStatsKernel.Threads, 1, 1)), stats);
 
         var p = plan.QuantizeParams(shape, quantized.Options, elementType, smScale, (qVector ? 1 : 0) | (kVector ? 2 : 0) | (vVector ? 4 : 0));
-        p.Q = q; p.K = k; p.V = v;
-        p.QOut = quantized.Q.View; p.KOut = quantized.K.View; p.QScales = quantized.QScale.View; p.KScales = quantized.KScale.View;
-        p.VOut = quantized.V.View; p.VScales = quantized.VScale.View; p.VMeans = quantized.VMean.View;
-        p.KStats = quantized.KStats.View; p.VStats = quantized.VStats.View;
+        BindTiles(ref p, quantized, q, k, v);
         _quantizeQkv(new KernelConfig(new Index3D((int)plan.QuantizeItems, 1, 1), new Index3D(TileSlices.Threads, 1, 1)), p);
     }
 
@@ -165,16 +162,23 @@ public sealed partial class SageAttentionRunner
         var plan = FusedQuantizationPlan.For(shape, StripTiles, FusedQuantizationPlan.ReadsVStats(quantized.Options, elementType));
         int vectorLoads = (Vector16(q) ? 1 : 0) | (Vector16(k) ? 2 : 0) | (Vector16(v) ? 4 : 0);
         var p = plan.OneLaunchParams(shape, quantized.Options, elementType, smScale, vectorLoads);
-        p.Tiles.Q = q; p.Tiles.K = k; p.Tiles.V = v;
-        p.Tiles.QOut = quantized.Q.View; p.Tiles.KOut = quantized.K.View; p.Tiles.QScales = quantized.QScale.View;
-        p.Tiles.KScales = quantized.KScale.View; p.Tiles.VOut = quantized.V.View; p.Tiles.VScales = quantized.VScale.View;
-        p.Tiles.VMeans = quantized.VMean.View; p.Tiles.KStats = quantized.KStats.View; p.Tiles.VStats = quantized.VStats.View;
+        BindTiles(ref p.Tiles, quantized, q, k, v);
         p.Coordination = quantized.Coordination.View;
         long counters = QkvQuantizeOneLaunchKernel.CounterCount((long)shape.Batch * shape.HeadsKv);
         quantized.Coordination.View.SubView(0, counters).MemSetToZero();
         _quantizeOneLaunch(new KernelConfig(new Index3D((int)FusedQuantizationPlan.OneLaunchItems(shape), 1, 1),
             new Index3D(TileSlices.Threads, 1, 1)), p, SpecializedValue.New(p.Tiles.PaddedHeadDim), SpecializedValue.New(p.Tiles.ElementType),
             SpecializedValue.New(p.Tiles.VFormat), SpecializedValue.New(p.Tiles.Granularity));
+    }
+
+    /// <summary>Points a <see cref="QkvQuantizeParams"/> at the inputs and at the quantized buffers.</summary>
+    private static void BindTiles(ref QkvQuantizeParams p, QuantizedAttentionInputs quantized, in StridedTensor q, in StridedTensor k,
+        in StridedTensor v)
+    {
+        p.Q = q; p.K = k; p.V = v;
+        p.QOut = quantized.Q.View; p.KOut = quantized.K.View; p.QScales = quantized.QScale.View; p.KScales = quantized.KScale.View;
+        p.VOut = quantized.V.View; p.VScales = quantized.VScale.View; p.VMeans = quantized.VMean.View;
+        p.KStats = quantized.KStats.View; p.VStats = quantized.VStats.View;
     }
 
     /// <summary>16-byte loads need the first element 16-byte aligned: device allocations are, so a view is when its offset is.</summary>

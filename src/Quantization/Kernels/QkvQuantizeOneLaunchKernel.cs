@@ -166,7 +166,7 @@ public static class QkvQuantizeOneLaunchKernel
         }
 
         // Arrive; the last chunk of the head to arrive combines them all, then marks the head ready (count chunks + 1).
-        int counter = (isV ? 2 : 1) + 2 * bh;
+        int counter = ArrivalCounter(bh, isV);
         Group.Barrier();
         if (Group.IdxX == 0)
         {
@@ -225,7 +225,7 @@ public static class QkvQuantizeOneLaunchKernel
         int tid = Group.IdxX, dp = p.PaddedHeadDim;
         bool smooth = p.SmoothK != 0;
         if (smooth)
-            WaitReady(sp.Coordination, 1 + 2 * bh, p.StatsChunks);
+            WaitReady(sp.Coordination, ArrivalCounter(bh, false), p.StatsChunks);
         if (tid < dp)
             means[tid] = smooth ? Interop.IntAsFloat((uint)sp.Coordination[KMeanIndex(p, bh, tid)]) : 0f;
         Group.Barrier();
@@ -242,7 +242,7 @@ public static class QkvQuantizeOneLaunchKernel
         int tid = Group.IdxX, dp = p.PaddedHeadDim;
         bool stats = p.ReadVStats != 0;
         if (stats)
-            WaitReady(sp.Coordination, 2 + 2 * bh, p.StatsChunks);
+            WaitReady(sp.Coordination, ArrivalCounter(bh, true), p.StatsChunks);
         if (tid < dp)
         {
             long channel = (long)bh * dp + tid;
@@ -289,6 +289,10 @@ public static class QkvQuantizeOneLaunchKernel
         }
         Group.Barrier();
     }
+
+    /// <summary>Index in <see cref="OneLaunchQuantizeParams.Coordination"/> of head <paramref name="bh"/>'s arrival counter for K or V.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int ArrivalCounter(int bh, bool isV) => 1 + 2 * bh + (isV ? 1 : 0);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static long KMeanIndex(in QkvQuantizeParams p, int bh, int c) =>
