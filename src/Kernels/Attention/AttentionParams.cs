@@ -45,4 +45,16 @@ public struct AttentionParams
     public int SmoothV;
     /// <summary>1 when LseCorrection holds values (K smoothing on); 0 adds nothing.</summary>
     public int HasLseCorrection;
+    /// <summary>
+    /// 1 when channels 2i and 2i + 1 of every O row share one aligned 32-bit word (O's element index and its three
+    /// strides even): the epilogue then stores channel pairs as words (<see cref="Tile.WriteRows"/>); 0 stores elements.
+    /// </summary>
+    public int PairedOutput;
+
+    /// <summary>
+    /// <see cref="PairedOutput"/> for an O whose first element is 4-byte aligned (<paramref name="wordAligned"/>) and
+    /// whose strides (elements) are the given ones.
+    /// </summary>
+    public static int PairedOutputFor(bool wordAligned, long strideBatch, long strideHead, long strideToken) =>
+        wordAligned && ((strideBatch | strideHead | strideToken) & 1) == 0 ? 1 : 0;
 }

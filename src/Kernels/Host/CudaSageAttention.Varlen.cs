@@ -88,6 +88,7 @@ public sealed partial class CudaSageAttention
             NqPad = shape.QRows, NkPad = shape.KRows, Causal = causal ? 1 : 0,
             OutputType = (int)elementType, WriteLse = writeLse ? 1 : 0, SmoothV = options.SmoothV ? 1 : 0, HasLseCorrection = corrected ? 1 : 0,
             QSequences = grid.QSequences, KSequences = grid.KSequences,
+            PairedOutput = AttentionParams.PairedOutputFor(output.Pointer % 4 == 0, 0, output.StrideHead, output.StrideToken),
         };
         Launch(target, VarlenAttention, new LaunchDimensions(shape.QTiles, shape.HeadsQ, shape.Batch, AttentionKernel.Threads, 1, 1), stream,
             args.AddParameter(attention, AttentionViews(grid, output, scratch, writeLse ? lse : null, corrected ? lseCorrection : null))

@@ -161,6 +161,7 @@ public sealed partial class CudaSageAttention : IDisposable
             HeadsQ = shape.HeadsQ, HeadsKv = shape.HeadsKv, Nq = shape.Nq, Nk = shape.Nk, HeadDim = shape.HeadDim,
             NqPad = shape.NqPad, NkPad = shape.NkPad, Causal = causal ? 1 : 0, CausalOffset = causalOffset,
             OutputType = type, WriteLse = writeLse ? 1 : 0, SmoothV = options.SmoothV ? 1 : 0, HasLseCorrection = corrected ? 1 : 0,
+            PairedOutput = AttentionParams.PairedOutputFor(output.Pointer % 4 == 0, output.StrideBatch, output.StrideHead, output.StrideToken),
         };
         var attentionViews = AttentionViews(grid, output, scratch, writeLse ? lse : null, corrected ? lseCorrection : null);
         if (options.Variant.IsHopper())

@@ -251,6 +251,8 @@ public sealed partial class SageAttentionRunner
         NqPad = grid.QRows, NkPad = grid.KRows, Causal = causal ? 1 : 0, CausalOffset = causalOffset,
         OutputType = (int)elementType, WriteLse = lse is null ? 0 : 1, SmoothV = options.SmoothV ? 1 : 0,
         HasLseCorrection = correction is null ? 0 : 1, QSequences = grid.QSequences, KSequences = grid.KSequences,
+        PairedOutput = AttentionParams.PairedOutputFor(((IContiguousArrayView)output.Data).IndexInBytes % 4 == 0,
+            grid.IsPacked ? 0 : output.StrideBatch, output.StrideHead, output.StrideToken),
     };
 
     /// <summary>Quantize and attend in one call; the quantized tensors are freed after the kernel is ordered.</summary>

@@ -103,6 +103,19 @@ public static class DeviceConvert
         return FloatToFp16Emulated(low) | ((uint)FloatToFp16Emulated(high) << 16);
     }
 
+    /// <summary>Two floats to packed bf16x2 (low half = <paramref name="low"/>), <c>cvt.rn.bf16x2.f32</c> (sm_80+).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static uint PackBf16x2(float low, float high)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            uint result = 0;
+            CudaAsm.Emit("cvt.rn.bf16x2.f32 %0, %1, %2;", out result, high, low);
+            return result;
+        }
+        return FloatToBf16(low) | ((uint)FloatToBf16(high) << 16);
+    }
+
     /// <summary>Round to the nearest integer, ties to even (<c>cvt.rni.s32.f32</c>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int RoundToNearestEven(float value)
