@@ -343,28 +343,40 @@ def pair_writer(kind):
         lines = ["{"]
         for n in tiles:
             for i in range(2):
-                lines.append(f"    float s{n}_{i} = p.VScale[scaleIndex + {8 * n + i}];")
+                lines.append(f"    float s{n}_{i} = scales[{8 * n + i}];")
+        means = [f"m{n}_{i}" for n in tiles for i in range(2)]
+        lines.append(f"    float {' = 0f, '.join(means)} = 0f;")
+        lines.append("    if (smooth)")
+        lines.append("    {")
         for n in tiles:
             for i in range(2):
-                lines.append(f"    float m{n}_{i} = smooth ? p.VMean[scaleIndex + {8 * n + i}] : 0f;")
+                lines.append(f"        m{n}_{i} = means[{8 * n + i}];")
+        lines.append("    }")
         for row, first_element in (("Lo", 0), ("Hi", 2)):
             lines.append(f"    if (write{row})")
             lines.append("    {")
             for n in tiles:
                 e0, e1 = first_element, first_element + 1
-                lines.append(f"        words[word{row} + {4 * n}] = DeviceConvert.Pack{kind}x2(o.N{n}C{e0} * inverse{row} * s{n}_0 + m{n}_0, "
+                lines.append(f"        words{row}[{4 * n}] = DeviceConvert.Pack{kind}x2(o.N{n}C{e0} * inverse{row} * s{n}_0 + m{n}_0, "
                              f"o.N{n}C{e1} * inverse{row} * s{n}_1 + m{n}_1);")
             lines.append("    }")
         lines.append("}")
         body += wide_guard(first, 8, lines)
     return f"""
-    /// <summary><see cref="WriteRows"/> for paired {kind.lower()} output (see its remarks): one packed word per two channels.</summary>
+    /// <summary>
+    /// <see cref="WriteRows"/> for paired {kind.lower()} output (see its remarks): one packed word per two channels. Rows, scales and
+    /// means are views that start at the lane's first element, so every access is a constant offset from one address.
+    /// </summary>
     {INLINE}
     private static void WritePairs{kind}(in AttentionParams p, in OutputTile o, bool writeLo, long rowOffsetLo, float inverseLo,
         bool writeHi, long rowOffsetHi, float inverseHi, long channelBase, int t, bool wide)
     {{
         var words = p.O.Cast<uint>();
-        long wordLo = (rowOffsetLo >> 1) + t, wordHi = (rowOffsetHi >> 1) + t, scaleIndex = channelBase + 2 * t;
+        // A row that is not written may lie past O's end: its view starts at the first word instead (never written).
+        var wordsLo = words.SubView(writeLo ? (rowOffsetLo >> 1) + t : 0);
+        var wordsHi = words.SubView(writeHi ? (rowOffsetHi >> 1) + t : 0);
+        var scales = p.VScale.SubView(channelBase + 2 * t);
+        var means = p.VMean.SubView(channelBase + 2 * t);
         bool smooth = p.SmoothV != 0;
 {chr(10).join(body)}
     }}

@@ -8,6 +8,7 @@ namespace SageAttn.Tests.Backend;
 
 /// <summary>The CUDA-only promises: zero copy, stream ordering without synchronize, stable memory in a model loop.</summary>
 [Trait("gpu", "true")]
+[Collection(DeviceMemoryCollection.Name)]
 public sealed class CudaZeroCopyTests
 {
     private static void RequireCuda()

@@ -75,6 +75,7 @@ public sealed class SageAttentionBackendCpuTests : SageAttentionBackendTests
 
 /// <summary>CUDA tensors (the driver path on libtorch's stream): a larger batch on real shapes; the GPU machine only.</summary>
 [Trait("gpu", "true")]
+[Collection(DeviceMemoryCollection.Name)]
 public sealed class SageAttentionBackendCudaTests : SageAttentionBackendTests
 {
     protected override Device Device => torch.CUDA;

@@ -208,290 +208,336 @@ public static partial class Tile
         }
     }
 
-    /// <summary><see cref="WriteRows"/> for paired fp16 output (see its remarks): one packed word per two channels.</summary>
+    /// <summary>
+    /// <see cref="WriteRows"/> for paired fp16 output (see its remarks): one packed word per two channels. Rows, scales and
+    /// means are views that start at the lane's first element, so every access is a constant offset from one address.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void WritePairsFp16(in AttentionParams p, in OutputTile o, bool writeLo, long rowOffsetLo, float inverseLo,
         bool writeHi, long rowOffsetHi, float inverseHi, long channelBase, int t, bool wide)
     {
         var words = p.O.Cast<uint>();
-        long wordLo = (rowOffsetLo >> 1) + t, wordHi = (rowOffsetHi >> 1) + t, scaleIndex = channelBase + 2 * t;
+        // A row that is not written may lie past O's end: its view starts at the first word instead (never written).
+        var wordsLo = words.SubView(writeLo ? (rowOffsetLo >> 1) + t : 0);
+        var wordsHi = words.SubView(writeHi ? (rowOffsetHi >> 1) + t : 0);
+        var scales = p.VScale.SubView(channelBase + 2 * t);
+        var means = p.VMean.SubView(channelBase + 2 * t);
         bool smooth = p.SmoothV != 0;
         {
-            float s0_0 = p.VScale[scaleIndex + 0];
-            float s0_1 = p.VScale[scaleIndex + 1];
-            float s1_0 = p.VScale[scaleIndex + 8];
-            float s1_1 = p.VScale[scaleIndex + 9];
-            float s2_0 = p.VScale[scaleIndex + 16];
-            float s2_1 = p.VScale[scaleIndex + 17];
-            float s3_0 = p.VScale[scaleIndex + 24];
-            float s3_1 = p.VScale[scaleIndex + 25];
-            float m0_0 = smooth ? p.VMean[scaleIndex + 0] : 0f;
-            float m0_1 = smooth ? p.VMean[scaleIndex + 1] : 0f;
-            float m1_0 = smooth ? p.VMean[scaleIndex + 8] : 0f;
-            float m1_1 = smooth ? p.VMean[scaleIndex + 9] : 0f;
-            float m2_0 = smooth ? p.VMean[scaleIndex + 16] : 0f;
-            float m2_1 = smooth ? p.VMean[scaleIndex + 17] : 0f;
-            float m3_0 = smooth ? p.VMean[scaleIndex + 24] : 0f;
-            float m3_1 = smooth ? p.VMean[scaleIndex + 25] : 0f;
+            float s0_0 = scales[0];
+            float s0_1 = scales[1];
+            float s1_0 = scales[8];
+            float s1_1 = scales[9];
+            float s2_0 = scales[16];
+            float s2_1 = scales[17];
+            float s3_0 = scales[24];
+            float s3_1 = scales[25];
+            float m0_0 = 0f, m0_1 = 0f, m1_0 = 0f, m1_1 = 0f, m2_0 = 0f, m2_1 = 0f, m3_0 = 0f, m3_1 = 0f;
+            if (smooth)
+            {
+                m0_0 = means[0];
+                m0_1 = means[1];
+                m1_0 = means[8];
+                m1_1 = means[9];
+                m2_0 = means[16];
+                m2_1 = means[17];
+                m3_0 = means[24];
+                m3_1 = means[25];
+            }
             if (writeLo)
             {
-                words[wordLo + 0] = DeviceConvert.PackFp16x2(o.N0C0 * inverseLo * s0_0 + m0_0, o.N0C1 * inverseLo * s0_1 + m0_1);
-                words[wordLo + 4] = DeviceConvert.PackFp16x2(o.N1C0 * inverseLo * s1_0 + m1_0, o.N1C1 * inverseLo * s1_1 + m1_1);
-                words[wordLo + 8] = DeviceConvert.PackFp16x2(o.N2C0 * inverseLo * s2_0 + m2_0, o.N2C1 * inverseLo * s2_1 + m2_1);
-                words[wordLo + 12] = DeviceConvert.PackFp16x2(o.N3C0 * inverseLo * s3_0 + m3_0, o.N3C1 * inverseLo * s3_1 + m3_1);
+                wordsLo[0] = DeviceConvert.PackFp16x2(o.N0C0 * inverseLo * s0_0 + m0_0, o.N0C1 * inverseLo * s0_1 + m0_1);
+                wordsLo[4] = DeviceConvert.PackFp16x2(o.N1C0 * inverseLo * s1_0 + m1_0, o.N1C1 * inverseLo * s1_1 + m1_1);
+                wordsLo[8] = DeviceConvert.PackFp16x2(o.N2C0 * inverseLo * s2_0 + m2_0, o.N2C1 * inverseLo * s2_1 + m2_1);
+                wordsLo[12] = DeviceConvert.PackFp16x2(o.N3C0 * inverseLo * s3_0 + m3_0, o.N3C1 * inverseLo * s3_1 + m3_1);
             }
             if (writeHi)
             {
-                words[wordHi + 0] = DeviceConvert.PackFp16x2(o.N0C2 * inverseHi * s0_0 + m0_0, o.N0C3 * inverseHi * s0_1 + m0_1);
-                words[wordHi + 4] = DeviceConvert.PackFp16x2(o.N1C2 * inverseHi * s1_0 + m1_0, o.N1C3 * inverseHi * s1_1 + m1_1);
-                words[wordHi + 8] = DeviceConvert.PackFp16x2(o.N2C2 * inverseHi * s2_0 + m2_0, o.N2C3 * inverseHi * s2_1 + m2_1);
-                words[wordHi + 12] = DeviceConvert.PackFp16x2(o.N3C2 * inverseHi * s3_0 + m3_0, o.N3C3 * inverseHi * s3_1 + m3_1);
+                wordsHi[0] = DeviceConvert.PackFp16x2(o.N0C2 * inverseHi * s0_0 + m0_0, o.N0C3 * inverseHi * s0_1 + m0_1);
+                wordsHi[4] = DeviceConvert.PackFp16x2(o.N1C2 * inverseHi * s1_0 + m1_0, o.N1C3 * inverseHi * s1_1 + m1_1);
+                wordsHi[8] = DeviceConvert.PackFp16x2(o.N2C2 * inverseHi * s2_0 + m2_0, o.N2C3 * inverseHi * s2_1 + m2_1);
+                wordsHi[12] = DeviceConvert.PackFp16x2(o.N3C2 * inverseHi * s3_0 + m3_0, o.N3C3 * inverseHi * s3_1 + m3_1);
             }
         }
         {
-            float s4_0 = p.VScale[scaleIndex + 32];
-            float s4_1 = p.VScale[scaleIndex + 33];
-            float s5_0 = p.VScale[scaleIndex + 40];
-            float s5_1 = p.VScale[scaleIndex + 41];
-            float s6_0 = p.VScale[scaleIndex + 48];
-            float s6_1 = p.VScale[scaleIndex + 49];
-            float s7_0 = p.VScale[scaleIndex + 56];
-            float s7_1 = p.VScale[scaleIndex + 57];
-            float m4_0 = smooth ? p.VMean[scaleIndex + 32] : 0f;
-            float m4_1 = smooth ? p.VMean[scaleIndex + 33] : 0f;
-            float m5_0 = smooth ? p.VMean[scaleIndex + 40] : 0f;
-            float m5_1 = smooth ? p.VMean[scaleIndex + 41] : 0f;
-            float m6_0 = smooth ? p.VMean[scaleIndex + 48] : 0f;
-            float m6_1 = smooth ? p.VMean[scaleIndex + 49] : 0f;
-            float m7_0 = smooth ? p.VMean[scaleIndex + 56] : 0f;
-            float m7_1 = smooth ? p.VMean[scaleIndex + 57] : 0f;
+            float s4_0 = scales[32];
+            float s4_1 = scales[33];
+            float s5_0 = scales[40];
+            float s5_1 = scales[41];
+            float s6_0 = scales[48];
+            float s6_1 = scales[49];
+            float s7_0 = scales[56];
+            float s7_1 = scales[57];
+            float m4_0 = 0f, m4_1 = 0f, m5_0 = 0f, m5_1 = 0f, m6_0 = 0f, m6_1 = 0f, m7_0 = 0f, m7_1 = 0f;
+            if (smooth)
+            {
+                m4_0 = means[32];
+                m4_1 = means[33];
+                m5_0 = means[40];
+                m5_1 = means[41];
+                m6_0 = means[48];
+                m6_1 = means[49];
+                m7_0 = means[56];
+                m7_1 = means[57];
+            }
             if (writeLo)
             {
-                words[wordLo + 16] = DeviceConvert.PackFp16x2(o.N4C0 * inverseLo * s4_0 + m4_0, o.N4C1 * inverseLo * s4_1 + m4_1);
-                words[wordLo + 20] = DeviceConvert.PackFp16x2(o.N5C0 * inverseLo * s5_0 + m5_0, o.N5C1 * inverseLo * s5_1 + m5_1);
-                words[wordLo + 24] = DeviceConvert.PackFp16x2(o.N6C0 * inverseLo * s6_0 + m6_0, o.N6C1 * inverseLo * s6_1 + m6_1);
-                words[wordLo + 28] = DeviceConvert.PackFp16x2(o.N7C0 * inverseLo * s7_0 + m7_0, o.N7C1 * inverseLo * s7_1 + m7_1);
+                wordsLo[16] = DeviceConvert.PackFp16x2(o.N4C0 * inverseLo * s4_0 + m4_0, o.N4C1 * inverseLo * s4_1 + m4_1);
+                wordsLo[20] = DeviceConvert.PackFp16x2(o.N5C0 * inverseLo * s5_0 + m5_0, o.N5C1 * inverseLo * s5_1 + m5_1);
+                wordsLo[24] = DeviceConvert.PackFp16x2(o.N6C0 * inverseLo * s6_0 + m6_0, o.N6C1 * inverseLo * s6_1 + m6_1);
+                wordsLo[28] = DeviceConvert.PackFp16x2(o.N7C0 * inverseLo * s7_0 + m7_0, o.N7C1 * inverseLo * s7_1 + m7_1);
             }
             if (writeHi)
             {
-                words[wordHi + 16] = DeviceConvert.PackFp16x2(o.N4C2 * inverseHi * s4_0 + m4_0, o.N4C3 * inverseHi * s4_1 + m4_1);
-                words[wordHi + 20] = DeviceConvert.PackFp16x2(o.N5C2 * inverseHi * s5_0 + m5_0, o.N5C3 * inverseHi * s5_1 + m5_1);
-                words[wordHi + 24] = DeviceConvert.PackFp16x2(o.N6C2 * inverseHi * s6_0 + m6_0, o.N6C3 * inverseHi * s6_1 + m6_1);
-                words[wordHi + 28] = DeviceConvert.PackFp16x2(o.N7C2 * inverseHi * s7_0 + m7_0, o.N7C3 * inverseHi * s7_1 + m7_1);
+                wordsHi[16] = DeviceConvert.PackFp16x2(o.N4C2 * inverseHi * s4_0 + m4_0, o.N4C3 * inverseHi * s4_1 + m4_1);
+                wordsHi[20] = DeviceConvert.PackFp16x2(o.N5C2 * inverseHi * s5_0 + m5_0, o.N5C3 * inverseHi * s5_1 + m5_1);
+                wordsHi[24] = DeviceConvert.PackFp16x2(o.N6C2 * inverseHi * s6_0 + m6_0, o.N6C3 * inverseHi * s6_1 + m6_1);
+                wordsHi[28] = DeviceConvert.PackFp16x2(o.N7C2 * inverseHi * s7_0 + m7_0, o.N7C3 * inverseHi * s7_1 + m7_1);
             }
         }
         if (wide)
         {
             {
-                float s8_0 = p.VScale[scaleIndex + 64];
-                float s8_1 = p.VScale[scaleIndex + 65];
-                float s9_0 = p.VScale[scaleIndex + 72];
-                float s9_1 = p.VScale[scaleIndex + 73];
-                float s10_0 = p.VScale[scaleIndex + 80];
-                float s10_1 = p.VScale[scaleIndex + 81];
-                float s11_0 = p.VScale[scaleIndex + 88];
-                float s11_1 = p.VScale[scaleIndex + 89];
-                float m8_0 = smooth ? p.VMean[scaleIndex + 64] : 0f;
-                float m8_1 = smooth ? p.VMean[scaleIndex + 65] : 0f;
-                float m9_0 = smooth ? p.VMean[scaleIndex + 72] : 0f;
-                float m9_1 = smooth ? p.VMean[scaleIndex + 73] : 0f;
-                float m10_0 = smooth ? p.VMean[scaleIndex + 80] : 0f;
-                float m10_1 = smooth ? p.VMean[scaleIndex + 81] : 0f;
-                float m11_0 = smooth ? p.VMean[scaleIndex + 88] : 0f;
-                float m11_1 = smooth ? p.VMean[scaleIndex + 89] : 0f;
+                float s8_0 = scales[64];
+                float s8_1 = scales[65];
+                float s9_0 = scales[72];
+                float s9_1 = scales[73];
+                float s10_0 = scales[80];
+                float s10_1 = scales[81];
+                float s11_0 = scales[88];
+                float s11_1 = scales[89];
+                float m8_0 = 0f, m8_1 = 0f, m9_0 = 0f, m9_1 = 0f, m10_0 = 0f, m10_1 = 0f, m11_0 = 0f, m11_1 = 0f;
+                if (smooth)
+                {
+                    m8_0 = means[64];
+                    m8_1 = means[65];
+                    m9_0 = means[72];
+                    m9_1 = means[73];
+                    m10_0 = means[80];
+                    m10_1 = means[81];
+                    m11_0 = means[88];
+                    m11_1 = means[89];
+                }
                 if (writeLo)
                 {
-                    words[wordLo + 32] = DeviceConvert.PackFp16x2(o.N8C0 * inverseLo * s8_0 + m8_0, o.N8C1 * inverseLo * s8_1 + m8_1);
-                    words[wordLo + 36] = DeviceConvert.PackFp16x2(o.N9C0 * inverseLo * s9_0 + m9_0, o.N9C1 * inverseLo * s9_1 + m9_1);
-                    words[wordLo + 40] = DeviceConvert.PackFp16x2(o.N10C0 * inverseLo * s10_0 + m10_0, o.N10C1 * inverseLo * s10_1 + m10_1);
-                    words[wordLo + 44] = DeviceConvert.PackFp16x2(o.N11C0 * inverseLo * s11_0 + m11_0, o.N11C1 * inverseLo * s11_1 + m11_1);
+                    wordsLo[32] = DeviceConvert.PackFp16x2(o.N8C0 * inverseLo * s8_0 + m8_0, o.N8C1 * inverseLo * s8_1 + m8_1);
+                    wordsLo[36] = DeviceConvert.PackFp16x2(o.N9C0 * inverseLo * s9_0 + m9_0, o.N9C1 * inverseLo * s9_1 + m9_1);
+                    wordsLo[40] = DeviceConvert.PackFp16x2(o.N10C0 * inverseLo * s10_0 + m10_0, o.N10C1 * inverseLo * s10_1 + m10_1);
+                    wordsLo[44] = DeviceConvert.PackFp16x2(o.N11C0 * inverseLo * s11_0 + m11_0, o.N11C1 * inverseLo * s11_1 + m11_1);
                 }
                 if (writeHi)
                 {
-                    words[wordHi + 32] = DeviceConvert.PackFp16x2(o.N8C2 * inverseHi * s8_0 + m8_0, o.N8C3 * inverseHi * s8_1 + m8_1);
-                    words[wordHi + 36] = DeviceConvert.PackFp16x2(o.N9C2 * inverseHi * s9_0 + m9_0, o.N9C3 * inverseHi * s9_1 + m9_1);
-                    words[wordHi + 40] = DeviceConvert.PackFp16x2(o.N10C2 * inverseHi * s10_0 + m10_0, o.N10C3 * inverseHi * s10_1 + m10_1);
-                    words[wordHi + 44] = DeviceConvert.PackFp16x2(o.N11C2 * inverseHi * s11_0 + m11_0, o.N11C3 * inverseHi * s11_1 + m11_1);
+                    wordsHi[32] = DeviceConvert.PackFp16x2(o.N8C2 * inverseHi * s8_0 + m8_0, o.N8C3 * inverseHi * s8_1 + m8_1);
+                    wordsHi[36] = DeviceConvert.PackFp16x2(o.N9C2 * inverseHi * s9_0 + m9_0, o.N9C3 * inverseHi * s9_1 + m9_1);
+                    wordsHi[40] = DeviceConvert.PackFp16x2(o.N10C2 * inverseHi * s10_0 + m10_0, o.N10C3 * inverseHi * s10_1 + m10_1);
+                    wordsHi[44] = DeviceConvert.PackFp16x2(o.N11C2 * inverseHi * s11_0 + m11_0, o.N11C3 * inverseHi * s11_1 + m11_1);
                 }
             }
         }
         if (wide)
         {
             {
-                float s12_0 = p.VScale[scaleIndex + 96];
-                float s12_1 = p.VScale[scaleIndex + 97];
-                float s13_0 = p.VScale[scaleIndex + 104];
-                float s13_1 = p.VScale[scaleIndex + 105];
-                float s14_0 = p.VScale[scaleIndex + 112];
-                float s14_1 = p.VScale[scaleIndex + 113];
-                float s15_0 = p.VScale[scaleIndex + 120];
-                float s15_1 = p.VScale[scaleIndex + 121];
-                float m12_0 = smooth ? p.VMean[scaleIndex + 96] : 0f;
-                float m12_1 = smooth ? p.VMean[scaleIndex + 97] : 0f;
-                float m13_0 = smooth ? p.VMean[scaleIndex + 104] : 0f;
-                float m13_1 = smooth ? p.VMean[scaleIndex + 105] : 0f;
-                float m14_0 = smooth ? p.VMean[scaleIndex + 112] : 0f;
-                float m14_1 = smooth ? p.VMean[scaleIndex + 113] : 0f;
-                float m15_0 = smooth ? p.VMean[scaleIndex + 120] : 0f;
-                float m15_1 = smooth ? p.VMean[scaleIndex + 121] : 0f;
+                float s12_0 = scales[96];
+                float s12_1 = scales[97];
+                float s13_0 = scales[104];
+                float s13_1 = scales[105];
+                float s14_0 = scales[112];
+                float s14_1 = scales[113];
+                float s15_0 = scales[120];
+                float s15_1 = scales[121];
+                float m12_0 = 0f, m12_1 = 0f, m13_0 = 0f, m13_1 = 0f, m14_0 = 0f, m14_1 = 0f, m15_0 = 0f, m15_1 = 0f;
+                if (smooth)
+                {
+                    m12_0 = means[96];
+                    m12_1 = means[97];
+                    m13_0 = means[104];
+                    m13_1 = means[105];
+                    m14_0 = means[112];
+                    m14_1 = means[113];
+                    m15_0 = means[120];
+                    m15_1 = means[121];
+                }
                 if (writeLo)
                 {
-                    words[wordLo + 48] = DeviceConvert.PackFp16x2(o.N12C0 * inverseLo * s12_0 + m12_0, o.N12C1 * inverseLo * s12_1 + m12_1);
-                    words[wordLo + 52] = DeviceConvert.PackFp16x2(o.N13C0 * inverseLo * s13_0 + m13_0, o.N13C1 * inverseLo * s13_1 + m13_1);
-                    words[wordLo + 56] = DeviceConvert.PackFp16x2(o.N14C0 * inverseLo * s14_0 + m14_0, o.N14C1 * inverseLo * s14_1 + m14_1);
-                    words[wordLo + 60] = DeviceConvert.PackFp16x2(o.N15C0 * inverseLo * s15_0 + m15_0, o.N15C1 * inverseLo * s15_1 + m15_1);
+                    wordsLo[48] = DeviceConvert.PackFp16x2(o.N12C0 * inverseLo * s12_0 + m12_0, o.N12C1 * inverseLo * s12_1 + m12_1);
+                    wordsLo[52] = DeviceConvert.PackFp16x2(o.N13C0 * inverseLo * s13_0 + m13_0, o.N13C1 * inverseLo * s13_1 + m13_1);
+                    wordsLo[56] = DeviceConvert.PackFp16x2(o.N14C0 * inverseLo * s14_0 + m14_0, o.N14C1 * inverseLo * s14_1 + m14_1);
+                    wordsLo[60] = DeviceConvert.PackFp16x2(o.N15C0 * inverseLo * s15_0 + m15_0, o.N15C1 * inverseLo * s15_1 + m15_1);
                 }
                 if (writeHi)
                 {
-                    words[wordHi + 48] = DeviceConvert.PackFp16x2(o.N12C2 * inverseHi * s12_0 + m12_0, o.N12C3 * inverseHi * s12_1 + m12_1);
-                    words[wordHi + 52] = DeviceConvert.PackFp16x2(o.N13C2 * inverseHi * s13_0 + m13_0, o.N13C3 * inverseHi * s13_1 + m13_1);
-                    words[wordHi + 56] = DeviceConvert.PackFp16x2(o.N14C2 * inverseHi * s14_0 + m14_0, o.N14C3 * inverseHi * s14_1 + m14_1);
-                    words[wordHi + 60] = DeviceConvert.PackFp16x2(o.N15C2 * inverseHi * s15_0 + m15_0, o.N15C3 * inverseHi * s15_1 + m15_1);
+                    wordsHi[48] = DeviceConvert.PackFp16x2(o.N12C2 * inverseHi * s12_0 + m12_0, o.N12C3 * inverseHi * s12_1 + m12_1);
+                    wordsHi[52] = DeviceConvert.PackFp16x2(o.N13C2 * inverseHi * s13_0 + m13_0, o.N13C3 * inverseHi * s13_1 + m13_1);
+                    wordsHi[56] = DeviceConvert.PackFp16x2(o.N14C2 * inverseHi * s14_0 + m14_0, o.N14C3 * inverseHi * s14_1 + m14_1);
+                    wordsHi[60] = DeviceConvert.PackFp16x2(o.N15C2 * inverseHi * s15_0 + m15_0, o.N15C3 * inverseHi * s15_1 + m15_1);
                 }
             }
         }
     }
 
 
-    /// <summary><see cref="WriteRows"/> for paired bf16 output (see its remarks): one packed word per two channels.</summary>
+    /// <summary>
+    /// <see cref="WriteRows"/> for paired bf16 output (see its remarks): one packed word per two channels. Rows, scales and
+    /// means are views that start at the lane's first element, so every access is a constant offset from one address.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void WritePairsBf16(in AttentionParams p, in OutputTile o, bool writeLo, long rowOffsetLo, float inverseLo,
         bool writeHi, long rowOffsetHi, float inverseHi, long channelBase, int t, bool wide)
     {
         var words = p.O.Cast<uint>();
-        long wordLo = (rowOffsetLo >> 1) + t, wordHi = (rowOffsetHi >> 1) + t, scaleIndex = channelBase + 2 * t;
+        // A row that is not written may lie past O's end: its view starts at the first word instead (never written).
+        var wordsLo = words.SubView(writeLo ? (rowOffsetLo >> 1) + t : 0);
+        var wordsHi = words.SubView(writeHi ? (rowOffsetHi >> 1) + t : 0);
+        var scales = p.VScale.SubView(channelBase + 2 * t);
+        var means = p.VMean.SubView(channelBase + 2 * t);
         bool smooth = p.SmoothV != 0;
         {
-            float s0_0 = p.VScale[scaleIndex + 0];
-            float s0_1 = p.VScale[scaleIndex + 1];
-            float s1_0 = p.VScale[scaleIndex + 8];
-            float s1_1 = p.VScale[scaleIndex + 9];
-            float s2_0 = p.VScale[scaleIndex + 16];
-            float s2_1 = p.VScale[scaleIndex + 17];
-            float s3_0 = p.VScale[scaleIndex + 24];
-            float s3_1 = p.VScale[scaleIndex + 25];
-            float m0_0 = smooth ? p.VMean[scaleIndex + 0] : 0f;
-            float m0_1 = smooth ? p.VMean[scaleIndex + 1] : 0f;
-            float m1_0 = smooth ? p.VMean[scaleIndex + 8] : 0f;
-            float m1_1 = smooth ? p.VMean[scaleIndex + 9] : 0f;
-            float m2_0 = smooth ? p.VMean[scaleIndex + 16] : 0f;
-            float m2_1 = smooth ? p.VMean[scaleIndex + 17] : 0f;
-            float m3_0 = smooth ? p.VMean[scaleIndex + 24] : 0f;
-            float m3_1 = smooth ? p.VMean[scaleIndex + 25] : 0f;
+            float s0_0 = scales[0];
+            float s0_1 = scales[1];
+            float s1_0 = scales[8];
+            float s1_1 = scales[9];
+            float s2_0 = scales[16];
+            float s2_1 = scales[17];
+            float s3_0 = scales[24];
+            float s3_1 = scales[25];
+            float m0_0 = 0f, m0_1 = 0f, m1_0 = 0f, m1_1 = 0f, m2_0 = 0f, m2_1 = 0f, m3_0 = 0f, m3_1 = 0f;
+            if (smooth)
+            {
+                m0_0 = means[0];
+                m0_1 = means[1];
+                m1_0 = means[8];
+                m1_1 = means[9];
+                m2_0 = means[16];
+                m2_1 = means[17];
+                m3_0 = means[24];
+                m3_1 = means[25];
+            }
             if (writeLo)
             {
-                words[wordLo + 0] = DeviceConvert.PackBf16x2(o.N0C0 * inverseLo * s0_0 + m0_0, o.N0C1 * inverseLo * s0_1 + m0_1);
-                words[wordLo + 4] = DeviceConvert.PackBf16x2(o.N1C0 * inverseLo * s1_0 + m1_0, o.N1C1 * inverseLo * s1_1 + m1_1);
-                words[wordLo + 8] = DeviceConvert.PackBf16x2(o.N2C0 * inverseLo * s2_0 + m2_0, o.N2C1 * inverseLo * s2_1 + m2_1);
-                words[wordLo + 12] = DeviceConvert.PackBf16x2(o.N3C0 * inverseLo * s3_0 + m3_0, o.N3C1 * inverseLo * s3_1 + m3_1);
+                wordsLo[0] = DeviceConvert.PackBf16x2(o.N0C0 * inverseLo * s0_0 + m0_0, o.N0C1 * inverseLo * s0_1 + m0_1);
+                wordsLo[4] = DeviceConvert.PackBf16x2(o.N1C0 * inverseLo * s1_0 + m1_0, o.N1C1 * inverseLo * s1_1 + m1_1);
+                wordsLo[8] = DeviceConvert.PackBf16x2(o.N2C0 * inverseLo * s2_0 + m2_0, o.N2C1 * inverseLo * s2_1 + m2_1);
+                wordsLo[12] = DeviceConvert.PackBf16x2(o.N3C0 * inverseLo * s3_0 + m3_0, o.N3C1 * inverseLo * s3_1 + m3_1);
             }
             if (writeHi)
             {
-                words[wordHi + 0] = DeviceConvert.PackBf16x2(o.N0C2 * inverseHi * s0_0 + m0_0, o.N0C3 * inverseHi * s0_1 + m0_1);
-                words[wordHi + 4] = DeviceConvert.PackBf16x2(o.N1C2 * inverseHi * s1_0 + m1_0, o.N1C3 * inverseHi * s1_1 + m1_1);
-                words[wordHi + 8] = DeviceConvert.PackBf16x2(o.N2C2 * inverseHi * s2_0 + m2_0, o.N2C3 * inverseHi * s2_1 + m2_1);
-                words[wordHi + 12] = DeviceConvert.PackBf16x2(o.N3C2 * inverseHi * s3_0 + m3_0, o.N3C3 * inverseHi * s3_1 + m3_1);
+                wordsHi[0] = DeviceConvert.PackBf16x2(o.N0C2 * inverseHi * s0_0 + m0_0, o.N0C3 * inverseHi * s0_1 + m0_1);
+                wordsHi[4] = DeviceConvert.PackBf16x2(o.N1C2 * inverseHi * s1_0 + m1_0, o.N1C3 * inverseHi * s1_1 + m1_1);
+                wordsHi[8] = DeviceConvert.PackBf16x2(o.N2C2 * inverseHi * s2_0 + m2_0, o.N2C3 * inverseHi * s2_1 + m2_1);
+                wordsHi[12] = DeviceConvert.PackBf16x2(o.N3C2 * inverseHi * s3_0 + m3_0, o.N3C3 * inverseHi * s3_1 + m3_1);
             }
         }
         {
-            float s4_0 = p.VScale[scaleIndex + 32];
-            float s4_1 = p.VScale[scaleIndex + 33];
-            float s5_0 = p.VScale[scaleIndex + 40];
-            float s5_1 = p.VScale[scaleIndex + 41];
-            float s6_0 = p.VScale[scaleIndex + 48];
-            float s6_1 = p.VScale[scaleIndex + 49];
-            float s7_0 = p.VScale[scaleIndex + 56];
-            float s7_1 = p.VScale[scaleIndex + 57];
-            float m4_0 = smooth ? p.VMean[scaleIndex + 32] : 0f;
-            float m4_1 = smooth ? p.VMean[scaleIndex + 33] : 0f;
-            float m5_0 = smooth ? p.VMean[scaleIndex + 40] : 0f;
-            float m5_1 = smooth ? p.VMean[scaleIndex + 41] : 0f;
-            float m6_0 = smooth ? p.VMean[scaleIndex + 48] : 0f;
-            float m6_1 = smooth ? p.VMean[scaleIndex + 49] : 0f;
-            float m7_0 = smooth ? p.VMean[scaleIndex + 56] : 0f;
-            float m7_1 = smooth ? p.VMean[scaleIndex + 57] : 0f;
+            float s4_0 = scales[32];
+            float s4_1 = scales[33];
+            float s5_0 = scales[40];
+            float s5_1 = scales[41];
+            float s6_0 = scales[48];
+            float s6_1 = scales[49];
+            float s7_0 = scales[56];
+            float s7_1 = scales[57];
+            float m4_0 = 0f, m4_1 = 0f, m5_0 = 0f, m5_1 = 0f, m6_0 = 0f, m6_1 = 0f, m7_0 = 0f, m7_1 = 0f;
+            if (smooth)
+            {
+                m4_0 = means[32];
+                m4_1 = means[33];
+                m5_0 = means[40];
+                m5_1 = means[41];
+                m6_0 = means[48];
+                m6_1 = means[49];
+                m7_0 = means[56];
+                m7_1 = means[57];
+            }
             if (writeLo)
             {
-                words[wordLo + 16] = DeviceConvert.PackBf16x2(o.N4C0 * inverseLo * s4_0 + m4_0, o.N4C1 * inverseLo * s4_1 + m4_1);
-                words[wordLo + 20] = DeviceConvert.PackBf16x2(o.N5C0 * inverseLo * s5_0 + m5_0, o.N5C1 * inverseLo * s5_1 + m5_1);
-                words[wordLo + 24] = DeviceConvert.PackBf16x2(o.N6C0 * inverseLo * s6_0 + m6_0, o.N6C1 * inverseLo * s6_1 + m6_1);
-                words[wordLo + 28] = DeviceConvert.PackBf16x2(o.N7C0 * inverseLo * s7_0 + m7_0, o.N7C1 * inverseLo * s7_1 + m7_1);
+                wordsLo[16] = DeviceConvert.PackBf16x2(o.N4C0 * inverseLo * s4_0 + m4_0, o.N4C1 * inverseLo * s4_1 + m4_1);
+                wordsLo[20] = DeviceConvert.PackBf16x2(o.N5C0 * inverseLo * s5_0 + m5_0, o.N5C1 * inverseLo * s5_1 + m5_1);
+                wordsLo[24] = DeviceConvert.PackBf16x2(o.N6C0 * inverseLo * s6_0 + m6_0, o.N6C1 * inverseLo * s6_1 + m6_1);
+                wordsLo[28] = DeviceConvert.PackBf16x2(o.N7C0 * inverseLo * s7_0 + m7_0, o.N7C1 * inverseLo * s7_1 + m7_1);
             }
             if (writeHi)
             {
-                words[wordHi + 16] = DeviceConvert.PackBf16x2(o.N4C2 * inverseHi * s4_0 + m4_0, o.N4C3 * inverseHi * s4_1 + m4_1);
-                words[wordHi + 20] = DeviceConvert.PackBf16x2(o.N5C2 * inverseHi * s5_0 + m5_0, o.N5C3 * inverseHi * s5_1 + m5_1);
-                words[wordHi + 24] = DeviceConvert.PackBf16x2(o.N6C2 * inverseHi * s6_0 + m6_0, o.N6C3 * inverseHi * s6_1 + m6_1);
-                words[wordHi + 28] = DeviceConvert.PackBf16x2(o.N7C2 * inverseHi * s7_0 + m7_0, o.N7C3 * inverseHi * s7_1 + m7_1);
+                wordsHi[16] = DeviceConvert.PackBf16x2(o.N4C2 * inverseHi * s4_0 + m4_0, o.N4C3 * inverseHi * s4_1 + m4_1);
+                wordsHi[20] = DeviceConvert.PackBf16x2(o.N5C2 * inverseHi * s5_0 + m5_0, o.N5C3 * inverseHi * s5_1 + m5_1);
+                wordsHi[24] = DeviceConvert.PackBf16x2(o.N6C2 * inverseHi * s6_0 + m6_0, o.N6C3 * inverseHi * s6_1 + m6_1);
+                wordsHi[28] = DeviceConvert.PackBf16x2(o.N7C2 * inverseHi * s7_0 + m7_0, o.N7C3 * inverseHi * s7_1 + m7_1);
             }
         }
         if (wide)
         {
             {
-                float s8_0 = p.VScale[scaleIndex + 64];
-                float s8_1 = p.VScale[scaleIndex + 65];
-                float s9_0 = p.VScale[scaleIndex + 72];
-                float s9_1 = p.VScale[scaleIndex + 73];
-                float s10_0 = p.VScale[scaleIndex + 80];
-                float s10_1 = p.VScale[scaleIndex + 81];
-                float s11_0 = p.VScale[scaleIndex + 88];
-                float s11_1 = p.VScale[scaleIndex + 89];
-                float m8_0 = smooth ? p.VMean[scaleIndex + 64] : 0f;
-                float m8_1 = smooth ? p.VMean[scaleIndex + 65] : 0f;
-                float m9_0 = smooth ? p.VMean[scaleIndex + 72] : 0f;
-                float m9_1 = smooth ? p.VMean[scaleIndex + 73] : 0f;
-                float m10_0 = smooth ? p.VMean[scaleIndex + 80] : 0f;
-                float m10_1 = smooth ? p.VMean[scaleIndex + 81] : 0f;
-                float m11_0 = smooth ? p.VMean[scaleIndex + 88] : 0f;
-                float m11_1 = smooth ? p.VMean[scaleIndex + 89] : 0f;
+                float s8_0 = scales[64];
+                float s8_1 = scales[65];
+                float s9_0 = scales[72];
+                float s9_1 = scales[73];
+                float s10_0 = scales[80];
+                float s10_1 = scales[81];
+                float s11_0 = scales[88];
+                float s11_1 = scales[89];
+                float m8_0 = 0f, m8_1 = 0f, m9_0 = 0f, m9_1 = 0f, m10_0 = 0f, m10_1 = 0f, m11_0 = 0f, m11_1 = 0f;
+                if (smooth)
+                {
+                    m8_0 = means[64];
+                    m8_1 = means[65];
+                    m9_0 = means[72];
+                    m9_1 = means[73];
+                    m10_0 = means[80];
+                    m10_1 = means[81];
+                    m11_0 = means[88];
+                    m11_1 = means[89];
+                }
                 if (writeLo)
                 {
-                    words[wordLo + 32] = DeviceConvert.PackBf16x2(o.N8C0 * inverseLo * s8_0 + m8_0, o.N8C1 * inverseLo * s8_1 + m8_1);
-                    words[wordLo + 36] = DeviceConvert.PackBf16x2(o.N9C0 * inverseLo * s9_0 + m9_0, o.N9C1 * inverseLo * s9_1 + m9_1);
-                    words[wordLo + 40] = DeviceConvert.PackBf16x2(o.N10C0 * inverseLo * s10_0 + m10_0, o.N10C1 * inverseLo * s10_1 + m10_1);
-                    words[wordLo + 44] = DeviceConvert.PackBf16x2(o.N11C0 * inverseLo * s11_0 + m11_0, o.N11C1 * inverseLo * s11_1 + m11_1);
+                    wordsLo[32] = DeviceConvert.PackBf16x2(o.N8C0 * inverseLo * s8_0 + m8_0, o.N8C1 * inverseLo * s8_1 + m8_1);
+                    wordsLo[36] = DeviceConvert.PackBf16x2(o.N9C0 * inverseLo * s9_0 + m9_0, o.N9C1 * inverseLo * s9_1 + m9_1);
+                    wordsLo[40] = DeviceConvert.PackBf16x2(o.N10C0 * inverseLo * s10_0 + m10_0, o.N10C1 * inverseLo * s10_1 + m10_1);
+                    wordsLo[44] = DeviceConvert.PackBf16x2(o.N11C0 * inverseLo * s11_0 + m11_0, o.N11C1 * inverseLo * s11_1 + m11_1);
                 }
                 if (writeHi)
                 {
-                    words[wordHi + 32] = DeviceConvert.PackBf16x2(o.N8C2 * inverseHi * s8_0 + m8_0, o.N8C3 * inverseHi * s8_1 + m8_1);
-                    words[wordHi + 36] = DeviceConvert.PackBf16x2(o.N9C2 * inverseHi * s9_0 + m9_0, o.N9C3 * inverseHi * s9_1 + m9_1);
-                    words[wordHi + 40] = DeviceConvert.PackBf16x2(o.N10C2 * inverseHi * s10_0 + m10_0, o.N10C3 * inverseHi * s10_1 + m10_1);
-                    words[wordHi + 44] = DeviceConvert.PackBf16x2(o.N11C2 * inverseHi * s11_0 + m11_0, o.N11C3 * inverseHi * s11_1 + m11_1);
+                    wordsHi[32] = DeviceConvert.PackBf16x2(o.N8C2 * inverseHi * s8_0 + m8_0, o.N8C3 * inverseHi * s8_1 + m8_1);
+                    wordsHi[36] = DeviceConvert.PackBf16x2(o.N9C2 * inverseHi * s9_0 + m9_0, o.N9C3 * inverseHi * s9_1 + m9_1);
+                    wordsHi[40] = DeviceConvert.PackBf16x2(o.N10C2 * inverseHi * s10_0 + m10_0, o.N10C3 * inverseHi * s10_1 + m10_1);
+                    wordsHi[44] = DeviceConvert.PackBf16x2(o.N11C2 * inverseHi * s11_0 + m11_0, o.N11C3 * inverseHi * s11_1 + m11_1);
                 }
             }
         }
         if (wide)
         {
             {
-                float s12_0 = p.VScale[scaleIndex + 96];
-                float s12_1 = p.VScale[scaleIndex + 97];
-                float s13_0 = p.VScale[scaleIndex + 104];
-                float s13_1 = p.VScale[scaleIndex + 105];
-                float s14_0 = p.VScale[scaleIndex + 112];
-                float s14_1 = p.VScale[scaleIndex + 113];
-                float s15_0 = p.VScale[scaleIndex + 120];
-                float s15_1 = p.VScale[scaleIndex + 121];
-                float m12_0 = smooth ? p.VMean[scaleIndex + 96] : 0f;
-                float m12_1 = smooth ? p.VMean[scaleIndex + 97] : 0f;
-                float m13_0 = smooth ? p.VMean[scaleIndex + 104] : 0f;
-                float m13_1 = smooth ? p.VMean[scaleIndex + 105] : 0f;
-                float m14_0 = smooth ? p.VMean[scaleIndex + 112] : 0f;
-                float m14_1 = smooth ? p.VMean[scaleIndex + 113] : 0f;
-                float m15_0 = smooth ? p.VMean[scaleIndex + 120] : 0f;
-                float m15_1 = smooth ? p.VMean[scaleIndex + 121] : 0f;
+                float s12_0 = scales[96];
+                float s12_1 = scales[97];
+                float s13_0 = scales[104];
+                float s13_1 = scales[105];
+                float s14_0 = scales[112];
+                float s14_1 = scales[113];
+                float s15_0 = scales[120];
+                float s15_1 = scales[121];
+                float m12_0 = 0f, m12_1 = 0f, m13_0 = 0f, m13_1 = 0f, m14_0 = 0f, m14_1 = 0f, m15_0 = 0f, m15_1 = 0f;
+                if (smooth)
+                {
+                    m12_0 = means[96];
+                    m12_1 = means[97];
+                    m13_0 = means[104];
+                    m13_1 = means[105];
+                    m14_0 = means[112];
+                    m14_1 = means[113];
+                    m15_0 = means[120];
+                    m15_1 = means[121];
+                }
                 if (writeLo)
                 {
-                    words[wordLo + 48] = DeviceConvert.PackBf16x2(o.N12C0 * inverseLo * s12_0 + m12_0, o.N12C1 * inverseLo * s12_1 + m12_1);
-                    words[wordLo + 52] = DeviceConvert.PackBf16x2(o.N13C0 * inverseLo * s13_0 + m13_0, o.N13C1 * inverseLo * s13_1 + m13_1);
-                    words[wordLo + 56] = DeviceConvert.PackBf16x2(o.N14C0 * inverseLo * s14_0 + m14_0, o.N14C1 * inverseLo * s14_1 + m14_1);
-                    words[wordLo + 60] = DeviceConvert.PackBf16x2(o.N15C0 * inverseLo * s15_0 + m15_0, o.N15C1 * inverseLo * s15_1 + m15_1);
+                    wordsLo[48] = DeviceConvert.PackBf16x2(o.N12C0 * inverseLo * s12_0 + m12_0, o.N12C1 * inverseLo * s12_1 + m12_1);
+                    wordsLo[52] = DeviceConvert.PackBf16x2(o.N13C0 * inverseLo * s13_0 + m13_0, o.N13C1 * inverseLo * s13_1 + m13_1);
+                    wordsLo[56] = DeviceConvert.PackBf16x2(o.N14C0 * inverseLo * s14_0 + m14_0, o.N14C1 * inverseLo * s14_1 + m14_1);
+                    wordsLo[60] = DeviceConvert.PackBf16x2(o.N15C0 * inverseLo * s15_0 + m15_0, o.N15C1 * inverseLo * s15_1 + m15_1);
                 }
                 if (writeHi)
                 {
-                    words[wordHi + 48] = DeviceConvert.PackBf16x2(o.N12C2 * inverseHi * s12_0 + m12_0, o.N12C3 * inverseHi * s12_1 + m12_1);
-                    words[wordHi + 52] = DeviceConvert.PackBf16x2(o.N13C2 * inverseHi * s13_0 + m13_0, o.N13C3 * inverseHi * s13_1 + m13_1);
-                    words[wordHi + 56] = DeviceConvert.PackBf16x2(o.N14C2 * inverseHi * s14_0 + m14_0, o.N14C3 * inverseHi * s14_1 + m14_1);
-                    words[wordHi + 60] = DeviceConvert.PackBf16x2(o.N15C2 * inverseHi * s15_0 + m15_0, o.N15C3 * inverseHi * s15_1 + m15_1);
+                    wordsHi[48] = DeviceConvert.PackBf16x2(o.N12C2 * inverseHi * s12_0 + m12_0, o.N12C3 * inverseHi * s12_1 + m12_1);
+                    wordsHi[52] = DeviceConvert.PackBf16x2(o.N13C2 * inverseHi * s13_0 + m13_0, o.N13C3 * inverseHi * s13_1 + m13_1);
+                    wordsHi[56] = DeviceConvert.PackBf16x2(o.N14C2 * inverseHi * s14_0 + m14_0, o.N14C3 * inverseHi * s14_1 + m14_1);
+                    wordsHi[60] = DeviceConvert.PackBf16x2(o.N15C2 * inverseHi * s15_0 + m15_0, o.N15C3 * inverseHi * s15_1 + m15_1);
                 }
             }
         }
