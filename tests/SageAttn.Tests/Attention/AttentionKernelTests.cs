@@ -29,7 +29,7 @@ public abstract class AttentionKernelTests(AcceleratorFixture fixture, ITestOutp
     public sealed record Case(string Name, int Batch, int HeadsQ, int HeadsKv, int Nq, int Nk, int HeadDim,
         AttentionVariant Variant, bool Causal = false, bool Nhd = false, TensorElementType Type = TensorElementType.Float16,
         bool Lse = false, float KOffset = 0f, bool SmoothV = false, QuantGranularity Granularity = QuantGranularity.PerThread,
-        int HopperWarpGroups = 0)
+        int HopperWarpGroups = 0, int OutputRowPad = 0)
     {
         public override string ToString() => Name;
     }
@@ -47,14 +47,17 @@ public abstract class AttentionKernelTests(AcceleratorFixture fixture, ITestOutp
         var options = new SageAttentionOptions { Variant = c.Variant, Granularity = c.Granularity, SmoothV = c.SmoothV, HopperWarpGroups = c.HopperWarpGroups };
         var accelerator = fixture.Accelerator!;
 
-        int outLength = c.Batch * c.HeadsQ * c.Nq * c.HeadDim;
+        // O's rows may be padded (OutputRowPad elements after each row): an odd pad makes rows start mid-word, so the
+        // epilogue must store element by element; the pad elements must keep their poison.
+        int rowStride = c.HeadDim + c.OutputRowPad;
+        int outLength = c.Batch * c.HeadsQ * c.Nq * rowStride;
         var (qb, qv) = fixture.Upload(q);
         var (kb, kv) = fixture.Upload(k);
         var (vb, vv) = fixture.Upload(v);
         using var ob = accelerator.Allocate1D(TestData.Poisoned(outLength));
         using var lseBuffer = accelerator.Allocate1D<float>(c.Lse ? c.Batch * c.HeadsQ * c.Nq : 1);
         var output = new StridedTensor(ob.View, c.Batch, c.HeadsQ, c.Nq, c.HeadDim,
-            (long)c.HeadsQ * c.Nq * c.HeadDim, (long)c.Nq * c.HeadDim, c.HeadDim);
+            (long)c.HeadsQ * c.Nq * rowStride, (long)c.Nq * rowStride, rowStride);
         QuantizedHostInputs hostInputs;
         using (qb) using (kb) using (vb)
         using (var quantized = runner.Quantize(qv, kv, vv, c.Type, smScale, options))
@@ -66,7 +69,13 @@ public abstract class AttentionKernelTests(AcceleratorFixture fixture, ITestOutp
                 quantized.K.GetAsArray1D(), quantized.KScale.GetAsArray1D(), quantized.V.GetAsArray1D(),
                 quantized.VScale.GetAsArray1D(), quantized.VMean.GetAsArray1D(), c.Lse ? LseCorrection(q, k, smScale) : null);
         }
-        var actual = ob.GetAsArray1D().Select(bits => (double)HalfBits.ToFloat(bits, c.Type)).ToArray();
+        var written = ob.GetAsArray1D();
+        var poison = TestData.Poisoned(1)[0];
+        for (int row = 0; row < written.Length / rowStride; row++)
+            for (int pad = c.HeadDim; pad < rowStride; pad++)
+                Assert.True(written[row * rowStride + pad] == poison, $"{c.Name}: row {row} padding element {pad - c.HeadDim} was written");
+        var actual = Enumerable.Range(0, written.Length).Where(i => i % rowStride < c.HeadDim)
+            .Select(i => (double)HalfBits.ToFloat(written[i], c.Type)).ToArray();
 
         float[] model = [], modelLse = [];
         var vsModel = (RelL1: 0.0, Cosine: 1.0, Rmse: 0.0);
@@ -137,6 +146,8 @@ public abstract class AttentionKernelTests(AcceleratorFixture fixture, ITestOutp
         new Case("d128 causal bottom-right q<k v2 lse", 2, 2, 1, 70, 200, 128, AttentionVariant.QkInt8PvFp8, Causal: true, Lse: true),
         new Case("d80 padded v2++ perblock", 1, 1, 1, 100, 64, 80, AttentionVariant.QkInt8PvFp8Fp16Accum, Granularity: QuantGranularity.PerBlock),
         new Case("d64 causal top-left fp16pv", 1, 2, 1, 130, 130, 64, AttentionVariant.QkInt8PvFp16, Causal: true, KOffset: 8f),
+        new Case("d128 odd row stride bf16 v2 smoothV", 1, 2, 1, 40, 70, 128, AttentionVariant.QkInt8PvFp8, Type: TensorElementType.BFloat16,
+            SmoothV: true, OutputRowPad: 1),
     };
 }
 
