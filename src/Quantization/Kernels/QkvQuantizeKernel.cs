@@ -105,11 +105,7 @@ public static class QkvQuantizeKernel
     {
         int tid = Group.IdxX, dp = p.PaddedHeadDim;
         if (tid < dp)
-        {
-            means[tid] = p.SmoothK != 0 && tid < p.K.HeadDim
-                ? ChannelMean(p.KStats, (long)(b * p.K.Heads + h) * p.StatsChunks, p.StatsChunks, tid, dp, p.K.Tokens)
-                : 0f;
-        }
+            means[tid] = KChannelMean(p, (long)(b * p.K.Heads + h) * p.StatsChunks, tid);
         Group.Barrier();
         var mean = Float8.Read(means, m.C0);
         for (int tile = firstTile; tile < endTile; tile++)
@@ -128,11 +124,7 @@ public static class QkvQuantizeKernel
         if (tid < dp)
         {
             int c = tid;
-            long headChunk0 = (long)(b * p.V.Heads + h) * p.StatsChunks;
-            bool stats = p.ReadVStats != 0 && c < p.V.HeadDim;
-            float center = stats && p.SmoothV != 0 ? ChannelMean(p.VStats, headChunk0, p.StatsChunks, c, dp, p.V.Tokens) : 0f;
-            float amax = stats ? AbsMaxAround(p.VStats, headChunk0, p.StatsChunks, c, dp, center) : 0f;
-            float scale = QuantizeVKernel.ChannelScale(amax, p.VFormat);
+            VChannel(p, (long)(b * p.V.Heads + h) * p.StatsChunks, c, out float scale, out float center);
             inverses[c] = 1f / scale;
             centers[c] = center;
             if (firstTile == 0)
@@ -150,6 +142,28 @@ public static class QkvQuantizeKernel
             VTileQuantizer.Run(p.V, p.VOut, b, h, tile, p.NkPad, dp, p.ElementType, p.VFormat, (p.VectorLoads & 4) != 0,
                 mean, inverse, m, staged);
         }
+    }
+
+    /// <summary>
+    /// K's smoothing mean of channel <paramref name="c"/> of the head whose first statistics chunk is
+    /// <paramref name="headChunk0"/>: 0 without K smoothing or for a padding channel.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float KChannelMean(in QkvQuantizeParams p, long headChunk0, int c) =>
+        p.SmoothK != 0 && c < p.K.HeadDim ? ChannelMean(p.KStats, headChunk0, p.StatsChunks, c, p.PaddedHeadDim, p.K.Tokens) : 0f;
+
+    /// <summary>
+    /// V's scale and center of channel <paramref name="c"/> of the head whose first statistics chunk is
+    /// <paramref name="headChunk0"/>; without statistics (or for a padding channel) the scale of a zero maximum and no center.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void VChannel(in QkvQuantizeParams p, long headChunk0, int c, out float scale, out float center)
+    {
+        int dp = p.PaddedHeadDim;
+        bool stats = p.ReadVStats != 0 && c < p.V.HeadDim;
+        center = stats && p.SmoothV != 0 ? ChannelMean(p.VStats, headChunk0, p.StatsChunks, c, dp, p.V.Tokens) : 0f;
+        float amax = stats ? AbsMaxAround(p.VStats, headChunk0, p.StatsChunks, c, dp, center) : 0f;
+        scale = QuantizeVKernel.ChannelScale(amax, p.VFormat);
     }
 
     /// <summary>

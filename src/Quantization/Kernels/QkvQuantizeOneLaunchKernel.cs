@@ -197,7 +197,7 @@ public static class QkvQuantizeOneLaunchKernel
         int c = Group.IdxX, dp = p.PaddedHeadDim;
         if (c >= dp)
             return;
-        float mean = c < p.K.HeadDim ? QkvQuantizeKernel.ChannelMean(p.KStats, (long)bh * p.StatsChunks, p.StatsChunks, c, dp, p.K.Tokens) : 0f;
+        float mean = QkvQuantizeKernel.KChannelMean(p, (long)bh * p.StatsChunks, c);
         sp.Coordination[KMeanIndex(p, bh, c)] = (int)Interop.FloatAsInt(mean);
     }
 
@@ -208,12 +208,9 @@ public static class QkvQuantizeOneLaunchKernel
         int c = Group.IdxX, dp = p.PaddedHeadDim;
         if (c >= dp)
             return;
-        long headChunk0 = (long)bh * p.StatsChunks;
-        bool real = c < p.V.HeadDim;
-        float center = real && p.SmoothV != 0 ? QkvQuantizeKernel.ChannelMean(p.VStats, headChunk0, p.StatsChunks, c, dp, p.V.Tokens) : 0f;
-        float amax = real ? QkvQuantizeKernel.AbsMaxAround(p.VStats, headChunk0, p.StatsChunks, c, dp, center) : 0f;
+        QkvQuantizeKernel.VChannel(p, (long)bh * p.StatsChunks, c, out float scale, out float center);
         long channel = (long)bh * dp + c;
-        p.VScales[channel] = QuantizeVKernel.ChannelScale(amax, p.VFormat);
+        p.VScales[channel] = scale;
         p.VMeans[channel] = center;
     }
 
