@@ -21,11 +21,21 @@ public struct Half8
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Half8 Load(in StridedTensor t, int b, int h, int n, int c0, bool vector)
     {
+        long offset = t.RowOffset(b, h, n) + c0;
+        return LoadAt(t, offset, n, c0, vector && c0 + 8 <= t.HeadDim && (offset & 7) == 0);
+    }
+
+    /// <summary>
+    /// <see cref="Load"/> at element <paramref name="offset"/> (of token <paramref name="n"/>, channel <paramref name="c0"/>),
+    /// with one 16-byte load when <paramref name="wide"/> (the caller checked the slice is full and 16-byte aligned).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Half8 LoadAt(in StridedTensor t, long offset, int n, int c0, bool wide)
+    {
         var r = default(Half8);
         if (n >= t.Tokens)
             return r;
-        long offset = t.RowOffset(b, h, n) + c0;
-        if (vector && c0 + 8 <= t.HeadDim && (offset & 7) == 0)
+        if (wide)
             return t.Data.Cast<Half8>()[offset / 8];
         r.W0 = Element(t, offset, c0) | (Element(t, offset + 1, c0 + 1) << 16);
         r.W1 = Element(t, offset + 2, c0 + 2) | (Element(t, offset + 3, c0 + 3) << 16);

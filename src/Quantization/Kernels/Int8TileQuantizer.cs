@@ -70,18 +70,19 @@ public static class Int8TileQuantizer
         Group.Barrier();
 
         // Phase 3: quantize from registers, 8 bytes per slice.
-        var output64 = output.Cast<ulong>();
-        long rowBase = (long)(b * input.Heads + h) * paddedTokens + firstRow;
-        Store(s.S0, input, firstRow, 0, elementType, mean, m, paddedHeadDim, rowBase, rowInverse, output64);
-        Store(s.S1, input, firstRow, 1, elementType, mean, m, paddedHeadDim, rowBase, rowInverse, output64);
-        Store(s.S2, input, firstRow, 2, elementType, mean, m, paddedHeadDim, rowBase, rowInverse, output64);
-        Store(s.S3, input, firstRow, 3, elementType, mean, m, paddedHeadDim, rowBase, rowInverse, output64);
+        // The thread's first 8-byte output word; each pass is RowsPerPass rows further.
+        var output64 = output.Cast<ulong>().SubView((((long)(b * input.Heads + h) * paddedTokens + firstRow + m.RowInPass) * paddedHeadDim + m.C0) / 8);
+        int passWords = m.RowsPerPass * paddedHeadDim / 8;
+        Store(s.S0, input, firstRow, 0, elementType, mean, m, 0, rowInverse, output64);
+        Store(s.S1, input, firstRow, 1, elementType, mean, m, passWords, rowInverse, output64);
+        Store(s.S2, input, firstRow, 2, elementType, mean, m, 2 * passWords, rowInverse, output64);
+        Store(s.S3, input, firstRow, 3, elementType, mean, m, 3 * passWords, rowInverse, output64);
         if (m.Passes > 4)
         {
-            Store(s.S4, input, firstRow, 4, elementType, mean, m, paddedHeadDim, rowBase, rowInverse, output64);
-            Store(s.S5, input, firstRow, 5, elementType, mean, m, paddedHeadDim, rowBase, rowInverse, output64);
-            Store(s.S6, input, firstRow, 6, elementType, mean, m, paddedHeadDim, rowBase, rowInverse, output64);
-            Store(s.S7, input, firstRow, 7, elementType, mean, m, paddedHeadDim, rowBase, rowInverse, output64);
+            Store(s.S4, input, firstRow, 4, elementType, mean, m, 4 * passWords, rowInverse, output64);
+            Store(s.S5, input, firstRow, 5, elementType, mean, m, 5 * passWords, rowInverse, output64);
+            Store(s.S6, input, firstRow, 6, elementType, mean, m, 6 * passWords, rowInverse, output64);
+            Store(s.S7, input, firstRow, 7, elementType, mean, m, 7 * passWords, rowInverse, output64);
         }
     }
 
@@ -104,14 +105,14 @@ public static class Int8TileQuantizer
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Store(in Half8 raw, in StridedTensor input, int firstRow, int pass, int elementType, in Float8 mean,
-        in TileSlices.Mapping m, int paddedHeadDim, long rowBase, ArrayView<float> rowInverse, ArrayView<ulong> output64)
+        in TileSlices.Mapping m, int word, ArrayView<float> rowInverse, ArrayView<ulong> output64)
     {
         int row = m.Row(pass);
         float inverse = rowInverse[row];
         var x = raw.Decode(elementType).Centered(mean, firstRow + row < input.Tokens);
         uint low = Quantize(x.F0, inverse) | (Quantize(x.F1, inverse) << 8) | (Quantize(x.F2, inverse) << 16) | (Quantize(x.F3, inverse) << 24);
         uint high = Quantize(x.F4, inverse) | (Quantize(x.F5, inverse) << 8) | (Quantize(x.F6, inverse) << 16) | (Quantize(x.F7, inverse) << 24);
-        output64[((rowBase + row) * paddedHeadDim + m.C0) / 8] = low | ((ulong)high << 32);
+        output64[word] = low | ((ulong)high << 32);
     }
 
     /// <summary>Round to nearest even, clamp to ±127, as the two's-complement byte (masked: see <see cref="QuantizeInt8Kernel"/>).</summary>

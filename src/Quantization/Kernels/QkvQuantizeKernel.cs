@@ -70,7 +70,7 @@ public static class QkvQuantizeKernel
         var rowInverse = SharedMemory.Allocate<float>(SageConstants.QTileRows);
         var channelA = SharedMemory.Allocate<float>(MaxHeadDim);
         var channelB = SharedMemory.Allocate<float>(MaxHeadDim);
-        var staged = SharedMemory.Allocate<float>(VTileQuantizer.StagedFloats);
+        var staged = SharedMemory.Allocate<Half8>(TileStaging.Chunks);
 
         int tid = Group.IdxX, dp = p.PaddedHeadDim;
         var m = new TileSlices.Mapping(tid, dp);
@@ -118,7 +118,7 @@ public static class QkvQuantizeKernel
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void QuantizeVStrip(in QkvQuantizeParams p, int b, int h, int firstTile, int endTile, in TileSlices.Mapping m,
-        ArrayView<float> inverses, ArrayView<float> centers, ArrayView<float> staged)
+        ArrayView<float> inverses, ArrayView<float> centers, ArrayView<Half8> staged)
     {
         int tid = Group.IdxX, dp = p.PaddedHeadDim;
         if (tid < dp)
@@ -135,12 +135,10 @@ public static class QkvQuantizeKernel
             }
         }
         Group.Barrier();
-        var mean = Float8.Read(centers, m.C0);
-        var inverse = Float8.Read(inverses, m.C0);
         for (int tile = firstTile; tile < endTile; tile++)
         {
             VTileQuantizer.Run(p.V, p.VOut, b, h, tile, p.NkPad, dp, p.ElementType, p.VFormat, (p.VectorLoads & 4) != 0,
-                mean, inverse, m, staged);
+                centers, inverses, m, staged);
         }
     }
 

@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using ILGPU;
 using ILGPU.Runtime;
+using SageAttn.Quantization.Formats;
 
 namespace SageAttn.Quantization.Kernels;
 
@@ -96,7 +97,7 @@ public static class QkvQuantizeOneLaunchKernel
         var rowInverse = SharedMemory.Allocate<float>(SageConstants.QTileRows);
         var channelA = SharedMemory.Allocate<float>(MaxHeadDim);
         var channelB = SharedMemory.Allocate<float>(MaxHeadDim);
-        var staged = SharedMemory.Allocate<float>(VTileQuantizer.StagedFloats);
+        var staged = SharedMemory.Allocate<Half8>(TileStaging.Chunks);
         var broadcast = SharedMemory.Allocate<int>(1);
 
         int tid = Group.IdxX;
@@ -145,7 +146,7 @@ public static class QkvQuantizeOneLaunchKernel
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void StatisticsItem(in OneLaunchQuantizeParams sp, int bh, bool isV, int chunk, in TileSlices.Mapping m,
-        ArrayView<float> staged, ArrayView<int> broadcast)
+        ArrayView<Half8> staged, ArrayView<int> broadcast)
     {
         var p = sp.Tiles;
         int b = bh / p.K.Heads, h = bh % p.K.Heads;
@@ -233,7 +234,7 @@ public static class QkvQuantizeOneLaunchKernel
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void QuantizeVItem(in OneLaunchQuantizeParams sp, int bh, int tile, in TileSlices.Mapping m, ArrayView<float> inverses,
-        ArrayView<float> centers, ArrayView<float> staged)
+        ArrayView<float> centers, ArrayView<Half8> staged)
     {
         var p = sp.Tiles;
         int tid = Group.IdxX, dp = p.PaddedHeadDim;
@@ -264,10 +265,8 @@ public static class QkvQuantizeOneLaunchKernel
             centers[tid] = center;
         }
         Group.Barrier();
-        var mean = Float8.Read(centers, m.C0);
-        var inverse = Float8.Read(inverses, m.C0);
         VTileQuantizer.Run(p.V, p.VOut, bh / p.V.Heads, bh % p.V.Heads, tile, p.NkPad, dp, p.ElementType, p.VFormat, (p.VectorLoads & 4) != 0,
-            mean, inverse, m, staged);
+            centers, inverses, m, staged);
     }
 
     /// <summary>
@@ -297,14 +296,15 @@ public static class QkvQuantizeOneLaunchKernel
 
     /// <summary>
     /// The chunk's per-channel sum, minimum and maximum, written where <see cref="KvStatsKernel"/> writes them: each tile is
-    /// staged as floats in shared memory and thread c walks channel c's tokens in order, so the sum is the same sequence of
-    /// additions.
+    /// staged as raw bits in shared memory (<see cref="TileStaging"/>) and thread c walks channel c's tokens in order, so
+    /// the sum is the same sequence of additions.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void ChunkStatistics(in StridedTensor input, ArrayView<float> stats, int elementType, int dp, bool vector, int b, int h,
-        int chunk, long headChunk, in TileSlices.Mapping m, ArrayView<float> staged)
+        int chunk, long headChunk, in TileSlices.Mapping m, ArrayView<Half8> staged)
     {
-        int tid = Group.IdxX, stride = dp + 1;
+        int tid = Group.IdxX;
+        var bits = staged.Cast<ushort>();
         int firstRow = chunk * SageConstants.StatsChunkTokens;
         int end = Math.Min(input.Tokens, firstRow + SageConstants.StatsChunkTokens);
         float sum = 0f, min = float.MaxValue, max = float.MinValue;
@@ -314,16 +314,16 @@ public static class QkvQuantizeOneLaunchKernel
             s.Load(input, b, h, row0, m, vector);
             // The previous tile's readers are done with the staging area.
             Group.Barrier();
-            Stage(s.S0, elementType, m.Row(0), m.C0, stride, staged);
-            Stage(s.S1, elementType, m.Row(1), m.C0, stride, staged);
-            Stage(s.S2, elementType, m.Row(2), m.C0, stride, staged);
-            Stage(s.S3, elementType, m.Row(3), m.C0, stride, staged);
+            TileStaging.Store(staged, s.S0, m.Row(0), m.C0, dp);
+            TileStaging.Store(staged, s.S1, m.Row(1), m.C0, dp);
+            TileStaging.Store(staged, s.S2, m.Row(2), m.C0, dp);
+            TileStaging.Store(staged, s.S3, m.Row(3), m.C0, dp);
             if (m.Passes > 4)
             {
-                Stage(s.S4, elementType, m.Row(4), m.C0, stride, staged);
-                Stage(s.S5, elementType, m.Row(5), m.C0, stride, staged);
-                Stage(s.S6, elementType, m.Row(6), m.C0, stride, staged);
-                Stage(s.S7, elementType, m.Row(7), m.C0, stride, staged);
+                TileStaging.Store(staged, s.S4, m.Row(4), m.C0, dp);
+                TileStaging.Store(staged, s.S5, m.Row(5), m.C0, dp);
+                TileStaging.Store(staged, s.S6, m.Row(6), m.C0, dp);
+                TileStaging.Store(staged, s.S7, m.Row(7), m.C0, dp);
             }
             Group.Barrier();
             if (tid < dp)
@@ -332,16 +332,17 @@ public static class QkvQuantizeOneLaunchKernel
                 int r = 0;
                 for (; r + 8 <= rows; r += 8)
                 {
-                    int i = r * stride + tid;
-                    float x0 = staged[i], x1 = staged[i + stride], x2 = staged[i + 2 * stride], x3 = staged[i + 3 * stride];
-                    float x4 = staged[i + 4 * stride], x5 = staged[i + 5 * stride], x6 = staged[i + 6 * stride], x7 = staged[i + 7 * stride];
+                    float x0 = Staged(bits, r, tid, dp, elementType), x1 = Staged(bits, r + 1, tid, dp, elementType);
+                    float x2 = Staged(bits, r + 2, tid, dp, elementType), x3 = Staged(bits, r + 3, tid, dp, elementType);
+                    float x4 = Staged(bits, r + 4, tid, dp, elementType), x5 = Staged(bits, r + 5, tid, dp, elementType);
+                    float x6 = Staged(bits, r + 6, tid, dp, elementType), x7 = Staged(bits, r + 7, tid, dp, elementType);
                     sum += x0; sum += x1; sum += x2; sum += x3; sum += x4; sum += x5; sum += x6; sum += x7;
                     min = Math.Min(Math.Min(Math.Min(min, Math.Min(x0, x1)), Math.Min(x2, x3)), Math.Min(Math.Min(x4, x5), Math.Min(x6, x7)));
                     max = Math.Max(Math.Max(Math.Max(max, Math.Max(x0, x1)), Math.Max(x2, x3)), Math.Max(Math.Max(x4, x5), Math.Max(x6, x7)));
                 }
                 for (; r < rows; r++)
                 {
-                    float x = staged[r * stride + tid];
+                    float x = Staged(bits, r, tid, dp, elementType);
                     sum += x;
                     min = Math.Min(min, x);
                     max = Math.Max(max, x);
@@ -359,17 +360,6 @@ public static class QkvQuantizeOneLaunchKernel
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Stage(in Half8 raw, int elementType, int row, int c0, int stride, ArrayView<float> staged)
-    {
-        var x = raw.Decode(elementType);
-        int i = row * stride + c0;
-        staged[i] = x.F0;
-        staged[i + 1] = x.F1;
-        staged[i + 2] = x.F2;
-        staged[i + 3] = x.F3;
-        staged[i + 4] = x.F4;
-        staged[i + 5] = x.F5;
-        staged[i + 6] = x.F6;
-        staged[i + 7] = x.F7;
-    }
+    private static float Staged(ArrayView<ushort> bits, int row, int c, int dp, int elementType) =>
+        DeviceConvert.ToFloat((ushort)TileStaging.Read(bits, row, c, dp), elementType);
 }

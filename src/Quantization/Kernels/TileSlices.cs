@@ -36,19 +36,26 @@ public struct TileSlices
     }
 
     /// <summary>Loads the thread's slices of the tile whose first token is <paramref name="firstRow"/>.</summary>
+    /// <remarks>The first slice's element offset is computed once and the others step by the pass stride (one 64-bit add
+    /// each, where <see cref="Half8.Load"/> multiplies out batch, head and token per slice); 16-byte loads are taken when
+    /// every slice is aligned, which the first offset and the stride decide together.</remarks>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Load(in StridedTensor t, int b, int h, int firstRow, in Mapping m, bool vector)
     {
-        S0 = Half8.Load(t, b, h, firstRow + m.Row(0), m.C0, vector);
-        S1 = Half8.Load(t, b, h, firstRow + m.Row(1), m.C0, vector);
-        S2 = Half8.Load(t, b, h, firstRow + m.Row(2), m.C0, vector);
-        S3 = Half8.Load(t, b, h, firstRow + m.Row(3), m.C0, vector);
+        int n = firstRow + m.RowInPass;
+        long first = t.RowOffset(b, h, n) + m.C0;
+        long step = m.RowsPerPass * t.StrideToken;
+        bool wide = vector && m.C0 + 8 <= t.HeadDim && ((first | step) & 7) == 0;
+        S0 = Half8.LoadAt(t, first, n, m.C0, wide);
+        S1 = Half8.LoadAt(t, first + step, n + m.RowsPerPass, m.C0, wide);
+        S2 = Half8.LoadAt(t, first + 2 * step, n + 2 * m.RowsPerPass, m.C0, wide);
+        S3 = Half8.LoadAt(t, first + 3 * step, n + 3 * m.RowsPerPass, m.C0, wide);
         if (m.Passes > 4)
         {
-            S4 = Half8.Load(t, b, h, firstRow + m.Row(4), m.C0, vector);
-            S5 = Half8.Load(t, b, h, firstRow + m.Row(5), m.C0, vector);
-            S6 = Half8.Load(t, b, h, firstRow + m.Row(6), m.C0, vector);
-            S7 = Half8.Load(t, b, h, firstRow + m.Row(7), m.C0, vector);
+            S4 = Half8.LoadAt(t, first + 4 * step, n + 4 * m.RowsPerPass, m.C0, wide);
+            S5 = Half8.LoadAt(t, first + 5 * step, n + 5 * m.RowsPerPass, m.C0, wide);
+            S6 = Half8.LoadAt(t, first + 6 * step, n + 6 * m.RowsPerPass, m.C0, wide);
+            S7 = Half8.LoadAt(t, first + 7 * step, n + 7 * m.RowsPerPass, m.C0, wide);
         }
     }
 }

@@ -9,45 +9,46 @@ namespace SageAttn.Quantization.Kernels;
 /// <see cref="QkvQuantizeKernel"/>), with the numbers and output layout of <see cref="QuantizeVKernel"/>.
 /// </summary>
 /// <remarks>
-/// Threads load their token slices (<see cref="TileSlices"/>, 16-byte coalesced reads), scale them and stage floats
-/// [token][channel] in shared memory with a row stride of Dp + 1 (an odd stride spreads a channel's tokens over the
-/// banks); after a barrier each thread builds 16 bytes of one channel row — 16 permuted tokens as four e4m3 words,
-/// or 8 tokens as four fp16x2 words — and writes them with one 16-byte store (4 threads per 64-byte row segment).
+/// Threads load their token slices (<see cref="TileSlices"/>, 16-byte coalesced reads) and stage them as raw bits in
+/// shared memory (<see cref="TileStaging"/>, one 16-byte store per slice); after a barrier each thread builds 16 bytes
+/// of one channel row — 16 permuted tokens as four e4m3 words, or 8 tokens as four fp16x2 words — from (x − center) ·
+/// inverse scale of its channel, and writes them with one 16-byte store (4 threads per 64-byte row segment).
 /// </remarks>
 public static class VTileQuantizer
 {
     private const int Tile = SageConstants.KBlockKeys;
 
-    /// <summary>Floats of the shared staging area for a padded head dim of at most 128.</summary>
-    public const int StagedFloats = Tile * (128 + 1);
-
     /// <summary>Quantizes block <paramref name="block"/> of head (b, h). Every thread of the block must call it.</summary>
-    /// <param name="mean">The thread's 8 channel means (zeros without V smoothing).</param>
-    /// <param name="inverse">The thread's 8 inverse channel scales.</param>
+    /// <param name="centers">Shared: the Dp channel means (zeros without V smoothing).</param>
+    /// <param name="inverses">Shared: the Dp inverse channel scales.</param>
+    /// <param name="staged">Shared: the staging area (<see cref="TileStaging.Chunks"/>).</param>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Run(in StridedTensor input, ArrayView<uint> output, int b, int h, int block, int paddedTokens,
-        int paddedHeadDim, int elementType, int format, bool vector, in Float8 mean, in Float8 inverse,
-        in TileSlices.Mapping m, ArrayView<float> staged)
+        int paddedHeadDim, int elementType, int format, bool vector, ArrayView<float> centers, ArrayView<float> inverses,
+        in TileSlices.Mapping m, ArrayView<Half8> staged)
     {
-        int tid = Group.IdxX, stride = paddedHeadDim + 1;
+        int tid = Group.IdxX;
         int firstRow = block * Tile;
         var s = default(TileSlices);
         s.Load(input, b, h, firstRow, m, vector);
-        Stage(s.S0, input, firstRow, 0, elementType, mean, inverse, m, stride, staged);
-        Stage(s.S1, input, firstRow, 1, elementType, mean, inverse, m, stride, staged);
-        Stage(s.S2, input, firstRow, 2, elementType, mean, inverse, m, stride, staged);
-        Stage(s.S3, input, firstRow, 3, elementType, mean, inverse, m, stride, staged);
+        TileStaging.Store(staged, s.S0, m.Row(0), m.C0, paddedHeadDim);
+        TileStaging.Store(staged, s.S1, m.Row(1), m.C0, paddedHeadDim);
+        TileStaging.Store(staged, s.S2, m.Row(2), m.C0, paddedHeadDim);
+        TileStaging.Store(staged, s.S3, m.Row(3), m.C0, paddedHeadDim);
         if (m.Passes > 4)
         {
-            Stage(s.S4, input, firstRow, 4, elementType, mean, inverse, m, stride, staged);
-            Stage(s.S5, input, firstRow, 5, elementType, mean, inverse, m, stride, staged);
-            Stage(s.S6, input, firstRow, 6, elementType, mean, inverse, m, stride, staged);
-            Stage(s.S7, input, firstRow, 7, elementType, mean, inverse, m, stride, staged);
+            TileStaging.Store(staged, s.S4, m.Row(4), m.C0, paddedHeadDim);
+            TileStaging.Store(staged, s.S5, m.Row(5), m.C0, paddedHeadDim);
+            TileStaging.Store(staged, s.S6, m.Row(6), m.C0, paddedHeadDim);
+            TileStaging.Store(staged, s.S7, m.Row(7), m.C0, paddedHeadDim);
         }
         Group.Barrier();
 
+        var bits = staged.Cast<ushort>();
         var output128 = output.Cast<Half8>();
         long channelBase = (long)(b * input.Heads + h) * paddedHeadDim;
+        // Rows at or past this are padding: they quantize to 0, as the references leave padding unshifted.
+        int realRows = input.Tokens - firstRow;
         if (format == (int)VFormat.Fp16)
         {
             // A channel row of the block is 32 words (2 tokens each): 8 groups of 4 words (8 tokens in order).
@@ -55,12 +56,13 @@ public static class VTileQuantizer
             for (int q = tid; q < paddedHeadDim * 8; q += TileSlices.Threads)
             {
                 int c = q / 8, t = q % 8 * 8;
+                var channel = new Channel(bits, c, paddedHeadDim, elementType, centers[c], inverses[c], realRows);
                 var words = new Half8
                 {
-                    W0 = DeviceConvert.PackFp16x2(staged[t * stride + c], staged[(t + 1) * stride + c]),
-                    W1 = DeviceConvert.PackFp16x2(staged[(t + 2) * stride + c], staged[(t + 3) * stride + c]),
-                    W2 = DeviceConvert.PackFp16x2(staged[(t + 4) * stride + c], staged[(t + 5) * stride + c]),
-                    W3 = DeviceConvert.PackFp16x2(staged[(t + 6) * stride + c], staged[(t + 7) * stride + c]),
+                    W0 = DeviceConvert.PackFp16x2(channel.Scaled(t), channel.Scaled(t + 1)),
+                    W1 = DeviceConvert.PackFp16x2(channel.Scaled(t + 2), channel.Scaled(t + 3)),
+                    W2 = DeviceConvert.PackFp16x2(channel.Scaled(t + 4), channel.Scaled(t + 5)),
+                    W3 = DeviceConvert.PackFp16x2(channel.Scaled(t + 6), channel.Scaled(t + 7)),
                 };
                 output128[((channelBase + c) * wordsPerRow + block * 32 + q % 8 * 4) / 4] = words;
             }
@@ -71,13 +73,14 @@ public static class VTileQuantizer
             int wordsPerRow = paddedTokens / 4;
             for (int q = tid; q < paddedHeadDim * 4; q += TileSlices.Threads)
             {
-                int c = q / 4, position = q % 4 * 16;
+                int c = q / 4, group = q % 4 * 16;
+                var channel = new Channel(bits, c, paddedHeadDim, elementType, centers[c], inverses[c], realRows);
                 var words = new Half8
                 {
-                    W0 = PackPermuted(staged, position, c, stride),
-                    W1 = PackPermuted(staged, position + 4, c, stride),
-                    W2 = PackPermuted(staged, position + 8, c, stride),
-                    W3 = PackPermuted(staged, position + 12, c, stride),
+                    W0 = channel.PackPermuted(group, 0),
+                    W1 = channel.PackPermuted(group, 4),
+                    W2 = channel.PackPermuted(group, 8),
+                    W3 = channel.PackPermuted(group, 12),
                 };
                 output128[((channelBase + c) * wordsPerRow + block * 16 + q % 4 * 4) / 4] = words;
             }
@@ -86,29 +89,42 @@ public static class VTileQuantizer
         Group.Barrier();
     }
 
-    /// <summary>Scales one slice and stages it at its token row.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Stage(in Half8 raw, in StridedTensor input, int firstRow, int pass, int elementType, in Float8 mean,
-        in Float8 inverse, in TileSlices.Mapping m, int stride, ArrayView<float> staged)
+    /// <summary>One channel of the staged block, read by token: (x − center) · inverse, 0 for padding rows.</summary>
+    private readonly struct Channel
     {
-        int row = m.Row(pass);
-        var x = raw.Decode(elementType).Centered(mean, firstRow + row < input.Tokens);
-        int i = row * stride + m.C0;
-        staged[i] = x.F0 * inverse.F0;
-        staged[i + 1] = x.F1 * inverse.F1;
-        staged[i + 2] = x.F2 * inverse.F2;
-        staged[i + 3] = x.F3 * inverse.F3;
-        staged[i + 4] = x.F4 * inverse.F4;
-        staged[i + 5] = x.F5 * inverse.F5;
-        staged[i + 6] = x.F6 * inverse.F6;
-        staged[i + 7] = x.F7 * inverse.F7;
-    }
+        private readonly ArrayView<ushort> _bits;
+        private readonly int _c, _paddedHeadDim, _elementType, _realRows;
+        private readonly float _center, _inverse;
 
-    /// <summary>The e4m3 word at positions <paramref name="position"/> .. + 3 (tokens permuted as the P·V fragments need).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static uint PackPermuted(ArrayView<float> staged, int position, int c, int stride) => DeviceConvert.PackE4M3x4(
-        staged[QuantizeVKernel.PermutedToken(position) * stride + c],
-        staged[QuantizeVKernel.PermutedToken(position + 1) * stride + c],
-        staged[QuantizeVKernel.PermutedToken(position + 2) * stride + c],
-        staged[QuantizeVKernel.PermutedToken(position + 3) * stride + c]);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public Channel(ArrayView<ushort> bits, int c, int paddedHeadDim, int elementType, float center, float inverse, int realRows)
+        {
+            _bits = bits;
+            _c = c;
+            _paddedHeadDim = paddedHeadDim;
+            _elementType = elementType;
+            _center = center;
+            _inverse = inverse;
+            _realRows = realRows;
+        }
+
+        /// <summary>The scaled value of token <paramref name="row"/> of the block.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public float Scaled(int row)
+        {
+            float x = DeviceConvert.ToFloat((ushort)TileStaging.Read(_bits, row, _c, _paddedHeadDim), _elementType);
+            return (row < _realRows ? x - _center : 0f) * _inverse;
+        }
+
+        /// <summary>
+        /// The e4m3 word at positions <paramref name="group"/> + <paramref name="offset"/> .. + 3 (tokens permuted as the
+        /// P·V fragments need; <paramref name="group"/> is a multiple of 16, so the permutation acts on the offsets only).
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public uint PackPermuted(int group, int offset) => DeviceConvert.PackE4M3x4(
+            Scaled(group + QuantizeVKernel.PermutedToken(offset)),
+            Scaled(group + QuantizeVKernel.PermutedToken(offset + 1)),
+            Scaled(group + QuantizeVKernel.PermutedToken(offset + 2)),
+            Scaled(group + QuantizeVKernel.PermutedToken(offset + 3)));
+    }
 }
