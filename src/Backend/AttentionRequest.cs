@@ -104,19 +104,28 @@ internal sealed record AttentionRequest(
         : [Shape.Batch, Shape.HeadsQ, Shape.Nq, Shape.HeadDim];
 
     /// <summary>(B, H, N, D) of a rank-4 tensor in the given layout.</summary>
-    public static (long B, long H, long N, long D) Dims(Tensor t, bool nhd) =>
-        nhd ? (t.shape[0], t.shape[2], t.shape[1], t.shape[3]) : (t.shape[0], t.shape[1], t.shape[2], t.shape[3]);
+    public static (long B, long H, long N, long D) Dims(Tensor t, bool nhd) => Dims(t.shape, nhd);
+
+    /// <summary>(B, H, N, D) of rank-4 sizes in the given layout.</summary>
+    public static (long B, long H, long N, long D) Dims(long[] sizes, bool nhd) =>
+        nhd ? (sizes[0], sizes[2], sizes[1], sizes[3]) : (sizes[0], sizes[1], sizes[2], sizes[3]);
 
     /// <summary>(batch, head, token) element strides of a rank-4 tensor in the given layout.</summary>
-    public static (long B, long H, long N) Strides(Tensor t, bool nhd) =>
-        nhd ? (t.stride(0), t.stride(2), t.stride(1)) : (t.stride(0), t.stride(1), t.stride(2));
+    public static (long B, long H, long N) Strides(Tensor t, bool nhd) => Strides(t.stride(), nhd);
+
+    /// <summary>(batch, head, token) of rank-4 element strides in the given layout.</summary>
+    public static (long B, long H, long N) Strides(long[] strides, bool nhd) =>
+        nhd ? (strides[0], strides[2], strides[1]) : (strides[0], strides[1], strides[2]);
 
     /// <summary>Elements from element [0,0,0,0] to the last one reachable through the strides, plus one.</summary>
-    public static long Extent(Tensor t)
+    public static long Extent(Tensor t) => Extent(t.shape, t.stride());
+
+    /// <summary><see cref="Extent(Tensor)"/> from sizes and strides already read (each read of a tensor's sizes is a native call).</summary>
+    public static long Extent(long[] sizes, long[] strides)
     {
         long last = 0;
-        for (int i = 0; i < 4; i++)
-            last += (t.shape[i] - 1) * t.stride(i);
+        for (int i = 0; i < sizes.Length; i++)
+            last += (sizes[i] - 1) * strides[i];
         return last + 1;
     }
 }

@@ -15,23 +15,12 @@ internal static partial class CudaAttentionExecutor
         var options = settings.Resolve(info.ComputeCapability, packed: true);
         var shape = request.Shape!;
         var layout = shape.Layout(options);
-        var scratch = new List<Tensor>();
+        var (scratch, quantized, correction) = AllocateScratch(layout, returnLse && options.SmoothK, request.Device);
         try
         {
-            IntPtr Allocate(string name, long bytes)
-            {
-                var t = torch.empty([bytes], ScalarType.Byte, request.Device);
-                scratch.Add(t);
-                return TorchInterop.DataPointer(t);
-            }
-
-            var quantized = QuantizedScratch.Allocate(layout, Allocate);
             var output = torch.empty([shape.TotalQ, shape.HeadsQ, shape.HeadDim], request.DType, request.Device);
             Tensor? lse = returnLse ? torch.empty([shape.HeadsQ, shape.TotalQ], ScalarType.Float32, request.Device) : null;
             var lseView = lse is null ? default : new DeviceView(TorchInterop.DataPointer(lse), layout.LseRows);
-            var correction = returnLse && options.SmoothK
-                ? new DeviceView(Allocate("LseCorrection", layout.LseRows * sizeof(float)), layout.LseRows)
-                : default;
             var stream = TorchInterop.CurrentCudaStream(device);
             Pipeline.Value.EnqueueVarlen(device, stream, DescribePacked(request.Q), DescribePacked(request.K), DescribePacked(request.V),
                 DescribePacked(output), Offsets(request.CuSeqlensQ), Offsets(request.CuSeqlensK), shape.MaxQ, shape.MaxK,
@@ -41,8 +30,7 @@ internal static partial class CudaAttentionExecutor
         }
         finally
         {
-            foreach (var t in scratch)
-                t.Dispose();
+            scratch.Dispose();
         }
     }
 

@@ -11,8 +11,8 @@ namespace SageAttn.Backend;
 /// current stream of the tensors' device through <see cref="CudaSageAttention"/>.
 /// </summary>
 /// <remarks>
-/// The scratch tensors are disposed right after the launches are enqueued: the caching allocator only hands
-/// their blocks to later work on the same stream, which the stream orders after our kernels (the pattern
+/// The scratch tensor is disposed right after the launches are enqueued: the caching allocator only hands
+/// its block to later work on the same stream, which the stream orders after our kernels (the pattern
 /// PyTorch itself relies on). The inputs are held until the same point by the caller's references and
 /// <see cref="GC.KeepAlive"/>.
 /// </remarks>
@@ -27,23 +27,12 @@ internal static partial class CudaAttentionExecutor
         var options = settings.Resolve(info.ComputeCapability);
         var shape = request.Shape;
         var layout = QuantizedLayout.For(shape, options);
-        var scratch = new List<Tensor>();
+        var (scratch, quantized, correction) = AllocateScratch(layout, returnLse && options.SmoothK, request.Device);
         try
         {
-            IntPtr Allocate(string name, long bytes)
-            {
-                var t = torch.empty([bytes], ScalarType.Byte, request.Device);
-                scratch.Add(t);
-                return TorchInterop.DataPointer(t);
-            }
-
-            var quantized = QuantizedScratch.Allocate(layout, Allocate);
             var output = torch.empty(request.OutputSizes, request.DType, request.Device);
             Tensor? lse = returnLse ? torch.empty([shape.Batch, shape.HeadsQ, shape.Nq], ScalarType.Float32, request.Device) : null;
             var lseView = lse is null ? default : new DeviceView(TorchInterop.DataPointer(lse), layout.LseRows);
-            var correction = returnLse && options.SmoothK
-                ? new DeviceView(Allocate("LseCorrection", layout.LseRows * sizeof(float)), layout.LseRows)
-                : default;
             var stream = TorchInterop.CurrentCudaStream(device);
             Pipeline.Value.Enqueue(device, stream, Describe(request.Q, request.Nhd), Describe(request.K, request.Nhd),
                 Describe(request.V, request.Nhd), Describe(output, request.Nhd), request.ElementType, request.SmScale,
@@ -53,15 +42,38 @@ internal static partial class CudaAttentionExecutor
         }
         finally
         {
-            foreach (var t in scratch)
-                t.Dispose();
+            scratch.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// One byte tensor holding every scratch buffer of <paramref name="layout"/> (<see cref="QuantizedScratch.Carve"/>) and,
+    /// when asked, the LSE correction rows after them: one allocation from the caching allocator per call instead of eleven.
+    /// </summary>
+    private static (Tensor Scratch, QuantizedScratch Quantized, DeviceView Correction) AllocateScratch(QuantizedLayout layout,
+        bool withCorrection, Device device)
+    {
+        long carved = QuantizedScratch.CarvedBytes(layout);
+        var scratch = torch.empty([carved + (withCorrection ? layout.LseRows * sizeof(float) : 0)], ScalarType.Byte, device);
+        try
+        {
+            var block = TorchInterop.DataPointer(scratch);
+            var correction = withCorrection ? new DeviceView(block + (nint)carved, layout.LseRows) : default;
+            return (scratch, QuantizedScratch.Carve(layout, block, carved), correction);
+        }
+        catch
+        {
+            scratch.Dispose();
+            throw;
         }
     }
 
     private static DeviceTensor Describe(Tensor t, bool nhd)
     {
-        var (b, h, n, d) = AttentionRequest.Dims(t, nhd);
-        var (sb, sh, sn) = AttentionRequest.Strides(t, nhd);
-        return new DeviceTensor(TorchInterop.DataPointer(t), AttentionRequest.Extent(t), (int)b, (int)h, (int)n, (int)d, sb, sh, sn);
+        // Sizes and strides read once: every read is a native call (15 per tensor through the one-dimension accessors).
+        long[] sizes = t.shape, strides = t.stride();
+        var (b, h, n, d) = AttentionRequest.Dims(sizes, nhd);
+        var (sb, sh, sn) = AttentionRequest.Strides(strides, nhd);
+        return new DeviceTensor(TorchInterop.DataPointer(t), AttentionRequest.Extent(sizes, strides), (int)b, (int)h, (int)n, (int)d, sb, sh, sn);
     }
 }

@@ -39,6 +39,49 @@ public sealed record QuantizedScratch(
             new DeviceView(Get(nameof(Coordination), layout.Coordination * sizeof(int)), layout.Coordination));
     }
 
+    /// <summary>Alignment in bytes of each buffer <see cref="Carve"/> places (what cudaMalloc gives; TMA and 16-byte loads need 16).</summary>
+    public const int CarveAlignment = 256;
+
+    /// <summary>Bytes of one block that holds every scratch buffer of <paramref name="layout"/> as <see cref="Carve"/> places them.</summary>
+    public static long CarvedBytes(QuantizedLayout layout)
+    {
+        ArgumentNullException.ThrowIfNull(layout);
+        long total = 0;
+        foreach (var (_, bytes) in layout.ScratchBytes)
+            total += AlignUp(bytes);
+        return total;
+    }
+
+    /// <summary>
+    /// The scratch set inside one block of at least <see cref="CarvedBytes"/> bytes, each buffer at the next
+    /// <see cref="CarveAlignment"/> boundary.
+    /// </summary>
+    /// <remarks>Why one block: the backend allocates scratch per call from libtorch's caching allocator, and ten tensors
+    /// cost ten allocations and ten disposals of host time before the first launch — time a lone call's GPU spends
+    /// idle.</remarks>
+    /// <param name="layout">The sizes.</param>
+    /// <param name="block">Device address of the block, aligned to <see cref="CarveAlignment"/>.</param>
+    /// <param name="blockBytes">Bytes of the block.</param>
+    /// <exception cref="ArgumentException">The block is misaligned or smaller than <see cref="CarvedBytes"/>.</exception>
+    public static QuantizedScratch Carve(QuantizedLayout layout, IntPtr block, long blockBytes)
+    {
+        ArgumentNullException.ThrowIfNull(layout);
+        if (block == IntPtr.Zero || block % CarveAlignment != 0)
+            throw new ArgumentException($"the scratch block must be a non-null address aligned to {CarveAlignment} bytes, got 0x{block:x}.", nameof(block));
+        long needed = CarvedBytes(layout);
+        if (blockBytes < needed)
+            throw new ArgumentException($"the scratch block has {blockBytes} bytes; this layout needs {needed}.", nameof(blockBytes));
+        long offset = 0;
+        return Allocate(layout, (_, bytes) =>
+        {
+            var address = block + (nint)offset;
+            offset += AlignUp(bytes);
+            return address;
+        });
+    }
+
+    private static long AlignUp(long bytes) => (bytes + CarveAlignment - 1) / CarveAlignment * CarveAlignment;
+
     /// <summary>Throws when a buffer is missing or shorter than <paramref name="layout"/> needs.</summary>
     /// <exception cref="ArgumentException">Names the buffer.</exception>
     public void Check(QuantizedLayout layout)

@@ -106,18 +106,24 @@ public static unsafe class CudaDriver
     public static CudaDeviceInfo GetDeviceInfo(int ordinal)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(ordinal);
+        // A device's name and attributes never change in a process; every call of the backend asks (five driver calls, ~5 µs).
+        if (DeviceInfos.TryGetValue(ordinal, out var cached))
+            return cached;
         Initialize();
         int device = GetDevice(ordinal);
         byte* name = stackalloc byte[256];
         Check(CudaNative.cuDeviceGetName(name, 256, device), $"reading the name of device {ordinal}");
-        return new CudaDeviceInfo(
+        var info = new CudaDeviceInfo(
             ordinal,
             Marshal.PtrToStringUTF8((IntPtr)name) ?? string.Empty,
             Attribute(device, AttributeComputeCapabilityMajor, ordinal),
             Attribute(device, AttributeComputeCapabilityMinor, ordinal),
             Attribute(device, AttributeMultiprocessorCount, ordinal),
             Attribute(device, AttributeMaxSharedPerBlockOptin, ordinal));
+        return DeviceInfos.GetOrAdd(ordinal, info);
     }
+
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<int, CudaDeviceInfo> DeviceInfos = new();
 
     /// <summary>The context current on this thread, or <see cref="IntPtr.Zero"/> if none.</summary>
     public static IntPtr GetCurrentContext()

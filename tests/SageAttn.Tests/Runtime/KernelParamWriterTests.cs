@@ -20,6 +20,30 @@ public struct NestedParams
     public ArrayView<int> Tail;
 }
 
+/// <summary>An enum leaf (written as its underlying int).</summary>
+public enum ParamMode : uint
+{
+    Off = 0,
+    High = 0xF000_0001,
+}
+
+/// <summary>Every scalar leaf kind, signed and unsigned, an enum and a specialized value.</summary>
+public struct ScalarKinds
+{
+    public sbyte Small;
+    public byte Byte;
+    public short Short;
+    public ushort UShort;
+    public int Int;
+    public uint UInt;
+    public long Long;
+    public ulong ULong;
+    public float Float;
+    public double Double;
+    public ParamMode Mode;
+    public SpecializedValue<int> Dp;
+}
+
 /// <summary>A field type with no defined device layout.</summary>
 public struct WithBool
 {
@@ -27,7 +51,7 @@ public struct WithBool
     public bool Flag;
 }
 
-/// <summary>The reflection-based parameter writer against hand-computed offsets and ILGPU's own PTX.</summary>
+/// <summary>The parameter writer against hand-computed offsets and ILGPU's own PTX.</summary>
 public sealed class KernelParamWriterTests : IDisposable
 {
     private readonly PtxCompiler _compiler = new();
@@ -65,6 +89,34 @@ public sealed class KernelParamWriterTests : IDisposable
         Assert.Equal(-0.25f, BinaryPrimitives.ReadSingleLittleEndian(bytes.AsSpan(48)));
         Assert.Equal(0x10L, BinaryPrimitives.ReadInt64LittleEndian(bytes.AsSpan(56)));
         Assert.Equal(3L, BinaryPrimitives.ReadInt64LittleEndian(bytes.AsSpan(64)));
+    }
+
+    [Fact]
+    public void EveryScalarKindKeepsItsBits()
+    {
+        var value = new ScalarKinds
+        {
+            Small = -3, Byte = 250, Short = -30000, UShort = 60000, Int = -123456789, UInt = 0xFFFF_FFF0, Long = long.MinValue + 7,
+            ULong = ulong.MaxValue - 9, Float = -1.25e-20f, Double = Math.PI, Mode = ParamMode.High, Dp = SpecializedValue.New(128),
+        };
+        var bytes = KernelParamWriter.Write(value);
+
+        // sbyte@0, byte@1, short@2, ushort@4, int@8, uint@12, long@16, ulong@24, float@32, double@40, enum@48, SpecializedValue@52.
+        Assert.Equal(56, bytes.Length);
+        Assert.Equal(-3, (sbyte)bytes[0]);
+        Assert.Equal(250, bytes[1]);
+        Assert.Equal(-30000, BinaryPrimitives.ReadInt16LittleEndian(bytes.AsSpan(2)));
+        Assert.Equal(60000, BinaryPrimitives.ReadUInt16LittleEndian(bytes.AsSpan(4)));
+        Assert.Equal(-123456789, BinaryPrimitives.ReadInt32LittleEndian(bytes.AsSpan(8)));
+        Assert.Equal(0xFFFF_FFF0u, BinaryPrimitives.ReadUInt32LittleEndian(bytes.AsSpan(12)));
+        Assert.Equal(long.MinValue + 7, BinaryPrimitives.ReadInt64LittleEndian(bytes.AsSpan(16)));
+        Assert.Equal(ulong.MaxValue - 9, BinaryPrimitives.ReadUInt64LittleEndian(bytes.AsSpan(24)));
+        Assert.Equal(-1.25e-20f, BinaryPrimitives.ReadSingleLittleEndian(bytes.AsSpan(32)));
+        Assert.Equal(Math.PI, BinaryPrimitives.ReadDoubleLittleEndian(bytes.AsSpan(40)));
+        Assert.Equal(0xF000_0001u, BinaryPrimitives.ReadUInt32LittleEndian(bytes.AsSpan(48)));
+        Assert.Equal(128, BinaryPrimitives.ReadInt32LittleEndian(bytes.AsSpan(52)));
+        // A second value of the same type goes through the same compiled writer.
+        Assert.Equal(-7, BinaryPrimitives.ReadInt32LittleEndian(KernelParamWriter.Write(value with { Int = -7 }).AsSpan(8)));
     }
 
     [Fact]

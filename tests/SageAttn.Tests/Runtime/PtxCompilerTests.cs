@@ -113,6 +113,27 @@ public sealed class PtxCompilerTests : IDisposable
         Assert.Equal(1, _compiler.CachedCount);
     }
 
+    /// <summary>
+    /// Plain int values take the cheap cache key: each value, bound and target still gets its own module, and the boxed
+    /// <see cref="SpecializedValue{T}"/> form of the same value (full key) finds the same module.
+    /// </summary>
+    [Fact]
+    public void IntSpecializedValuesHitTheCacheByValueBoundsAndTarget()
+    {
+        var method = typeof(TestKernels).GetMethod(nameof(TestKernels.ScaleIndex))!;
+        var seven = _compiler.Compile(method, PtxTarget.Hopper, new object[] { 7 });
+        var nine = _compiler.Compile(method, PtxTarget.Hopper, new object[] { 9 });
+        var bounded = _compiler.Compile(method, PtxTarget.Hopper, new object[] { 7 }, new KernelSpecialization(128, 2));
+        var archSpecific = _compiler.Compile(method, PtxTarget.Hopper with { ArchSpecific = true }, new object[] { 7 });
+
+        Assert.Same(seven, _compiler.Compile(method, PtxTarget.Hopper, new object[] { 7 }));
+        Assert.Same(seven, _compiler.Compile(method, PtxTarget.Hopper, new object[] { SpecializedValue.New(7) }));
+        Assert.Same(bounded, _compiler.Compile(method, PtxTarget.Hopper, new object[] { 7 }, new KernelSpecialization(128, 2)));
+        Assert.Matches(@"mul\.lo\.s32\s+%r\d+, %r\d+, 9;", nine.Ptx);
+        Assert.Equal(4, new[] { seven, nine, bounded, archSpecific }.Select(c => c.CacheKey).Distinct().Count());
+        Assert.Equal(4, _compiler.CachedCount);
+    }
+
     [Fact]
     public void ThrowsOnWrongSpecializedValueCount()
     {
