@@ -1,7 +1,6 @@
 using System.Runtime.CompilerServices;
 using ILGPU;
 using ILGPU.Runtime;
-using SageAttn.Quantization.Formats;
 
 namespace SageAttn.Quantization.Kernels;
 
@@ -332,17 +331,17 @@ public static class QkvQuantizeOneLaunchKernel
                 int r = 0;
                 for (; r + 8 <= rows; r += 8)
                 {
-                    float x0 = Staged(bits, r, tid, dp, elementType), x1 = Staged(bits, r + 1, tid, dp, elementType);
-                    float x2 = Staged(bits, r + 2, tid, dp, elementType), x3 = Staged(bits, r + 3, tid, dp, elementType);
-                    float x4 = Staged(bits, r + 4, tid, dp, elementType), x5 = Staged(bits, r + 5, tid, dp, elementType);
-                    float x6 = Staged(bits, r + 6, tid, dp, elementType), x7 = Staged(bits, r + 7, tid, dp, elementType);
+                    float x0 = TileStaging.Read(bits, r, tid, dp, elementType), x1 = TileStaging.Read(bits, r + 1, tid, dp, elementType);
+                    float x2 = TileStaging.Read(bits, r + 2, tid, dp, elementType), x3 = TileStaging.Read(bits, r + 3, tid, dp, elementType);
+                    float x4 = TileStaging.Read(bits, r + 4, tid, dp, elementType), x5 = TileStaging.Read(bits, r + 5, tid, dp, elementType);
+                    float x6 = TileStaging.Read(bits, r + 6, tid, dp, elementType), x7 = TileStaging.Read(bits, r + 7, tid, dp, elementType);
                     sum += x0; sum += x1; sum += x2; sum += x3; sum += x4; sum += x5; sum += x6; sum += x7;
                     min = Math.Min(Math.Min(Math.Min(min, Math.Min(x0, x1)), Math.Min(x2, x3)), Math.Min(Math.Min(x4, x5), Math.Min(x6, x7)));
                     max = Math.Max(Math.Max(Math.Max(max, Math.Max(x0, x1)), Math.Max(x2, x3)), Math.Max(Math.Max(x4, x5), Math.Max(x6, x7)));
                 }
                 for (; r < rows; r++)
                 {
-                    float x = Staged(bits, r, tid, dp, elementType);
+                    float x = TileStaging.Read(bits, r, tid, dp, elementType);
                     sum += x;
                     min = Math.Min(min, x);
                     max = Math.Max(max, x);
@@ -358,8 +357,4 @@ public static class QkvQuantizeOneLaunchKernel
             stats[(row + ChannelStatsKernel.MaxRow) * dp + tid] = real ? max : 0f;
         }
     }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float Staged(ArrayView<ushort> bits, int row, int c, int dp, int elementType) =>
-        DeviceConvert.ToFloat((ushort)TileStaging.Read(bits, row, c, dp), elementType);
 }

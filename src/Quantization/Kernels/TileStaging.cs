@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using ILGPU;
+using SageAttn.Quantization.Formats;
 
 namespace SageAttn.Quantization.Kernels;
 
@@ -27,10 +28,11 @@ public static class TileStaging
     public static void Store(ArrayView<Half8> staging, in Half8 raw, int row, int c0, int paddedHeadDim) =>
         staging[ChunkIndex(row, c0 >> 3, paddedHeadDim)] = raw;
 
-    /// <summary>The raw bits of channel <paramref name="c"/> of row <paramref name="row"/>.</summary>
+    /// <summary>Channel <paramref name="c"/> of row <paramref name="row"/> as a float (exact: fp16 and bf16 embed in binary32).</summary>
+    /// <param name="bits">The staging area as 16-bit elements (<c>staging.Cast&lt;ushort&gt;()</c>).</param>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static uint Read(ArrayView<ushort> bits, int row, int c, int paddedHeadDim) =>
-        bits[ChunkIndex(row, c >> 3, paddedHeadDim) * 8 + (c & 7)];
+    public static float Read(ArrayView<ushort> bits, int row, int c, int paddedHeadDim, int elementType) =>
+        DeviceConvert.ToFloat(bits[ChunkIndex(row, c >> 3, paddedHeadDim) * 8 + (c & 7)], elementType);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static int ChunkIndex(int row, int chunk, int paddedHeadDim) => row * (paddedHeadDim >> 3) + (chunk ^ ((row >> 3) & 7));

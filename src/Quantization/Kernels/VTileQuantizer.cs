@@ -112,7 +112,7 @@ public static class VTileQuantizer
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public float Scaled(int row)
         {
-            float x = DeviceConvert.ToFloat((ushort)TileStaging.Read(_bits, row, _c, _paddedHeadDim), _elementType);
+            float x = TileStaging.Read(_bits, row, _c, _paddedHeadDim, _elementType);
             return (row < _realRows ? x - _center : 0f) * _inverse;
         }
 

@@ -28,7 +28,7 @@ public sealed class QuantizedScratchCarveTests
         var options = new SageAttentionOptions { Variant = fp16Values ? AttentionVariant.QkInt8PvFp16 : AttentionVariant.QkInt8PvFp8 };
         var layout = QuantizedLayout.For(new AttentionShape(batch, headsQ, headsKv, nq, nk, headDim), options);
         long bytes = QuantizedScratch.CarvedBytes(layout);
-        var block = (IntPtr)(1L << 40);
+        var block = new IntPtr(1L << 40);
         var scratch = QuantizedScratch.Carve(layout, block, bytes);
         scratch.Check(layout);
 
