@@ -117,7 +117,8 @@ internal sealed record AttentionRequest(
     public static (long B, long H, long N) Strides(long[] strides, bool nhd) =>
         nhd ? (strides[0], strides[2], strides[1]) : (strides[0], strides[1], strides[2]);
 
-    /// <summary>Elements from element [0,0,0,0] to the last one reachable through the strides, plus one.</summary>
+    /// <summary>Elements from the first element to the last one reachable through the strides, plus one (any rank: the
+    /// packed [T, H, D] tensors of varlen calls too).</summary>
     public static long Extent(Tensor t) => Extent(t.shape, t.stride());
 
     /// <summary><see cref="Extent(Tensor)"/> from sizes and strides already read (each read of a tensor's sizes is a native call).</summary>

@@ -43,7 +43,7 @@ internal static unsafe partial class CpuAttentionExecutor
 
     private static MemoryBuffer1D<ushort, Stride1D.Dense> UploadPacked(Accelerator accelerator, Tensor t, out StridedTensor view)
     {
-        long extent = VarlenAttentionRequest.Extent(t);
+        long extent = AttentionRequest.Extent(t);
         var buffer = accelerator.Allocate1D<ushort>(extent);
         ((ArrayView<ushort>)buffer.View).CopyFromCPU(new ReadOnlySpan<ushort>((void*)TorchInterop.DataPointer(t), checked((int)extent)));
         var (heads, tokens, headDim, strideHead, strideToken) = VarlenAttentionRequest.Packed(t);

@@ -37,7 +37,7 @@ internal static partial class CudaAttentionExecutor
     private static DeviceTensor DescribePacked(Tensor t)
     {
         var (heads, tokens, headDim, strideHead, strideToken) = VarlenAttentionRequest.Packed(t);
-        return new DeviceTensor(TorchInterop.DataPointer(t), VarlenAttentionRequest.Extent(t), 1, heads, tokens, headDim, 0, strideHead, strideToken);
+        return new DeviceTensor(TorchInterop.DataPointer(t), AttentionRequest.Extent(t), 1, heads, tokens, headDim, 0, strideHead, strideToken);
     }
 
     private static DeviceView Offsets(Tensor cu) => new(TorchInterop.DataPointer(cu), cu.shape[0]);

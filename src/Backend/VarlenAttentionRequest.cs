@@ -129,13 +129,4 @@ internal sealed record VarlenAttentionRequest(
     /// <summary>A packed [T, H, D] tensor as the kernels' [1, H, T, D] view: (heads, tokens, head dim, head stride, token stride).</summary>
     public static (int Heads, int Tokens, int HeadDim, long StrideHead, long StrideToken) Packed(Tensor t) =>
         ((int)t.shape[1], (int)t.shape[0], (int)t.shape[2], t.stride(1), t.stride(0));
-
-    /// <summary>Elements from element [0, 0, 0] to the last one reachable through the strides, plus one.</summary>
-    public static long Extent(Tensor t)
-    {
-        long last = 0;
-        for (int i = 0; i < 3; i++)
-            last += (t.shape[i] - 1) * t.stride(i);
-        return last + 1;
-    }
 }

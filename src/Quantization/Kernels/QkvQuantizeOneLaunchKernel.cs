@@ -313,17 +313,7 @@ public static class QkvQuantizeOneLaunchKernel
             s.Load(input, b, h, row0, m, vector);
             // The previous tile's readers are done with the staging area.
             Group.Barrier();
-            TileStaging.Store(staged, s.S0, m.Row(0), m.C0, dp);
-            TileStaging.Store(staged, s.S1, m.Row(1), m.C0, dp);
-            TileStaging.Store(staged, s.S2, m.Row(2), m.C0, dp);
-            TileStaging.Store(staged, s.S3, m.Row(3), m.C0, dp);
-            if (m.Passes > 4)
-            {
-                TileStaging.Store(staged, s.S4, m.Row(4), m.C0, dp);
-                TileStaging.Store(staged, s.S5, m.Row(5), m.C0, dp);
-                TileStaging.Store(staged, s.S6, m.Row(6), m.C0, dp);
-                TileStaging.Store(staged, s.S7, m.Row(7), m.C0, dp);
-            }
+            s.Stage(staged, m, dp);
             Group.Barrier();
             if (tid < dp)
             {

@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using ILGPU;
 
 namespace SageAttn.Quantization.Kernels;
 
@@ -56,6 +57,23 @@ public struct TileSlices
             S5 = Half8.LoadAt(t, first + 5 * step, n + 5 * m.RowsPerPass, m.C0, wide);
             S6 = Half8.LoadAt(t, first + 6 * step, n + 6 * m.RowsPerPass, m.C0, wide);
             S7 = Half8.LoadAt(t, first + 7 * step, n + 7 * m.RowsPerPass, m.C0, wide);
+        }
+    }
+
+    /// <summary>Stores every slice into the staging area (<see cref="TileStaging"/>) at its tile row.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public readonly void Stage(ArrayView<Half8> staging, in Mapping m, int paddedHeadDim)
+    {
+        TileStaging.Store(staging, S0, m.Row(0), m.C0, paddedHeadDim);
+        TileStaging.Store(staging, S1, m.Row(1), m.C0, paddedHeadDim);
+        TileStaging.Store(staging, S2, m.Row(2), m.C0, paddedHeadDim);
+        TileStaging.Store(staging, S3, m.Row(3), m.C0, paddedHeadDim);
+        if (m.Passes > 4)
+        {
+            TileStaging.Store(staging, S4, m.Row(4), m.C0, paddedHeadDim);
+            TileStaging.Store(staging, S5, m.Row(5), m.C0, paddedHeadDim);
+            TileStaging.Store(staging, S6, m.Row(6), m.C0, paddedHeadDim);
+            TileStaging.Store(staging, S7, m.Row(7), m.C0, paddedHeadDim);
         }
     }
 }

@@ -31,17 +31,7 @@ public static class VTileQuantizer
         int firstRow = block * Tile;
         var s = default(TileSlices);
         s.Load(input, b, h, firstRow, m, vector);
-        TileStaging.Store(staged, s.S0, m.Row(0), m.C0, paddedHeadDim);
-        TileStaging.Store(staged, s.S1, m.Row(1), m.C0, paddedHeadDim);
-        TileStaging.Store(staged, s.S2, m.Row(2), m.C0, paddedHeadDim);
-        TileStaging.Store(staged, s.S3, m.Row(3), m.C0, paddedHeadDim);
-        if (m.Passes > 4)
-        {
-            TileStaging.Store(staged, s.S4, m.Row(4), m.C0, paddedHeadDim);
-            TileStaging.Store(staged, s.S5, m.Row(5), m.C0, paddedHeadDim);
-            TileStaging.Store(staged, s.S6, m.Row(6), m.C0, paddedHeadDim);
-            TileStaging.Store(staged, s.S7, m.Row(7), m.C0, paddedHeadDim);
-        }
+        s.Stage(staged, m, paddedHeadDim);
         Group.Barrier();
 
         var bits = staged.Cast<ushort>();
