@@ -142,7 +142,7 @@ public static class DecodeTile
 
     {INLINE}
     private static void StoreChunk(ArrayView<Vec4> tile, int chunk, int chunksPerRow, int strideChunks, Vec4 value) =>
-        tile[chunk / chunksPerRow * strideChunks + chunk % chunksPerRow] = value;
+        tile[chunk / chunksPerRow * strideChunks + (chunk & (chunksPerRow - 1))] = value;
 
     /// <summary>O *= per-row factor (online-softmax rescale): <paramref name="lo"/> for row g, <paramref name="hi"/> for row g + 8.</summary>
     {INLINE}

@@ -177,7 +177,7 @@ public static partial class HopperAttentionKernel
         int barrierOffset = BarrierOffset(dp, groups, vBytes), onesOffset = barrierOffset + BarrierBytes(stages);
         uint barriers = sharedBase + (uint)barrierOffset;
 
-        int tid = Group.IdxX, warpGroup = tid / Threads, groupTid = tid % Threads, warp = groupTid / 32, lane = Warp.LaneIdx;
+        int tid = Group.IdxX, warpGroup = tid / Threads, groupTid = tid & (Threads - 1), warp = groupTid / 32, lane = Warp.LaneIdx;
         int g = lane >> 2, t = lane & 3;
         bool causal = p.Causal != 0;
         // Causal: a head's blocks start with its last query tiles, which see the most keys, so the lighter ones fill the

@@ -164,7 +164,7 @@ public static class PagedDecodeKernel
 
         for (int element = tid; element < group * d; element += Threads)
         {
-            int row = element / d, channel = element % d;
+            int row = element / d, channel = element & (d - 1);
             float max = SageConstants.MaskedLogit;
             for (int w = 0; w < Warps; w++)
                 max = Math.Max(max, rowMaxShared[w * MaxGroup + row]);

@@ -12,7 +12,9 @@ namespace SageAttn.Kernels.Attention;
 /// 128 threads copy 16-byte chunks: a K tile is 64 keys × Dp bytes (Dp/32 chunks per thread), a V tile is
 /// Dp channels × 64 FP8 or FP16 keys (Dp/32 or Dp/16 chunks per thread). Chunk r of a thread is chunk
 /// tid + 128·r of the tile, so consecutive threads read consecutive 16 bytes. The counts are compile-time
-/// constants in the specialized kernel; the guarded steps vanish where unused.
+/// constants in the specialized kernel; the guarded steps vanish where unused. Chunks per row are powers of two (4 or
+/// 8), and a chunk's place in its row is a mask, not <c>%</c>: ILGPU emits PTX <c>rem</c> for it, which ptxas compiles
+/// as a general division (a reciprocal on the special-function unit) even by a constant.
 /// </remarks>
 public struct TilePrefetch
 {
@@ -59,21 +61,21 @@ public struct TilePrefetch
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vec4 LoadV(in Layout l, int vColumn, int chunk)
     {
-        int c = chunk / l.VChunksPerRow, part = chunk % l.VChunksPerRow;
+        int c = chunk / l.VChunksPerRow, part = chunk & (l.VChunksPerRow - 1);
         return l.VGlobal[l.VHeadChunk + (long)c * l.VGlobalChunksPerRow + vColumn + part];
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void StoreK(in Layout l, int chunk, Vec4 value)
     {
-        int key = chunk / l.KChunksPerRow, part = chunk % l.KChunksPerRow;
+        int key = chunk / l.KChunksPerRow, part = chunk & (l.KChunksPerRow - 1);
         l.KShared[key * l.KStrideChunks + part] = value;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void StoreV(in Layout l, int chunk, Vec4 value)
     {
-        int c = chunk / l.VChunksPerRow, part = chunk % l.VChunksPerRow;
+        int c = chunk / l.VChunksPerRow, part = chunk & (l.VChunksPerRow - 1);
         l.VShared[c * l.VStrideChunks + part] = value;
     }
 }

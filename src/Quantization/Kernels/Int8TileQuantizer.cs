@@ -60,10 +60,10 @@ public static class Int8TileQuantizer
                 if (tid < 8 && (tid & 1) == 0)
                     scales[(headBase + tile) * SageConstants.KScaleSlotsPerBlock + tid / 2] = scale;
             }
-            else if ((tid % SageConstants.WarpRows) < 8)
+            else if ((tid & (SageConstants.WarpRows - 1)) < 8)
             {
                 // Slot g of warp slice w holds rows g and g + 8 of that slice.
-                int slot = tid / SageConstants.WarpRows * 8 + tid % 8;
+                int slot = tid / SageConstants.WarpRows * 8 + (tid & 7);
                 scales[(headBase + tile) * SageConstants.QScaleSlotsPerTile + slot] = scale;
             }
         }

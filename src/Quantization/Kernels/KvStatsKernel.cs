@@ -54,7 +54,7 @@ public static class KvStatsKernel
     public static void Run(KvStatsParams p)
     {
         int lanesPerRow = p.PaddedHeadDim / 8;
-        int tid = Group.IdxX, slot = tid / lanesPerRow, lane = tid % lanesPerRow;
+        int tid = Group.IdxX, slot = tid / lanesPerRow, lane = tid & (lanesPerRow - 1);
         int tensors = p.Tensors;
         // (batch, head, chunk) flattened: a head with fewer chunks than a block has slots (hd64 at 1K: 4 of 8) shares the
         // block with the next head instead of leaving threads idle (which, at 4 blocks per SM, took two waves).

@@ -59,7 +59,7 @@ public static class QuantizeInt8Kernel
         // The tile's values after smoothing, so the input is read from global memory once.
         var staged = SharedMemory.Allocate<float>(Tile * MaxHeadDim);
 
-        int tid = Group.IdxX, warp = tid / Lanes, lane = tid % Lanes;
+        int tid = Group.IdxX, warp = tid / Lanes, lane = tid & (Lanes - 1);
         int tile = Grid.IdxX, h = Grid.IdxY, b = Grid.IdxZ;
         var sequence = p.Sequences.Resolve(b, p.Input.Tokens);
         if (tile * Tile >= sequence.Length)
@@ -110,10 +110,10 @@ public static class QuantizeInt8Kernel
                 if (tid < 8 && (tid & 1) == 0)
                     p.Scales[(headBase + tile) * SageConstants.KScaleSlotsPerBlock + tid / 2] = scale;
             }
-            else if ((tid % SageConstants.WarpRows) < 8)
+            else if ((tid & (SageConstants.WarpRows - 1)) < 8)
             {
                 // Slot g of warp slice w holds rows g and g + 8 of that slice.
-                int slot = tid / SageConstants.WarpRows * 8 + tid % 8;
+                int slot = tid / SageConstants.WarpRows * 8 + (tid & 7);
                 p.Scales[(headBase + tile) * SageConstants.QScaleSlotsPerTile + slot] = scale;
             }
         }
@@ -223,7 +223,7 @@ public static class QuantizeInt8Kernel
         }
         else if (granularity == (int)QuantGranularity.PerThread)
         {
-            int first = row / SageConstants.WarpRows * SageConstants.WarpRows + row % 8;
+            int first = row / SageConstants.WarpRows * SageConstants.WarpRows + (row & 7);
             amax = Math.Max(rowAbsMax[first], rowAbsMax[first + 8]);
         }
         else if (granularity == (int)QuantGranularity.PerWarp && isKey == 0)

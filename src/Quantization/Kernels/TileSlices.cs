@@ -26,7 +26,7 @@ public struct TileSlices
         public Mapping(int tid, int paddedHeadDim)
         {
             int lanesPerRow = paddedHeadDim / 8;
-            C0 = tid % lanesPerRow * 8;
+            C0 = (tid & (lanesPerRow - 1)) * 8;
             RowInPass = tid / lanesPerRow;
             RowsPerPass = Threads / lanesPerRow;
             Passes = SageConstants.QTileRows / RowsPerPass;

@@ -45,7 +45,7 @@ public static class VTileQuantizer
             int wordsPerRow = paddedTokens / 2;
             for (int q = tid; q < paddedHeadDim * 8; q += TileSlices.Threads)
             {
-                int c = q / 8, t = q % 8 * 8;
+                int c = q / 8, t = (q & 7) * 8;
                 var channel = new Channel(bits, c, paddedHeadDim, elementType, centers[c], inverses[c], realRows);
                 var words = new Half8
                 {
@@ -54,7 +54,7 @@ public static class VTileQuantizer
                     W2 = DeviceConvert.PackFp16x2(channel.Scaled(t + 4), channel.Scaled(t + 5)),
                     W3 = DeviceConvert.PackFp16x2(channel.Scaled(t + 6), channel.Scaled(t + 7)),
                 };
-                output128[((channelBase + c) * wordsPerRow + block * 32 + q % 8 * 4) / 4] = words;
+                output128[((channelBase + c) * wordsPerRow + block * 32 + (q & 7) * 4) / 4] = words;
             }
         }
         else
@@ -63,7 +63,7 @@ public static class VTileQuantizer
             int wordsPerRow = paddedTokens / 4;
             for (int q = tid; q < paddedHeadDim * 4; q += TileSlices.Threads)
             {
-                int c = q / 4, group = q % 4 * 16;
+                int c = q / 4, group = (q & 3) * 16;
                 var channel = new Channel(bits, c, paddedHeadDim, elementType, centers[c], inverses[c], realRows);
                 var words = new Half8
                 {
@@ -72,7 +72,7 @@ public static class VTileQuantizer
                     W2 = channel.PackPermuted(group, 8),
                     W3 = channel.PackPermuted(group, 12),
                 };
-                output128[((channelBase + c) * wordsPerRow + block * 16 + q % 4 * 4) / 4] = words;
+                output128[((channelBase + c) * wordsPerRow + block * 16 + (q & 3) * 4) / 4] = words;
             }
         }
         // The next block of the strip overwrites the staging area.
