@@ -22,7 +22,8 @@ public sealed class PtxConstantRemainderTests : IDisposable
 
     public void Dispose() => _compiler.Dispose();
 
-    public static TheoryData<string> Kernels => ["mma.sync attention", "wgmma attention", "paged decode", "one-launch quantization"];
+    public static TheoryData<string> Kernels =>
+        ["mma.sync attention", "wgmma attention", "paged decode", "one-launch quantization", "statistics", "tile quantization"];
 
     [Theory]
     [MemberData(nameof(Kernels))]
@@ -35,6 +36,9 @@ public sealed class PtxConstantRemainderTests : IDisposable
             "mma.sync attention" => Compile(typeof(AttentionKernel), target, [(int)AttentionVariant.QkInt8PvFp16, 128]),
             "wgmma attention" => Compile(typeof(HopperAttentionKernel), target with { ArchSpecific = true }, [128, 2, 1]),
             "paged decode" => Compile(typeof(PagedDecodeKernel), target, [128, (int)TensorElementType.Float16]),
+            // The two launches that long heads take (statistics, then the Q/K/V tiles).
+            "statistics" => Compile(typeof(KvStatsKernel), target, []),
+            "tile quantization" => Compile(typeof(QkvQuantizeKernel), target, []),
             _ => Compile(typeof(QkvQuantizeOneLaunchKernel), target,
                 [128, (int)TensorElementType.Float16, (int)VFormat.Fp8ForFp32Accum, (int)QuantGranularity.PerThread]),
         };
