@@ -101,8 +101,8 @@ public static class QuantizeVKernel
             int wordsPerRow = p.PaddedTokens / 2, firstWord = sequence.PaddedStart / 2;
             for (int w = tid; w < dp * 32; w += threads)
             {
-                int c = w / 32, first = w % 32 * 2;
-                p.Output[(outputChannelBase + c) * wordsPerRow + firstWord + block * 32 + w % 32] =
+                int c = w / 32, first = (w & 31) * 2;
+                p.Output[(outputChannelBase + c) * wordsPerRow + firstWord + block * 32 + (w & 31)] =
                     DeviceConvert.PackFp16x2(staged[first * MaxHeadDim + c], staged[(first + 1) * MaxHeadDim + c]);
             }
         }
@@ -112,8 +112,8 @@ public static class QuantizeVKernel
             int wordsPerRow = p.PaddedTokens / 4, firstWord = sequence.PaddedStart / 4;
             for (int w = tid; w < dp * 16; w += threads)
             {
-                int c = w / 16, first = w % 16 * 4;
-                p.Output[(outputChannelBase + c) * wordsPerRow + firstWord + block * 16 + w % 16] = DeviceConvert.PackE4M3x4(
+                int c = w / 16, first = (w & 15) * 4;
+                p.Output[(outputChannelBase + c) * wordsPerRow + firstWord + block * 16 + (w & 15)] = DeviceConvert.PackE4M3x4(
                     staged[PermutedToken(first) * MaxHeadDim + c],
                     staged[PermutedToken(first + 1) * MaxHeadDim + c],
                     staged[PermutedToken(first + 2) * MaxHeadDim + c],

@@ -23,7 +23,8 @@ public sealed class PtxConstantRemainderTests : IDisposable
     public void Dispose() => _compiler.Dispose();
 
     public static TheoryData<string> Kernels =>
-        ["mma.sync attention", "wgmma attention", "paged decode", "one-launch quantization", "statistics", "tile quantization"];
+        ["mma.sync attention", "wgmma attention", "paged decode", "one-launch quantization", "statistics", "tile quantization",
+            "packed channel statistics", "packed V quantization"];
 
     [Theory]
     [MemberData(nameof(Kernels))]
@@ -39,6 +40,9 @@ public sealed class PtxConstantRemainderTests : IDisposable
             // The two launches that long heads take (statistics, then the Q/K/V tiles).
             "statistics" => Compile(typeof(KvStatsKernel), target, []),
             "tile quantization" => Compile(typeof(QkvQuantizeKernel), target, []),
+            // The packed (varlen) path's quantizers.
+            "packed channel statistics" => Compile(typeof(ChannelStatsKernel), target, []),
+            "packed V quantization" => Compile(typeof(QuantizeVKernel), target, []),
             _ => Compile(typeof(QkvQuantizeOneLaunchKernel), target,
                 [128, (int)TensorElementType.Float16, (int)VFormat.Fp8ForFp32Accum, (int)QuantGranularity.PerThread]),
         };
