@@ -79,10 +79,10 @@ public static partial class HopperAttentionKernel
             float kScale = _p.KScale[_kScaleBase];
             if (_visitBlocks > 0)
             {
-                if (_tid == 0)
-                    producer.LoadBlock(shared, _lead);
                 Mbarrier.WaitBlock(producer.Full(0), 0);
                 IssueScores(out var firstLogits, _qDesc, _kDesc0, _qkHigh, _wide, _tiles);
+                if (_tid == 0)
+                    producer.LoadBlock(shared, _lead);
                 WarpGroupMma.WaitAll();
                 softmax.Step(firstLogits, _qScale * kScale, 0, _p, _causal, _warpFirstRow, ref scores, partialSums: true);
                 ResidentPv.PackNext(HopperTile.AsAccumulator(scores), ref resident);
@@ -94,11 +94,12 @@ public static partial class HopperAttentionKernel
             {
                 int stage = kb & (_stages - 1), next = (kb + 1) & (_stages - 1);
                 kScale = _p.KScale[_kScaleBase + (kb + 1) * SageConstants.KScaleSlotsPerBlock];
-                if (_tid == 0)
-                    producer.LoadBlock(shared, kb + 1 + _lead);
                 Mbarrier.WaitBlock(producer.Full(next), ((kb + 1) / _stages) & 1);
                 IssueScores(out var logits, _qDesc, _kDesc0 + (uint)next * _stageStep, _qkHigh, _wide, _tiles);
                 IssueResidentValues(stage, ref resident);
+                // The copies go out while both products are on the tensor cores (see the unpipelined loop).
+                if (_tid == 0)
+                    producer.LoadBlock(shared, kb + 1 + _lead);
                 WarpGroupMma.WaitAllButLatest();
                 softmax.Step(logits, _qScale * kScale, (kb + 1) * KeysPerBlock, _p, _causal, _warpFirstRow, ref scores, partialSums: true);
                 ResidentPv.PackNext(HopperTile.AsAccumulator(scores), ref resident);

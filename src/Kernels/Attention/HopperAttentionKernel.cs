@@ -261,8 +261,6 @@ public static partial class HopperAttentionKernel
             for (int kb = 0; kb < blockBlocks; kb++)
             {
                 int stage = kb & (stages - 1);
-                if (tid == 0)
-                    producer.LoadBlock(shared, kb + lead);
                 Mbarrier.WaitBlock(producer.Full(stage), (kb / stages) & 1);
                 // Uniform per warpgroup, as wgmma requires. Each product is waited for right after its issue: a software
                 // pipeline of the FP8 path that kept them in flight across the softmax needed ~234 registers (W ≤ 2) and
@@ -273,6 +271,10 @@ public static partial class HopperAttentionKernel
                 {
                     float scale = qScale * kScale;
                     IssueScores(out var logits, qDesc, kDesc0 + (uint)stage * stageStep, qkHigh, wide, sharedBytes);
+                    // The producer's copies go out while the scores are on the tensor cores: issued at the top of the
+                    // block, they held thread 0's warp back and its warpgroup waited for it at the first wgmma.
+                    if (tid == 0)
+                        producer.LoadBlock(shared, kb + lead);
                     WarpGroupMma.WaitAll();
                     softmax.Step(logits, scale, kb * KeysPerBlock, p, causal, warpFirstRow, ref scores, partialSums: fp16Values);
                     uint vDesc = vDesc0 + (uint)stage * vStageStep;
@@ -309,6 +311,8 @@ public static partial class HopperAttentionKernel
                         AddValues(ref output, low, high, softmax.RescaleLo, softmax.RescaleHi, wide);
                     }
                 }
+                else if (tid == 0)
+                    producer.LoadBlock(shared, kb + lead);
                 kScale = nextKScale;
                 // The warp's products of this stage have retired: the producer may refill it.
                 if (lane == 0)
