@@ -34,8 +34,12 @@ public static class KernelParamWriter
     public static byte[] Write(object value, IReadOnlyDictionary<string, DeviceView>? views = null)
     {
         ArgumentNullException.ThrowIfNull(value);
+        return WriteImage(KernelParamLayout.Of(value.GetType()), value, views);
+    }
+
+    private static byte[] WriteImage(KernelParamLayout layout, object value, IReadOnlyDictionary<string, DeviceView>? views)
+    {
         views ??= new Dictionary<string, DeviceView>();
-        var layout = KernelParamLayout.Of(value.GetType());
         var bytes = new byte[layout.Size];
         var used = new HashSet<string>(StringComparer.Ordinal);
         foreach (var field in layout.Fields)
@@ -77,7 +81,8 @@ public static class KernelParamWriter
     {
         ArgumentNullException.ThrowIfNull(args);
         ArgumentNullException.ThrowIfNull(value);
-        return args.AddBytes(Write(value, views), KernelParamLayout.Of(value.GetType()).Alignment);
+        var layout = KernelParamLayout.Of(value.GetType());
+        return args.AddBytes(WriteImage(layout, value, views), layout.Alignment);
     }
 
     /// <summary>

@@ -84,9 +84,12 @@ public static class QuantizeVKernel
         if (block * Tile >= sequence.Length)
             return;
 
+        // Dp is 64 or 128 (SageConstants.PaddedHeadDim): shift and mask, since a division by a run-time value costs a
+        // general integer division per element (docs/runtime.md).
+        int dpShift = dp == 128 ? 7 : 6;
         for (int i = tid; i < Tile * dp; i += threads)
         {
-            int token = i / dp, c = i % dp;
+            int token = i >> dpShift, c = i & (dp - 1);
             int n = block * Tile + token;
             float v = 0;
             if (n < sequence.Length && c < p.Input.HeadDim)

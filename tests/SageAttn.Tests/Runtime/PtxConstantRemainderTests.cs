@@ -18,6 +18,8 @@ public sealed class PtxConstantRemainderTests : IDisposable
 {
     private static readonly Regex ConstantRemainder = new(@"\brem\.[su](32|64)\s+%\w+,\s*%\w+,\s*-?\d+;");
 
+    private static readonly Regex IntegerDivision = new(@"\b(div|rem)\.[su](32|64)\s[^;]*;");
+
     private readonly PtxCompiler _compiler = new();
 
     public void Dispose() => _compiler.Dispose();
@@ -49,6 +51,16 @@ public sealed class PtxConstantRemainderTests : IDisposable
 
         var found = ConstantRemainder.Matches(ptx).Select(m => m.Value.Trim()).ToArray();
         Assert.True(found.Length == 0, $"{kernel}: {string.Join(" | ", found)}");
+    }
+
+    [Fact]
+    public void PackedVQuantizerDividesByNoRunTimeValue()
+    {
+        // Its staging loop split every element's index by the head dimension (i / dp, i % dp): a general integer
+        // division per element. Dp is 64 or 128, so a shift and a mask do; no integer division is left in the kernel.
+        var ptx = Compile(typeof(QuantizeVKernel), new PtxTarget(CudaArchitecture.SM_90, CudaInstructionSet.ISA_88), []);
+        var found = IntegerDivision.Matches(ptx).Select(m => m.Value.Trim()).ToArray();
+        Assert.True(found.Length == 0, string.Join(" | ", found));
     }
 
     [Fact]
