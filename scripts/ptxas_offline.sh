@@ -42,6 +42,12 @@ for f in "$dir"/attention_Hopper*.ptx; do
   sed 's/^\.version 8\.8/.version 8.4/' "$f" > "$tmp/k.ptx"
   out=$("$ptxas" -arch=sm_90a -v -o "$tmp/k.cubin" "$tmp/k.ptx" 2>&1 || true)
   regs=$(grep -oE 'Used [0-9]+ registers' <<< "$out" | head -1 || true)
+  if [ -z "$regs" ]; then
+    # No allocation report: ptxas rejected the file; say so instead of printing an empty row.
+    printf '%-50s ptxas failed: %s\n' "$(basename "$f" .ptx)" "$(grep -m1 -iE 'error|fatal' <<< "$out")"
+    status=1
+    continue
+  fi
   spill=$(grep -oE '[0-9]+ bytes spill stores' <<< "$out" | head -1 || true)
   warn=$(grep -oE 'C75[0-9]+' <<< "$out" | sort -u | tr '\n' ' ' || true)
   printf '%-50s %-20s %-22s %s\n' "$(basename "$f" .ptx)" "$regs" "$spill" "${warn:-no C75xx}"

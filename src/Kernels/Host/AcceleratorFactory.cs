@@ -2,6 +2,7 @@ using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
 using ILGPU.Runtime.Cuda;
+using SageAttn.Kernels.Attention;
 
 namespace SageAttn.Kernels.Host;
 
@@ -14,16 +15,21 @@ public static class AcceleratorFactory
     /// CUDA devices.
     /// </summary>
     /// <remarks>
-    /// One simulated multiprocessor of 16 warps: ILGPU runs every simulated thread of it on an OS thread, and 512 are
-    /// the most a kernel's group needs (the wgmma kernel at four warpgroups). ILGPU's NVIDIA preset (32 warps) ran the
-    /// CPU Hopper tests 11% slower on two cores; two multiprocessors 14% slower.
+    /// One simulated multiprocessor with as many warps as the largest group a kernel launches (the wgmma kernel at
+    /// <see cref="HopperAttentionKernel.MaxWarpGroups"/> warpgroups: 16 warps): ILGPU runs every simulated thread of it
+    /// on an OS thread. ILGPU's NVIDIA preset (32 warps) ran the CPU Hopper tests 11% slower on two cores; two
+    /// multiprocessors 14% slower.
     /// </remarks>
     public static Context CreateContext(bool includeCuda) => Context.Create(builder =>
     {
-        builder.CPU(new CPUDevice(numThreadsPerWarp: 32, numWarpsPerMultiprocessor: 16, numMultiprocessors: 1)).Optimize(OptimizationLevel.O2);
+        builder.CPU(new CPUDevice(numThreadsPerWarp: 32, numWarpsPerMultiprocessor: MaxGroupThreads / 32, numMultiprocessors: 1))
+            .Optimize(OptimizationLevel.O2);
         if (includeCuda)
             builder.Cuda();
     });
+
+    /// <summary>Threads of the largest group any kernel launches: the wgmma kernel's block at its most warpgroups.</summary>
+    private const int MaxGroupThreads = HopperAttentionKernel.MaxWarpGroups * HopperAttentionKernel.Threads;
 
     /// <summary>The CPU accelerator (CI, tests, demos without a GPU).</summary>
     public static Accelerator CreateCpu(Context context) => context.CreateCPUAccelerator(0);

@@ -20,6 +20,8 @@ public sealed class PtxConstantRemainderTests : IDisposable
 
     private static readonly Regex IntegerDivision = new(@"\b(div|rem)\.[su](32|64)\s[^;]*;");
 
+    private static readonly PtxTarget Sm90 = new(CudaArchitecture.SM_90, CudaInstructionSet.ISA_88);
+
     private readonly PtxCompiler _compiler = new();
 
     public void Dispose() => _compiler.Dispose();
@@ -32,7 +34,7 @@ public sealed class PtxConstantRemainderTests : IDisposable
     [MemberData(nameof(Kernels))]
     public void KernelHasNoRemainderByAConstant(string kernel)
     {
-        var target = new PtxTarget(CudaArchitecture.SM_90, CudaInstructionSet.ISA_88);
+        var target = Sm90;
         var ptx = kernel switch
         {
             // The FP16-P·V variant: its 8-chunk V rows had the most remainders (K/V tile prefetch, every key block).
@@ -58,7 +60,7 @@ public sealed class PtxConstantRemainderTests : IDisposable
     {
         // Its staging loop split every element's index by the head dimension (i / dp, i % dp): a general integer
         // division per element. Dp is 64 or 128, so a shift and a mask do; no integer division is left in the kernel.
-        var ptx = Compile(typeof(QuantizeVKernel), new PtxTarget(CudaArchitecture.SM_90, CudaInstructionSet.ISA_88), []);
+        var ptx = Compile(typeof(QuantizeVKernel), Sm90, []);
         var found = IntegerDivision.Matches(ptx).Select(m => m.Value.Trim()).ToArray();
         Assert.True(found.Length == 0, string.Join(" | ", found));
     }
