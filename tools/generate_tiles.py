@@ -124,16 +124,23 @@ def score_ops():
         for c in range(4):
             key = f"key + {8 * j + (c & 1)}"
             row = "rowLo" if c < 2 else "rowHi"
-            body.append(f"        if (!Visible({key}, {row}, nk, causal, offset)) s.J{j}C{c} = SageConstants.MaskedLogit;")
-    out.append(f"""    /// <summary>Sets masked logits (keys past Nk, or past the causal diagonal) to the finite mask value; key = first key of the block + 2t.</summary>
+            limit = "lo" if c < 2 else "hi"
+            body.append(f"        s.J{j}C{c} = {8 * j + (c & 1)} < {limit} ? s.J{j}C{c} : SageConstants.MaskedLogit;")
+    out.append(f"""    /// <summary>
+    /// Sets masked logits (keys past Nk, or past the causal diagonal) to the finite mask value; key = first key of the
+    /// block + 2t. A row sees the keys below one limit (Nk, or row + offset + 1 where that is smaller), so each element
+    /// is one compare against a constant and a select, not a branch.
+    /// </summary>
     {INLINE}
     public static void Mask(ref ScoreTile s, int key, int rowLo, int rowHi, int nk, bool causal, int offset)
     {{
+        int lo = VisibleLimit(rowLo, nk, causal, offset) - key, hi = VisibleLimit(rowHi, nk, causal, offset) - key;
 {chr(10).join(body)}
     }}
 
+    /// <summary>One past the last key row <paramref name="row"/> sees.</summary>
     {INLINE}
-    private static bool Visible(int key, int row, int nk, bool causal, int offset) => key < nk && (!causal || key <= row + offset);
+    private static int VisibleLimit(int row, int nk, bool causal, int offset) => causal ? Math.Min(nk, row + offset + 1) : nk;
 """)
     # RowMax
     lo = " , ".join(f"s.J{j}C0, s.J{j}C1" for j in range(JTILES))

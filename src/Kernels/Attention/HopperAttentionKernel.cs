@@ -177,7 +177,11 @@ public static partial class HopperAttentionKernel
         int barrierOffset = BarrierOffset(dp, groups, vBytes), onesOffset = barrierOffset + BarrierBytes(stages);
         uint barriers = sharedBase + (uint)barrierOffset;
 
-        int tid = Group.IdxX, warpGroup = tid / Threads, groupTid = tid & (Threads - 1), warp = groupTid / 32, lane = Warp.LaneIdx;
+        int tid = Group.IdxX, lane = Warp.LaneIdx;
+        // The warp's index as lane 0 broadcasts it: ptxas then knows it (and the warpgroup, query rows, block counts
+        // and descriptors derived from it) to be warp-uniform and keeps them in uniform registers, instead of
+        // recomputing them from the thread index in vector registers every key block (as CUTLASS's warp-group index).
+        int warpIndex = Warp.Shuffle(tid >> 5, 0), warpGroup = warpIndex >> 2, warp = warpIndex & 3;
         int g = lane >> 2, t = lane & 3;
         bool causal = p.Causal != 0;
         // Causal: a head's blocks start with its last query tiles, which see the most keys, so the lighter ones fill the
@@ -232,6 +236,9 @@ public static partial class HopperAttentionKernel
         long kScaleBase = kvHeadIndex * kBlocks * SageConstants.KScaleSlotsPerBlock + t;
         // The K scale of the next block is loaded one block ahead: waiting for it at its use stalled ~6 % of warp time.
         float kScale = p.KScale[kScaleBase];
+        // A view that steps one block along per key block: the next scale is a load at offset 0 (a 64-bit add per
+        // block instead of a 64-bit index computation).
+        var nextKScales = p.KScale.SubView(kScaleBase);
         // Q and K tiles have rows of Dp bytes, Vᵀ tiles rows of 64 keys (64 or 128 bytes); stages and the two 64-channel
         // halves of a Vᵀ tile are whole numbers of 8-row groups apart (steps in 16-byte descriptor units).
         uint qDesc = WarpGroupMma.DescriptorLow(sharedBase + (uint)(warpGroup * tileWords * 4));
@@ -247,7 +254,7 @@ public static partial class HopperAttentionKernel
         var scores = default(ScoreTile);
         var pFrag = default(PFragments);
         float shift = fp16Values ? 0f : SageConstants.Fp8Shift;
-        var softmax = new HopperRowSoftmax(rowLo, rowHi, t, shift);
+        var softmax = new HopperRowSoftmax(shift);
         Mbarrier.WaitBlock(producer.QBarrier, 0);
 
         if (Pipelined(groups, vBytes))
@@ -266,7 +273,12 @@ public static partial class HopperAttentionKernel
                 // pipeline of the FP8 path that kept them in flight across the softmax needed ~234 registers (W ≤ 2) and
                 // measured slower than more warpgroups overlapping one another (docs/performance.md, steps 13 and 29). FP16 values
                 // at three warpgroups take the pipelined loop instead (Pipelined).
-                float nextKScale = p.KScale[kScaleBase + Math.Min(kb + 1, kBlocks - 1) * SageConstants.KScaleSlotsPerBlock];
+                float nextKScale = kScale;
+                if (kb + 1 < kBlocks)
+                {
+                    nextKScales = nextKScales.SubView(SageConstants.KScaleSlotsPerBlock);
+                    nextKScale = nextKScales[0];
+                }
                 if (kb < visitBlocks)
                 {
                     float scale = qScale * kScale;

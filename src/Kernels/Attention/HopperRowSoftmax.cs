@@ -33,23 +33,16 @@ public struct HopperRowSoftmax
     /// <summary>exp2(previous max − current max) of the last <see cref="Step"/>, for the O update of that block.</summary>
     public float RescaleLo, RescaleHi;
 
-    private readonly int _rowLo, _rowHi, _column;
     private readonly float _shift;
 
     /// <summary>A lane's state before the first block.</summary>
-    /// <param name="rowLo">Query row g of the lane's warp (row g + 8 is <paramref name="rowHi"/>).</param>
-    /// <param name="rowHi">Query row g + 8.</param>
-    /// <param name="t">Lane % 4: the lane's columns are 8j + 2t and 8j + 2t + 1.</param>
     /// <param name="shift">log2 of the factor P carries (<see cref="SageConstants.Fp8Shift"/> for FP8 P, which uses e4m3's
     /// range; 0 for FP16 P).</param>
-    public HopperRowSoftmax(int rowLo, int rowHi, int t, float shift)
+    public HopperRowSoftmax(float shift)
     {
         MaxLo = MaxHi = SageConstants.MaskedLogit;
         SumLo = SumHi = 0f;
         RescaleLo = RescaleHi = 1f;
-        _rowLo = rowLo;
-        _rowHi = rowHi;
-        _column = 2 * t;
         _shift = shift;
     }
 
@@ -62,7 +55,7 @@ public struct HopperRowSoftmax
     /// <param name="firstKey">The block's first key.</param>
     /// <param name="p">Sizes and the causal offset.</param>
     /// <param name="causal">Whether keys past row + offset are masked.</param>
-    /// <param name="warpFirstRow">The warp's first query row: a block past its diagonal needs the mask.</param>
+    /// <param name="warpFirstRow">The warp's first query row (warp-uniform): a block past its diagonal needs the mask.</param>
     /// <param name="scores">Receives P as floats.</param>
     /// <param name="partialSums">Whether the lane adds its P into its partial sums here (FP16 P); false when the caller
     /// adds whole-row sums from the tensor cores (<see cref="AddBlockSums"/>).</param>
@@ -75,7 +68,10 @@ public struct HopperRowSoftmax
         if (lastKey >= p.Nk || (causal && lastKey > warpFirstRow + p.CausalOffset))
         {
             HopperTile.Scale(ref scores, scale);
-            Tile.Mask(ref scores, firstKey + _column, _rowLo, _rowHi, p.Nk, causal, p.CausalOffset);
+            // The lane's rows and columns are derived here, on the rare masked block, rather than kept live across the
+            // key loop: under the 128-register cap ptxas recomputed them from the lane index every block.
+            int lane = Warp.LaneIdx, rowLo = warpFirstRow + (lane >> 2);
+            Tile.Mask(ref scores, firstKey + 2 * (lane & 3), rowLo, rowLo + 8, p.Nk, causal, p.CausalOffset);
             scale = 1f;
         }
 

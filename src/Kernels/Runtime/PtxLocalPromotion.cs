@@ -199,7 +199,7 @@ public static class PtxLocalPromotion
 
         var load = Load.Match(line);
         return load.Success && load.Groups[4].Value == register && BytesOf(load.Groups[2].Value) == slotBytes
-            && !load.Groups[3].Value.Contains(register, StringComparison.Ordinal);
+            && !RegisterName.Matches(load.Groups[3].Value).Any(m => m.Value == register);
     }
 
     /// <summary>Bytes of a PTX scalar type suffix (b16, f32, u64, ...); 0 for 8-bit and unknown types, which are kept.</summary>

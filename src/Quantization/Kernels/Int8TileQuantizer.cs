@@ -54,18 +54,7 @@ public static class Int8TileQuantizer
             rowInverse[tid] = SageConstants.Int8Max / groupMax;
             float scale = groupMax / SageConstants.Int8Max * scaleFold;
             long headBase = (long)(b * input.Heads + h) * (paddedTokens / Tile);
-            if (isKey != 0)
-            {
-                // Slot t holds keys 8j + 2t, 8j + 2t + 1: rows 0, 2, 4, 6 represent slots 0..3.
-                if (tid < 8 && (tid & 1) == 0)
-                    scales[(headBase + tile) * SageConstants.KScaleSlotsPerBlock + tid / 2] = scale;
-            }
-            else if ((tid & (SageConstants.WarpRows - 1)) < 8)
-            {
-                // Slot g of warp slice w holds rows g and g + 8 of that slice.
-                int slot = tid / SageConstants.WarpRows * 8 + (tid & 7);
-                scales[(headBase + tile) * SageConstants.QScaleSlotsPerTile + slot] = scale;
-            }
+            QuantizeInt8Kernel.WriteScaleSlot(scales, headBase + tile, tid, isKey, scale);
         }
         Group.Barrier();
 

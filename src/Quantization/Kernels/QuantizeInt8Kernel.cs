@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using ILGPU;
 using SageAttn.Quantization.Formats;
 
@@ -104,18 +105,7 @@ public static class QuantizeInt8Kernel
             rowInverse[tid] = SageConstants.Int8Max / groupMax;
             float scale = groupMax / SageConstants.Int8Max * p.ScaleFold;
             long headBase = (long)(sequence.Batch * p.Input.Heads + h) * tilesPerHead + sequence.PaddedStart / Tile;
-            if (p.IsKey != 0)
-            {
-                // Slot t holds keys 8j + 2t, 8j + 2t + 1: rows 0, 2, 4, 6 represent slots 0..3.
-                if (tid < 8 && (tid & 1) == 0)
-                    p.Scales[(headBase + tile) * SageConstants.KScaleSlotsPerBlock + tid / 2] = scale;
-            }
-            else if ((tid & (SageConstants.WarpRows - 1)) < 8)
-            {
-                // Slot g of warp slice w holds rows g and g + 8 of that slice.
-                int slot = tid / SageConstants.WarpRows * 8 + (tid & 7);
-                p.Scales[(headBase + tile) * SageConstants.QScaleSlotsPerTile + slot] = scale;
-            }
+            WriteScaleSlot(p.Scales, headBase + tile, tid, p.IsKey, scale);
         }
         Group.Barrier();
 
@@ -210,6 +200,30 @@ public static class QuantizeInt8Kernel
     /// <summary>One input element, zero past the real channels.</summary>
     private static float Element(in QuantizeInt8Params p, long offset, int c) =>
         c < p.Input.HeadDim ? DeviceConvert.ToFloat(p.Input.Data[offset], p.ElementType) : 0f;
+
+    /// <summary>
+    /// Writes tile row <paramref name="row"/>'s scale into the per-thread slot layout the attention kernels read, if
+    /// that row represents a slot: K — slot t holds keys 8j + 2t, 8j + 2t + 1, so rows 0, 2, 4, 6 represent slots 0..3;
+    /// Q — slot g of warp slice w holds rows g and g + 8 of that slice, so rows 0..7 of each slice represent them.
+    /// </summary>
+    /// <param name="scales">The tensor's scale slots.</param>
+    /// <param name="tileIndex">The tile's index among all tiles of the tensor (batch, head and tile folded).</param>
+    /// <param name="row">A row of the tile, 0..63.</param>
+    /// <param name="isKey">1 for K (slots per key block), 0 for Q (slots per warp slice).</param>
+    /// <param name="scale">The row's dequantization scale.</param>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void WriteScaleSlot(ArrayView<float> scales, long tileIndex, int row, int isKey, float scale)
+    {
+        if (isKey != 0)
+        {
+            if (row < 8 && (row & 1) == 0)
+                scales[tileIndex * SageConstants.KScaleSlotsPerBlock + row / 2] = scale;
+        }
+        else if ((row & (SageConstants.WarpRows - 1)) < 8)
+        {
+            scales[tileIndex * SageConstants.QScaleSlotsPerTile + row / SageConstants.WarpRows * 8 + (row & 7)] = scale;
+        }
+    }
 
     /// <summary>Maximum of the rows sharing a scale with tile row <paramref name="row"/>.</summary>
     public static float GroupAbsMax(ArrayView<float> rowAbsMax, int row, int granularity, int isKey)

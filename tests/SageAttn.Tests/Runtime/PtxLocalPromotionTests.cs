@@ -90,6 +90,34 @@ public sealed class PtxLocalPromotionTests : IDisposable
     }
 
     [Fact]
+    public void ALoadIntoARegisterWhoseNameExtendsTheAddressRegisterIsPromoted()
+    {
+        // %rd82 holds the slot's address and %rd823 receives the load: a name test by substring took the destination
+        // for a second use of the address and kept the slot (an 8-byte stack frame in the FP16 wgmma kernel).
+        const string body = """
+            .visible .entry Kernel_Run(
+            	.param .b32 _x
+            )
+            {
+            	.local .align 8 .b8 __local_depot3[8];
+            	.reg .b64	%rd<900>;
+
+            	mov.b64	%rd82, __local_depot3;
+            	st.local.b64	[%rd82], %rd822;
+            	ld.local.b64	%rd823, [%rd82];
+            	ret;
+            }
+            """;
+        var (ptx, promoted, kept) = PtxLocalPromotion.Apply(Header + body);
+
+        Assert.Equal(1, promoted);
+        Assert.Equal(0, kept);
+        Assert.DoesNotContain(".local", ptx);
+        Assert.Contains("mov.b64\t%lp64_0, %rd822;", ptx);
+        Assert.Contains("mov.b64\t%rd823, %lp64_0;", ptx);
+    }
+
+    [Fact]
     public void RegistersAreScopedPerFunction()
     {
         // The same register name in two functions names two different slots.

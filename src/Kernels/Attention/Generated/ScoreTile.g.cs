@@ -129,46 +129,52 @@ public static partial class Tile
         s.J7C0 = acc7.C0 * dequant; s.J7C1 = acc7.C1 * dequant; s.J7C2 = acc7.C2 * dequant; s.J7C3 = acc7.C3 * dequant;
     }
 
-    /// <summary>Sets masked logits (keys past Nk, or past the causal diagonal) to the finite mask value; key = first key of the block + 2t.</summary>
+    /// <summary>
+    /// Sets masked logits (keys past Nk, or past the causal diagonal) to the finite mask value; key = first key of the
+    /// block + 2t. A row sees the keys below one limit (Nk, or row + offset + 1 where that is smaller), so each element
+    /// is one compare against a constant and a select, not a branch.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Mask(ref ScoreTile s, int key, int rowLo, int rowHi, int nk, bool causal, int offset)
     {
-        if (!Visible(key + 0, rowLo, nk, causal, offset)) s.J0C0 = SageConstants.MaskedLogit;
-        if (!Visible(key + 1, rowLo, nk, causal, offset)) s.J0C1 = SageConstants.MaskedLogit;
-        if (!Visible(key + 0, rowHi, nk, causal, offset)) s.J0C2 = SageConstants.MaskedLogit;
-        if (!Visible(key + 1, rowHi, nk, causal, offset)) s.J0C3 = SageConstants.MaskedLogit;
-        if (!Visible(key + 8, rowLo, nk, causal, offset)) s.J1C0 = SageConstants.MaskedLogit;
-        if (!Visible(key + 9, rowLo, nk, causal, offset)) s.J1C1 = SageConstants.MaskedLogit;
-        if (!Visible(key + 8, rowHi, nk, causal, offset)) s.J1C2 = SageConstants.MaskedLogit;
-        if (!Visible(key + 9, rowHi, nk, causal, offset)) s.J1C3 = SageConstants.MaskedLogit;
-        if (!Visible(key + 16, rowLo, nk, causal, offset)) s.J2C0 = SageConstants.MaskedLogit;
-        if (!Visible(key + 17, rowLo, nk, causal, offset)) s.J2C1 = SageConstants.MaskedLogit;
-        if (!Visible(key + 16, rowHi, nk, causal, offset)) s.J2C2 = SageConstants.MaskedLogit;
-        if (!Visible(key + 17, rowHi, nk, causal, offset)) s.J2C3 = SageConstants.MaskedLogit;
-        if (!Visible(key + 24, rowLo, nk, causal, offset)) s.J3C0 = SageConstants.MaskedLogit;
-        if (!Visible(key + 25, rowLo, nk, causal, offset)) s.J3C1 = SageConstants.MaskedLogit;
-        if (!Visible(key + 24, rowHi, nk, causal, offset)) s.J3C2 = SageConstants.MaskedLogit;
-        if (!Visible(key + 25, rowHi, nk, causal, offset)) s.J3C3 = SageConstants.MaskedLogit;
-        if (!Visible(key + 32, rowLo, nk, causal, offset)) s.J4C0 = SageConstants.MaskedLogit;
-        if (!Visible(key + 33, rowLo, nk, causal, offset)) s.J4C1 = SageConstants.MaskedLogit;
-        if (!Visible(key + 32, rowHi, nk, causal, offset)) s.J4C2 = SageConstants.MaskedLogit;
-        if (!Visible(key + 33, rowHi, nk, causal, offset)) s.J4C3 = SageConstants.MaskedLogit;
-        if (!Visible(key + 40, rowLo, nk, causal, offset)) s.J5C0 = SageConstants.MaskedLogit;
-        if (!Visible(key + 41, rowLo, nk, causal, offset)) s.J5C1 = SageConstants.MaskedLogit;
-        if (!Visible(key + 40, rowHi, nk, causal, offset)) s.J5C2 = SageConstants.MaskedLogit;
-        if (!Visible(key + 41, rowHi, nk, causal, offset)) s.J5C3 = SageConstants.MaskedLogit;
-        if (!Visible(key + 48, rowLo, nk, causal, offset)) s.J6C0 = SageConstants.MaskedLogit;
-        if (!Visible(key + 49, rowLo, nk, causal, offset)) s.J6C1 = SageConstants.MaskedLogit;
-        if (!Visible(key + 48, rowHi, nk, causal, offset)) s.J6C2 = SageConstants.MaskedLogit;
-        if (!Visible(key + 49, rowHi, nk, causal, offset)) s.J6C3 = SageConstants.MaskedLogit;
-        if (!Visible(key + 56, rowLo, nk, causal, offset)) s.J7C0 = SageConstants.MaskedLogit;
-        if (!Visible(key + 57, rowLo, nk, causal, offset)) s.J7C1 = SageConstants.MaskedLogit;
-        if (!Visible(key + 56, rowHi, nk, causal, offset)) s.J7C2 = SageConstants.MaskedLogit;
-        if (!Visible(key + 57, rowHi, nk, causal, offset)) s.J7C3 = SageConstants.MaskedLogit;
+        int lo = VisibleLimit(rowLo, nk, causal, offset) - key, hi = VisibleLimit(rowHi, nk, causal, offset) - key;
+        s.J0C0 = 0 < lo ? s.J0C0 : SageConstants.MaskedLogit;
+        s.J0C1 = 1 < lo ? s.J0C1 : SageConstants.MaskedLogit;
+        s.J0C2 = 0 < hi ? s.J0C2 : SageConstants.MaskedLogit;
+        s.J0C3 = 1 < hi ? s.J0C3 : SageConstants.MaskedLogit;
+        s.J1C0 = 8 < lo ? s.J1C0 : SageConstants.MaskedLogit;
+        s.J1C1 = 9 < lo ? s.J1C1 : SageConstants.MaskedLogit;
+        s.J1C2 = 8 < hi ? s.J1C2 : SageConstants.MaskedLogit;
+        s.J1C3 = 9 < hi ? s.J1C3 : SageConstants.MaskedLogit;
+        s.J2C0 = 16 < lo ? s.J2C0 : SageConstants.MaskedLogit;
+        s.J2C1 = 17 < lo ? s.J2C1 : SageConstants.MaskedLogit;
+        s.J2C2 = 16 < hi ? s.J2C2 : SageConstants.MaskedLogit;
+        s.J2C3 = 17 < hi ? s.J2C3 : SageConstants.MaskedLogit;
+        s.J3C0 = 24 < lo ? s.J3C0 : SageConstants.MaskedLogit;
+        s.J3C1 = 25 < lo ? s.J3C1 : SageConstants.MaskedLogit;
+        s.J3C2 = 24 < hi ? s.J3C2 : SageConstants.MaskedLogit;
+        s.J3C3 = 25 < hi ? s.J3C3 : SageConstants.MaskedLogit;
+        s.J4C0 = 32 < lo ? s.J4C0 : SageConstants.MaskedLogit;
+        s.J4C1 = 33 < lo ? s.J4C1 : SageConstants.MaskedLogit;
+        s.J4C2 = 32 < hi ? s.J4C2 : SageConstants.MaskedLogit;
+        s.J4C3 = 33 < hi ? s.J4C3 : SageConstants.MaskedLogit;
+        s.J5C0 = 40 < lo ? s.J5C0 : SageConstants.MaskedLogit;
+        s.J5C1 = 41 < lo ? s.J5C1 : SageConstants.MaskedLogit;
+        s.J5C2 = 40 < hi ? s.J5C2 : SageConstants.MaskedLogit;
+        s.J5C3 = 41 < hi ? s.J5C3 : SageConstants.MaskedLogit;
+        s.J6C0 = 48 < lo ? s.J6C0 : SageConstants.MaskedLogit;
+        s.J6C1 = 49 < lo ? s.J6C1 : SageConstants.MaskedLogit;
+        s.J6C2 = 48 < hi ? s.J6C2 : SageConstants.MaskedLogit;
+        s.J6C3 = 49 < hi ? s.J6C3 : SageConstants.MaskedLogit;
+        s.J7C0 = 56 < lo ? s.J7C0 : SageConstants.MaskedLogit;
+        s.J7C1 = 57 < lo ? s.J7C1 : SageConstants.MaskedLogit;
+        s.J7C2 = 56 < hi ? s.J7C2 : SageConstants.MaskedLogit;
+        s.J7C3 = 57 < hi ? s.J7C3 : SageConstants.MaskedLogit;
     }
 
+    /// <summary>One past the last key row <paramref name="row"/> sees.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static bool Visible(int key, int row, int nk, bool causal, int offset) => key < nk && (!causal || key <= row + offset);
+    private static int VisibleLimit(int row, int nk, bool causal, int offset) => causal ? Math.Min(nk, row + offset + 1) : nk;
 
     /// <summary>The lane's maximum over its 16 logits of row g (lo) and of row g + 8 (hi).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
