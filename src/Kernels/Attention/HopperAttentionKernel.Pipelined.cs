@@ -28,20 +28,19 @@ public static partial class HopperAttentionKernel
     {
         private readonly AttentionParams _p;
         private readonly ArrayView<byte> _tiles;
-        private readonly int _tid, _lane, _stages, _lead, _visitBlocks, _blockBlocks, _warpFirstRow;
+        private readonly int _tid, _stages, _lead, _visitBlocks, _blockBlocks, _warpFirstRow;
         private readonly bool _causal, _wide;
         private readonly float _qScale;
         private readonly long _kScaleBase;
         private readonly uint _qDesc, _kDesc0, _qkHigh, _stageStep, _vDesc0, _vHigh, _vStageStep, _vHalfStep;
 
-        public KeyLoop(in AttentionParams p, ArrayView<byte> tiles, int tid, int lane, int stages, int lead, int visitBlocks, int blockBlocks,
+        public KeyLoop(in AttentionParams p, ArrayView<byte> tiles, int tid, int stages, int lead, int visitBlocks, int blockBlocks,
             bool causal, bool wide, int warpFirstRow, float qScale, long kScaleBase, uint qDesc, uint kDesc0, uint qkHigh,
             uint stageStep, uint vDesc0, uint vHigh, uint vStageStep, uint vHalfStep)
         {
             _p = p;
             _tiles = tiles;
             _tid = tid;
-            _lane = lane;
             _stages = stages;
             _lead = lead;
             _visitBlocks = visitBlocks;
@@ -76,6 +75,7 @@ public static partial class HopperAttentionKernel
             var resident = default(ResidentPvState);
             ResidentPv.Declare(ref resident);
             var scores = default(ScoreTile);
+            int firstMasked = HopperRowSoftmax.FirstMaskedBlock(_p, _causal, _warpFirstRow);
             float kScale = _p.KScale[_kScaleBase];
             if (_visitBlocks > 0)
             {
@@ -84,7 +84,7 @@ public static partial class HopperAttentionKernel
                 if (_tid == 0)
                     producer.LoadBlock(shared, _lead);
                 WarpGroupMma.WaitAll();
-                softmax.Step(firstLogits, _qScale * kScale, 0, _p, _causal, _warpFirstRow, ref scores, partialSums: true);
+                softmax.Step(firstLogits, _qScale * kScale, 0, _p, _causal, _warpFirstRow, firstMasked <= 0, ref scores, partialSums: true);
                 ResidentPv.PackNext(HopperTile.AsAccumulator(scores), ref resident);
                 ResidentPv.AdvanceP(ref resident);
             }
@@ -101,11 +101,11 @@ public static partial class HopperAttentionKernel
                 if (_tid == 0)
                     producer.LoadBlock(shared, kb + 1 + _lead);
                 WarpGroupMma.WaitAllButLatest();
-                softmax.Step(logits, _qScale * kScale, (kb + 1) * KeysPerBlock, _p, _causal, _warpFirstRow, ref scores, partialSums: true);
+                softmax.Step(logits, _qScale * kScale, (kb + 1) * KeysPerBlock, _p, _causal, _warpFirstRow, kb + 1 >= firstMasked, ref scores,
+                    partialSums: true);
                 ResidentPv.PackNext(HopperTile.AsAccumulator(scores), ref resident);
                 WarpGroupMma.WaitAll();
-                if (_lane == 0)
-                    Mbarrier.Arrive(producer.Empty(stage));
+                Mbarrier.ArriveOncePerWarp(producer.Empty(stage));
                 ResidentPv.Rescale(softmax.RescaleLo, softmax.RescaleHi, false, ref resident);
                 if (_wide)
                     ResidentPv.Rescale(softmax.RescaleLo, softmax.RescaleHi, true, ref resident);
@@ -117,8 +117,7 @@ public static partial class HopperAttentionKernel
                 int stage = kb & (_stages - 1);
                 IssueResidentValues(stage, ref resident);
                 WarpGroupMma.WaitAll();
-                if (_lane == 0)
-                    Mbarrier.Arrive(producer.Empty(stage));
+                Mbarrier.ArriveOncePerWarp(producer.Empty(stage));
                 kb++;
             }
 
@@ -128,8 +127,7 @@ public static partial class HopperAttentionKernel
                 if (_tid == 0)
                     producer.LoadBlock(shared, kb + _lead);
                 Mbarrier.WaitBlock(producer.Full(stage), (kb / _stages) & 1);
-                if (_lane == 0)
-                    Mbarrier.Arrive(producer.Empty(stage));
+                Mbarrier.ArriveOncePerWarp(producer.Empty(stage));
             }
 
             ResidentPv.Read(false, resident, out outputLow);

@@ -255,11 +255,12 @@ public static partial class HopperAttentionKernel
         var pFrag = default(PFragments);
         float shift = fp16Values ? 0f : SageConstants.Fp8Shift;
         var softmax = new HopperRowSoftmax(shift);
+        int firstMasked = HopperRowSoftmax.FirstMaskedBlock(p, causal, warpFirstRow);
         Mbarrier.WaitBlock(producer.QBarrier, 0);
 
         if (Pipelined(groups, vBytes))
         {
-            var keys = new KeyLoop(p, sharedBytes, tid, lane, stages, lead, visitBlocks, blockBlocks, causal, wide, warpFirstRow, qScale,
+            var keys = new KeyLoop(p, sharedBytes, tid, stages, lead, visitBlocks, blockBlocks, causal, wide, warpFirstRow, qScale,
                 kScaleBase, qDesc, kDesc0, qkHigh, stageStep, vDesc0, vHigh, vStageStep, vHalfStep);
             keys.RunFp16Pipelined(shared, producer, ref softmax, out outputLow, out outputHigh);
         }
@@ -288,7 +289,7 @@ public static partial class HopperAttentionKernel
                     if (tid == 0)
                         producer.LoadBlock(shared, kb + lead);
                     WarpGroupMma.WaitAll();
-                    softmax.Step(logits, scale, kb * KeysPerBlock, p, causal, warpFirstRow, ref scores, partialSums: fp16Values);
+                    softmax.Step(logits, scale, kb * KeysPerBlock, p, causal, warpFirstRow, kb >= firstMasked, ref scores, partialSums: fp16Values);
                     uint vDesc = vDesc0 + (uint)stage * vStageStep;
                     if (fp16Values)
                     {
@@ -327,8 +328,7 @@ public static partial class HopperAttentionKernel
                     producer.LoadBlock(shared, kb + lead);
                 kScale = nextKScale;
                 // The warp's products of this stage have retired: the producer may refill it.
-                if (lane == 0)
-                    Mbarrier.Arrive(producer.Empty(stage));
+                Mbarrier.ArriveOncePerWarp(producer.Empty(stage));
             }
         }
         if (!active)

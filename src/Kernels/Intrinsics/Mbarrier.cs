@@ -54,6 +54,17 @@ public static class Mbarrier
             CudaAsm.Emit("mbarrier.arrive.shared::cta.b64 _, [%0];", address);
     }
 
+    /// <summary>
+    /// One arrival per warp on the barrier at <paramref name="address"/>: the lane <c>elect.sync</c> picks arrives, so
+    /// no lane index is read or compared. Every lane of the warp must call it together. No-op on the CPU.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void ArriveOncePerWarp(uint address)
+    {
+        if (CudaAsm.IsSupported)
+            CudaAsm.Emit("{ .reg .pred one; elect.sync _|one, 0xffffffff; @one mbarrier.arrive.shared::cta.b64 _, [%0]; }", address);
+    }
+
     /// <summary>This thread waits until the phase of parity <paramref name="parity"/> has completed (acquire). No-op on the CPU.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Wait(uint address, int parity)

@@ -27,6 +27,28 @@ public sealed class HopperLaunchShapeTests
     }
 
     [Fact]
+    public void FirstMaskedBlockIsWhereTheBoundsCheckFirstHoldsAndItHoldsAfter()
+    {
+        // The kernel masks block j when j >= FirstMaskedBlock; the definition is block j's last key 64j + 63 at or past
+        // Nk, or (causal) past the warp's first row + offset. Negative offsets (more queries than keys) included.
+        foreach (bool causal in new[] { false, true })
+            for (int nk = 1; nk <= 300; nk += 7)
+                for (int offset = -200; offset <= 200; offset += 13)
+                    for (int warpFirstRow = 0; warpFirstRow <= 256; warpFirstRow += 16)
+                    {
+                        var p = new AttentionParams { Nk = nk, CausalOffset = offset };
+                        int first = HopperRowSoftmax.FirstMaskedBlock(p, causal, warpFirstRow);
+                        for (int j = 0; j < (nk + 63) / 64 + 2; j++)
+                        {
+                            int lastKey = 64 * j + 63;
+                            bool needed = lastKey >= nk || (causal && lastKey > warpFirstRow + offset);
+                            Assert.True(needed == (j >= first),
+                                $"nk {nk}, offset {offset}, row {warpFirstRow}, causal {causal}: block {j}, first masked {first}");
+                        }
+                    }
+    }
+
+    [Fact]
     public void Fp16ValuesDoubleTheValueStages()
     {
         // Q tiles and K stages are unchanged; each Vᵀ stage doubles (64 keys × Dp × 2 bytes instead of × 1), and FP16 P
