@@ -178,9 +178,9 @@ public static partial class HopperAttentionKernel
         uint barriers = sharedBase + (uint)barrierOffset;
 
         int tid = Group.IdxX, lane = Warp.LaneIdx;
-        // The warp's index as lane 0 broadcasts it: ptxas then knows it (and the warpgroup, query rows, block counts
-        // and descriptors derived from it) to be warp-uniform and keeps them in uniform registers, instead of
-        // recomputing them from the thread index in vector registers every key block (as CUTLASS's warp-group index).
+        // The warp's index as lane 0 broadcasts it (as CUTLASS's warp-group index): ptxas then knows it, and the
+        // warpgroup, query rows, block counts and descriptors derived from it, to be warp-uniform and may keep them in
+        // uniform registers instead of recomputing them from the thread index every key block (history step 54).
         int warpIndex = Warp.Shuffle(tid >> 5, 0), warpGroup = warpIndex >> 2, warp = warpIndex & 3;
         int g = lane >> 2, t = lane & 3;
         bool causal = p.Causal != 0;
