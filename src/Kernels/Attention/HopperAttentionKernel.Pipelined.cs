@@ -28,14 +28,14 @@ public static partial class HopperAttentionKernel
     {
         private readonly AttentionParams _p;
         private readonly ArrayView<byte> _tiles;
-        private readonly int _tid, _stages, _lead, _visitBlocks, _blockBlocks, _warpFirstRow;
+        private readonly int _tid, _stages, _lead, _visitBlocks, _blockBlocks, _warpFirstRow, _firstMasked;
         private readonly bool _causal, _wide;
         private readonly float _qScale;
         private readonly long _kScaleBase;
         private readonly uint _qDesc, _kDesc0, _qkHigh, _stageStep, _vDesc0, _vHigh, _vStageStep, _vHalfStep;
 
         public KeyLoop(in AttentionParams p, ArrayView<byte> tiles, int tid, int stages, int lead, int visitBlocks, int blockBlocks,
-            bool causal, bool wide, int warpFirstRow, float qScale, long kScaleBase, uint qDesc, uint kDesc0, uint qkHigh,
+            bool causal, bool wide, int warpFirstRow, int firstMasked, float qScale, long kScaleBase, uint qDesc, uint kDesc0, uint qkHigh,
             uint stageStep, uint vDesc0, uint vHigh, uint vStageStep, uint vHalfStep)
         {
             _p = p;
@@ -48,6 +48,7 @@ public static partial class HopperAttentionKernel
             _causal = causal;
             _wide = wide;
             _warpFirstRow = warpFirstRow;
+            _firstMasked = firstMasked;
             _qScale = qScale;
             _kScaleBase = kScaleBase;
             _qDesc = qDesc;
@@ -75,7 +76,6 @@ public static partial class HopperAttentionKernel
             var resident = default(ResidentPvState);
             ResidentPv.Declare(ref resident);
             var scores = default(ScoreTile);
-            int firstMasked = HopperRowSoftmax.FirstMaskedBlock(_p, _causal, _warpFirstRow);
             float kScale = _p.KScale[_kScaleBase];
             if (_visitBlocks > 0)
             {
@@ -84,7 +84,7 @@ public static partial class HopperAttentionKernel
                 if (_tid == 0)
                     producer.LoadBlock(shared, _lead);
                 WarpGroupMma.WaitAll();
-                softmax.Step(firstLogits, _qScale * kScale, 0, _p, _causal, _warpFirstRow, firstMasked <= 0, ref scores, partialSums: true);
+                softmax.Step(firstLogits, _qScale * kScale, 0, _p, _causal, _warpFirstRow, _firstMasked <= 0, ref scores, partialSums: true);
                 ResidentPv.PackNext(HopperTile.AsAccumulator(scores), ref resident);
                 ResidentPv.AdvanceP(ref resident);
             }
@@ -101,7 +101,7 @@ public static partial class HopperAttentionKernel
                 if (_tid == 0)
                     producer.LoadBlock(shared, kb + 1 + _lead);
                 WarpGroupMma.WaitAllButLatest();
-                softmax.Step(logits, _qScale * kScale, (kb + 1) * KeysPerBlock, _p, _causal, _warpFirstRow, kb + 1 >= firstMasked, ref scores,
+                softmax.Step(logits, _qScale * kScale, (kb + 1) * KeysPerBlock, _p, _causal, _warpFirstRow, kb + 1 >= _firstMasked, ref scores,
                     partialSums: true);
                 ResidentPv.PackNext(HopperTile.AsAccumulator(scores), ref resident);
                 WarpGroupMma.WaitAll();

@@ -260,7 +260,7 @@ public static partial class HopperAttentionKernel
 
         if (Pipelined(groups, vBytes))
         {
-            var keys = new KeyLoop(p, sharedBytes, tid, stages, lead, visitBlocks, blockBlocks, causal, wide, warpFirstRow, qScale,
+            var keys = new KeyLoop(p, sharedBytes, tid, stages, lead, visitBlocks, blockBlocks, causal, wide, warpFirstRow, firstMasked, qScale,
                 kScaleBase, qDesc, kDesc0, qkHigh, stageStep, vDesc0, vHigh, vStageStep, vHalfStep);
             keys.RunFp16Pipelined(shared, producer, ref softmax, out outputLow, out outputHigh);
         }

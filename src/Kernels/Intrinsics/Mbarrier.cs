@@ -46,17 +46,10 @@ public static class Mbarrier
             CudaAsm.Emit("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;", address, bytes);
     }
 
-    /// <summary>One arrival (release: this thread's earlier reads of the guarded data are done).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Arrive(uint address)
-    {
-        if (CudaAsm.IsSupported)
-            CudaAsm.Emit("mbarrier.arrive.shared::cta.b64 _, [%0];", address);
-    }
-
     /// <summary>
     /// One arrival per warp on the barrier at <paramref name="address"/>: the lane <c>elect.sync</c> picks arrives, so
-    /// no lane index is read or compared. Every lane of the warp must call it together. No-op on the CPU.
+    /// no lane index is read or compared. Release: the warp's earlier reads of the guarded data are done. Every lane of the
+    /// warp must call it together. No-op on the CPU.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void ArriveOncePerWarp(uint address)
