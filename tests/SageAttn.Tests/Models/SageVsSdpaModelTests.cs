@@ -37,7 +37,9 @@ public sealed class SageVsSdpaModelTests
     {
         var config = ModelPresets.Tiny(family);
         using var model = new DecoderModel(config, ScalarType.Float16, torch.CPU);
-        RandomWeights.Initialize(model, seed: 100 + (int)family);
+        // Random weights leave some models flat: with seed 100 (head_dim 64) Qwen3 had 14 of 34 decisive choices, below the
+        // floor below; seeds 200 and 300 gave 19-25 for every family.
+        RandomWeights.Initialize(model, seed: 200 + (int)family);
         // Two requests in one batch: one spanning two KV blocks (not a block multiple), one short.
         var prompts = ModelTestKit.Prompts(config.VocabSize, 50 + (int)family, 70, 5);
         var sage = new SageAttentionSettings { Variant = AttentionVariant.QkInt8PvFp16 };
