@@ -120,6 +120,7 @@ public static class AttentionKernel
         var prefetch = default(TilePrefetch);
         if (visitBlocks > 0)
             prefetch.Load(layout, 0, tid);
+        int firstMasked = Tile.FirstMaskedBlock(warpFirstRow, nk, causal, causalOffset);
         for (int kb = 0; kb < visitBlocks; kb++)
         {
             // The tiles of block kb arrive from registers; block kb + 1's global loads are issued now and
@@ -131,8 +132,7 @@ public static class AttentionKernel
 
             float kScale = p.KScale[kScaleBase + kb * SageConstants.KScaleSlotsPerBlock];
             Tile.Scores(ref scores, q, kTile, g * kStride + t, kStride, qScale * kScale, wide);
-            int lastKey = kb * KeysPerBlock + KeysPerBlock - 1;
-            if (lastKey >= nk || (causal && lastKey > warpFirstRow + causalOffset))
+            if (kb >= firstMasked)
                 Tile.Mask(ref scores, kb * KeysPerBlock + 2 * t, rowLo, rowHi, nk, causal, causalOffset);
 
             // Online softmax: new maxima, the factor that rescales what was accumulated so far, P.

@@ -255,7 +255,7 @@ public static partial class HopperAttentionKernel
         var pFrag = default(PFragments);
         float shift = fp16Values ? 0f : SageConstants.Fp8Shift;
         var softmax = new HopperRowSoftmax(shift);
-        int firstMasked = HopperRowSoftmax.FirstMaskedBlock(p, causal, warpFirstRow);
+        int firstMasked = Tile.FirstMaskedBlock(warpFirstRow, p.Nk, causal, p.CausalOffset);
         Mbarrier.WaitBlock(producer.QBarrier, 0);
 
         if (Pipelined(groups, vBytes))

@@ -35,9 +35,6 @@ public struct HopperRowSoftmax
 
     private readonly float _shift;
 
-    /// <summary>log2 of <see cref="SageConstants.KBlockKeys"/> (64).</summary>
-    private const int KeyBlockShift = 6;
-
     /// <summary>A lane's state before the first block.</summary>
     /// <param name="shift">log2 of the factor P carries (<see cref="SageConstants.Fp8Shift"/> for FP8 P, which uses e4m3's
     /// range; 0 for FP16 P).</param>
@@ -59,7 +56,7 @@ public struct HopperRowSoftmax
     /// <param name="p">Sizes and the causal offset.</param>
     /// <param name="causal">Whether keys past row + offset are masked.</param>
     /// <param name="warpFirstRow">The warp's first query row (warp-uniform), for the rows of a masked block.</param>
-    /// <param name="masked">Whether the block crosses Nk or the warp's causal diagonal (<see cref="FirstMaskedBlock"/>).</param>
+    /// <param name="masked">Whether the block crosses Nk or the warp's causal diagonal (<see cref="Tile.FirstMaskedBlock"/>).</param>
     /// <param name="scores">Receives P as floats.</param>
     /// <param name="partialSums">Whether the lane adds its P into its partial sums here (FP16 P); false when the caller
     /// adds whole-row sums from the tensor cores (<see cref="AddBlockSums"/>).</param>
@@ -91,20 +88,6 @@ public struct HopperRowSoftmax
             HopperTile.RowSums(scores, out float blockSumLo, out float blockSumHi);
             AddBlockSums(blockSumLo, blockSumHi);
         }
-    }
-
-    /// <summary>
-    /// The first 64-key block that needs the mask for a warp whose first query row is <paramref name="warpFirstRow"/>:
-    /// block j's last key 64j + 63 reaches Nk from j = Nk / 64 on, and passes the warp's first row's diagonal (row +
-    /// offset) from j = ⌊(row + offset + 1) / 64⌋ on. Every later block needs it too, so the loop compares its counter
-    /// with one warp-uniform value instead of evaluating both bounds per block.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static int FirstMaskedBlock(in AttentionParams p, bool causal, int warpFirstRow)
-    {
-        int nkBlock = p.Nk >> KeyBlockShift;
-        // An arithmetic shift is the floor division the bound needs when row + offset + 1 is negative.
-        return causal ? Math.Min(nkBlock, (warpFirstRow + p.CausalOffset + 1) >> KeyBlockShift) : nkBlock;
     }
 
     /// <summary>l = l · rescale + the block's sums (of the last <see cref="Step"/>'s P).</summary>

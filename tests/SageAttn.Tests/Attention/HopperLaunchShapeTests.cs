@@ -36,8 +36,7 @@ public sealed class HopperLaunchShapeTests
                 for (int offset = -200; offset <= 200; offset += 13)
                     for (int warpFirstRow = 0; warpFirstRow <= 256; warpFirstRow += 16)
                     {
-                        var p = new AttentionParams { Nk = nk, CausalOffset = offset };
-                        int first = HopperRowSoftmax.FirstMaskedBlock(p, causal, warpFirstRow);
+                        int first = Tile.FirstMaskedBlock(warpFirstRow, nk, causal, offset);
                         for (int j = 0; j < (nk + 63) / 64 + 2; j++)
                         {
                             int lastKey = 64 * j + 63;

@@ -172,6 +172,15 @@ public static partial class Tile
         s.J7C3 = 57 < hi ? s.J7C3 : SageConstants.MaskedLogit;
     }
 
+    /// <summary>
+    /// The first 64-key block that needs <see cref="Mask"/> for a warp whose first query row is <paramref name="warpFirstRow"/>:
+    /// block j's last key 64j + 63 reaches the first row's limit from j = ⌊limit / 64⌋ on (an arithmetic shift is the floor
+    /// division a negative causal limit needs), and every later block needs it too — so a key loop compares its counter
+    /// with one warp-uniform value instead of evaluating both bounds per block.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int FirstMaskedBlock(int warpFirstRow, int nk, bool causal, int offset) => VisibleLimit(warpFirstRow, nk, causal, offset) >> 6;
+
     /// <summary>One past the last key row <paramref name="row"/> sees.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static int VisibleLimit(int row, int nk, bool causal, int offset) => causal ? Math.Min(nk, row + offset + 1) : nk;
