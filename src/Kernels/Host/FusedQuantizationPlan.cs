@@ -50,9 +50,9 @@ public sealed record FusedQuantizationPlan(int StripTiles, int Strips, long Quan
         return shape.KStatsChunks <= QkvQuantizeOneLaunchKernel.MaxChunks && OneLaunchItems(shape) <= int.MaxValue;
     }
 
-    /// <summary>Work items of one step of one tensor in the one-launch kernel (a head's statistics chunks and tiles).</summary>
+    /// <summary>Work items of one step of one tensor in the one-launch kernel (a head's statistics items and tiles).</summary>
     public static long OneLaunchStepItems(AttentionShape shape) =>
-        QkvQuantizeOneLaunchKernel.StepItems(shape.KBlocks, shape.KStatsChunks);
+        QkvQuantizeOneLaunchKernel.StepItems(shape.KBlocks, shape.KStatsChunks, shape.PaddedHeadDim);
 
     /// <summary>Blocks of the one-launch kernel.</summary>
     public static long OneLaunchItems(AttentionShape shape)

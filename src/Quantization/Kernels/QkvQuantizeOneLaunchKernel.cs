@@ -26,12 +26,12 @@ public struct OneLaunchQuantizeParams
 /// </summary>
 /// <remarks>
 /// <para>Work items, in the order of an atomic ticket (not of block indices): K's steps, then V's, then the Q tiles. Step s
-/// of a tensor holds the statistics items of head s (one per 256-token chunk) and the quantization items of head
-/// s − <see cref="OneLaunchQuantizeParams.Lag"/> (one per 64-row tile). A statistics item stages its chunk
-/// tile by tile in shared memory so that one thread per channel sums the tokens in order (the statistics kernel's sums),
-/// writes the chunk's sum, minimum and maximum, and counts itself on the head's arrival counter; the last chunk to arrive
-/// combines the head's chunks (K's channel means, V's scales and means, as the two-launch path does once per strip) and
-/// marks the head ready. A quantization item waits until its head is ready, then quantizes its tile as
+/// of a tensor holds the statistics items of head s (one per 256-token chunk, one per two chunks at Dp = 64:
+/// <see cref="StatsItems"/>) and the quantization items of head s − <see cref="OneLaunchQuantizeParams.Lag"/> (one per
+/// 64-row tile). A statistics item stages its chunks tile by tile in shared memory so that one thread per channel and
+/// chunk sums the tokens in order (the statistics kernel's sums), writes each chunk's sum, minimum and maximum, and adds
+/// its chunk count to the head's arrival counter; the item whose add completes the count combines the head's chunks
+/// (K's channel means, V's scales and means, as the two-launch path does once per strip) and marks the head ready. A quantization item waits until its head is ready, then quantizes its tile as
 /// <see cref="QkvQuantizeKernel"/> does.</para>
 /// <para>Why it cannot deadlock: only quantization items wait, and only for statistics items, which hold earlier tickets —
 /// so they were taken by blocks that have started — and never wait themselves. The lag keeps the wait rare (about 4096
@@ -60,8 +60,14 @@ public static class QkvQuantizeOneLaunchKernel
     /// <summary>Ints of <see cref="OneLaunchQuantizeParams.Coordination"/>: the counters, then K's channel means.</summary>
     public static long CoordinationCount(long kvHeads, int paddedHeadDim) => CounterCount(kvHeads) + kvHeads * paddedHeadDim;
 
-    /// <summary>Work items of one step of one tensor: a head's statistics chunks and the tiles of the head <c>lag</c> steps back.</summary>
-    public static long StepItems(int kTiles, int chunks) => (long)chunks + kTiles;
+    /// <summary>
+    /// Statistics items of one head and tensor: one per chunk, or at Dp = 64 one per two chunks, so that every thread of
+    /// the item sums a channel (threads 0..63 the first chunk's, 64..127 the second's) instead of half of them idling.
+    /// </summary>
+    public static int StatsItems(int chunks, int paddedHeadDim) => paddedHeadDim == 64 ? (chunks + 1) / 2 : chunks;
+
+    /// <summary>Work items of one step of one tensor: a head's statistics items (<see cref="StatsItems"/>) and the tiles of the head <c>lag</c> steps back.</summary>
+    public static long StepItems(int kTiles, int chunks, int paddedHeadDim) => (long)StatsItems(chunks, paddedHeadDim) + kTiles;
 
     /// <summary>
     /// Steps of lag so that about <see cref="LagItems"/> items separate a head's statistics from its quantization; at most
@@ -109,23 +115,24 @@ public static class QkvQuantizeOneLaunchKernel
 
         var p = sp.Tiles;
         var m = new TileSlices.Mapping(tid, p.PaddedHeadDim);
-        int chunks = p.StatsChunks, kTiles = p.NkPad / SageConstants.KBlockKeys, qTiles = p.NqPad / SageConstants.QTileRows;
+        int statsItems = StatsItems(p.StatsChunks, p.PaddedHeadDim), kTiles = p.NkPad / SageConstants.KBlockKeys;
+        int qTiles = p.NqPad / SageConstants.QTileRows;
         int kvHeads = p.K.Batch * p.K.Heads;
-        long stepItems = StepItems(kTiles, chunks), tensorItems = (kvHeads + (long)sp.Lag) * stepItems;
+        long stepItems = (long)statsItems + kTiles, tensorItems = (kvHeads + (long)sp.Lag) * stepItems;
         if (ticket < 2 * tensorItems)
         {
             // K's steps, then V's: an SM runs one tensor's statistics and quantization code at a time.
             bool isV = ticket >= tensorItems;
             long t = isV ? ticket - tensorItems : ticket;
             int step = (int)(t / stepItems), r = (int)(t % stepItems);
-            if (r < chunks)
+            if (r < statsItems)
             {
                 if (step < kvHeads)
                     StatisticsItem(sp, step, isV, r, m, staged, broadcast);
             }
             else
             {
-                int bh = step - sp.Lag, tile = r - chunks;
+                int bh = step - sp.Lag, tile = r - statsItems;
                 if (bh >= 0 && bh < kvHeads)
                 {
                     if (isV)
@@ -144,11 +151,14 @@ public static class QkvQuantizeOneLaunchKernel
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StatisticsItem(in OneLaunchQuantizeParams sp, int bh, bool isV, int chunk, in TileSlices.Mapping m,
+    private static void StatisticsItem(in OneLaunchQuantizeParams sp, int bh, bool isV, int item, in TileSlices.Mapping m,
         ArrayView<Half8> staged, ArrayView<int> broadcast)
     {
         var p = sp.Tiles;
         int b = bh / p.K.Heads, h = bh % p.K.Heads;
+        // At Dp = 64 an item sums chunks 2·item and 2·item + 1 (the last item of an odd count only the first).
+        bool pairs = p.PaddedHeadDim == 64;
+        int chunk = pairs ? 2 * item : item, itemChunks = pairs ? Math.Min(2, p.StatsChunks - chunk) : 1;
         long headChunk = (long)bh * p.StatsChunks + chunk;
         // Two call sites instead of one on a selected tensor: ILGPU proves the 16-byte alignment of the vector loads only
         // for a view taken straight from the parameters.
@@ -156,26 +166,27 @@ public static class QkvQuantizeOneLaunchKernel
         {
             if (p.ReadVStats == 0)
                 return;
-            ChunkStatistics(p.V, p.VStats, p.ElementType, p.PaddedHeadDim, (p.VectorLoads & 4) != 0, b, h, chunk, headChunk, m, staged);
+            ChunkStatistics(p.V, p.VStats, p.ElementType, p.PaddedHeadDim, (p.VectorLoads & 4) != 0, b, h, chunk, itemChunks, headChunk, m, staged);
         }
         else
         {
             if (p.SmoothK == 0)
                 return;
-            ChunkStatistics(p.K, p.KStats, p.ElementType, p.PaddedHeadDim, (p.VectorLoads & 2) != 0, b, h, chunk, headChunk, m, staged);
+            ChunkStatistics(p.K, p.KStats, p.ElementType, p.PaddedHeadDim, (p.VectorLoads & 2) != 0, b, h, chunk, itemChunks, headChunk, m, staged);
         }
 
-        // Arrive; the last chunk of the head to arrive combines them all, then marks the head ready (count chunks + 1).
+        // Arrive with the item's chunks; the item that completes the head's count combines them all, then marks the head
+        // ready (count chunks + 1).
         int counter = ArrivalCounter(bh, isV);
         Group.Barrier();
         if (Group.IdxX == 0)
         {
             MemoryFence.DeviceLevel();
-            broadcast[0] = Atomic.Add(ref sp.Coordination[counter], 1);
+            broadcast[0] = Atomic.Add(ref sp.Coordination[counter], itemChunks);
             MemoryFence.DeviceLevel();
         }
         Group.Barrier();
-        if (broadcast[0] != p.StatsChunks - 1)
+        if (broadcast[0] != p.StatsChunks - itemChunks)
             return;
         if (isV)
             CombineV(p, bh);
@@ -294,57 +305,74 @@ public static class QkvQuantizeOneLaunchKernel
         CounterCount((long)p.K.Batch * p.K.Heads) + (long)bh * p.PaddedHeadDim + c;
 
     /// <summary>
-    /// The chunk's per-channel sum, minimum and maximum, written where <see cref="KvStatsKernel"/> writes them: each tile is
-    /// staged as raw bits in shared memory (<see cref="TileStaging"/>) and thread c walks channel c's tokens in order, so
-    /// the sum is the same sequence of additions.
+    /// The per-channel sum, minimum and maximum of <paramref name="itemChunks"/> (1, or 2 at Dp = 64) chunks from
+    /// <paramref name="chunk"/> on, written where <see cref="KvStatsKernel"/> writes them: each tile is staged as raw bits in
+    /// shared memory (<see cref="TileStaging"/>; at Dp = 64 the second chunk's tile in rows 64..127) and thread c walks
+    /// channel c's tokens in order (at Dp = 64 threads 64 + c the second chunk's), so each sum is the same sequence of
+    /// additions.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void ChunkStatistics(in StridedTensor input, ArrayView<float> stats, int elementType, int dp, bool vector, int b, int h,
-        int chunk, long headChunk, in TileSlices.Mapping m, ArrayView<Half8> staged)
+        int chunk, int itemChunks, long headChunk, in TileSlices.Mapping m, ArrayView<Half8> staged)
     {
         int tid = Group.IdxX;
         var bits = staged.Cast<ushort>();
+        bool pairs = dp == 64;
         int firstRow = chunk * SageConstants.StatsChunkTokens;
         int end = Math.Min(input.Tokens, firstRow + SageConstants.StatsChunkTokens);
+        // The second chunk (Dp = 64) starts where the first ends; it is at most as long.
+        int secondEnd = itemChunks == 2 ? Math.Min(input.Tokens, end + SageConstants.StatsChunkTokens) : end;
+        // This thread's chunk, channel and staged rows.
+        bool second = pairs && tid >= 64;
+        int c = pairs ? tid & 63 : tid, stagedRow0 = second ? SageConstants.KBlockKeys : 0;
+        int myFirst = second ? end : firstRow, myEnd = second ? secondEnd : end;
+        bool summing = pairs || tid < dp;
         float sum = 0f, min = float.MaxValue, max = float.MinValue;
         var s = default(TileSlices);
-        for (int row0 = firstRow; row0 < end; row0 += SageConstants.KBlockKeys)
+        var s2 = default(TileSlices);
+        for (int offset = 0; firstRow + offset < end; offset += SageConstants.KBlockKeys)
         {
-            s.Load(input, b, h, row0, m, vector);
+            s.Load(input, b, h, firstRow + offset, m, vector);
+            bool both = pairs && end + offset < secondEnd;
+            if (both)
+                s2.Load(input, b, h, end + offset, m, vector);
             // The previous tile's readers are done with the staging area.
             Group.Barrier();
-            s.Stage(staged, m, dp);
+            s.Stage(staged, m, dp, 0);
+            if (both)
+                s2.Stage(staged, m, dp, SageConstants.KBlockKeys);
             Group.Barrier();
-            if (tid < dp)
+            int rows = Math.Min(SageConstants.KBlockKeys, myEnd - (myFirst + offset));
+            if (summing && rows > 0)
             {
-                int rows = Math.Min(SageConstants.KBlockKeys, end - row0);
                 int r = 0;
                 for (; r + 8 <= rows; r += 8)
                 {
-                    float x0 = TileStaging.Read(bits, r, tid, dp, elementType), x1 = TileStaging.Read(bits, r + 1, tid, dp, elementType);
-                    float x2 = TileStaging.Read(bits, r + 2, tid, dp, elementType), x3 = TileStaging.Read(bits, r + 3, tid, dp, elementType);
-                    float x4 = TileStaging.Read(bits, r + 4, tid, dp, elementType), x5 = TileStaging.Read(bits, r + 5, tid, dp, elementType);
-                    float x6 = TileStaging.Read(bits, r + 6, tid, dp, elementType), x7 = TileStaging.Read(bits, r + 7, tid, dp, elementType);
+                    int sr = stagedRow0 + r;
+                    float x0 = TileStaging.Read(bits, sr, c, dp, elementType), x1 = TileStaging.Read(bits, sr + 1, c, dp, elementType);
+                    float x2 = TileStaging.Read(bits, sr + 2, c, dp, elementType), x3 = TileStaging.Read(bits, sr + 3, c, dp, elementType);
+                    float x4 = TileStaging.Read(bits, sr + 4, c, dp, elementType), x5 = TileStaging.Read(bits, sr + 5, c, dp, elementType);
+                    float x6 = TileStaging.Read(bits, sr + 6, c, dp, elementType), x7 = TileStaging.Read(bits, sr + 7, c, dp, elementType);
                     sum += x0; sum += x1; sum += x2; sum += x3; sum += x4; sum += x5; sum += x6; sum += x7;
                     min = Math.Min(Math.Min(Math.Min(min, Math.Min(x0, x1)), Math.Min(x2, x3)), Math.Min(Math.Min(x4, x5), Math.Min(x6, x7)));
                     max = Math.Max(Math.Max(Math.Max(max, Math.Max(x0, x1)), Math.Max(x2, x3)), Math.Max(Math.Max(x4, x5), Math.Max(x6, x7)));
                 }
                 for (; r < rows; r++)
                 {
-                    float x = TileStaging.Read(bits, r, tid, dp, elementType);
+                    float x = TileStaging.Read(bits, stagedRow0 + r, c, dp, elementType);
                     sum += x;
                     min = Math.Min(min, x);
                     max = Math.Max(max, x);
                 }
             }
         }
-        if (tid < dp)
+        if (summing && (!second || itemChunks == 2))
         {
-            bool real = tid < input.HeadDim;
-            long row = headChunk * ChannelStatsKernel.RowsPerChunk;
-            stats[(row + ChannelStatsKernel.SumRow) * dp + tid] = real ? sum : 0f;
-            stats[(row + ChannelStatsKernel.MinRow) * dp + tid] = real ? min : 0f;
-            stats[(row + ChannelStatsKernel.MaxRow) * dp + tid] = real ? max : 0f;
+            bool real = c < input.HeadDim;
+            long row = (headChunk + (second ? 1 : 0)) * ChannelStatsKernel.RowsPerChunk;
+            stats[(row + ChannelStatsKernel.SumRow) * dp + c] = real ? sum : 0f;
+            stats[(row + ChannelStatsKernel.MinRow) * dp + c] = real ? min : 0f;
+            stats[(row + ChannelStatsKernel.MaxRow) * dp + c] = real ? max : 0f;
         }
     }
 }

@@ -62,18 +62,25 @@ public struct TileSlices
 
     /// <summary>Stores every slice into the staging area (<see cref="TileStaging"/>) at its tile row.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public readonly void Stage(ArrayView<Half8> staging, in Mapping m, int paddedHeadDim)
+    public readonly void Stage(ArrayView<Half8> staging, in Mapping m, int paddedHeadDim) => Stage(staging, m, paddedHeadDim, 0);
+
+    /// <summary>
+    /// Stores every slice into the staging area at its tile row plus <paramref name="rowOffset"/> (64 places a Dp = 64
+    /// tile in the second half of the area, which holds 64 rows at Dp = 128).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public readonly void Stage(ArrayView<Half8> staging, in Mapping m, int paddedHeadDim, int rowOffset)
     {
-        TileStaging.Store(staging, S0, m.Row(0), m.C0, paddedHeadDim);
-        TileStaging.Store(staging, S1, m.Row(1), m.C0, paddedHeadDim);
-        TileStaging.Store(staging, S2, m.Row(2), m.C0, paddedHeadDim);
-        TileStaging.Store(staging, S3, m.Row(3), m.C0, paddedHeadDim);
+        TileStaging.Store(staging, S0, rowOffset + m.Row(0), m.C0, paddedHeadDim);
+        TileStaging.Store(staging, S1, rowOffset + m.Row(1), m.C0, paddedHeadDim);
+        TileStaging.Store(staging, S2, rowOffset + m.Row(2), m.C0, paddedHeadDim);
+        TileStaging.Store(staging, S3, rowOffset + m.Row(3), m.C0, paddedHeadDim);
         if (m.Passes > 4)
         {
-            TileStaging.Store(staging, S4, m.Row(4), m.C0, paddedHeadDim);
-            TileStaging.Store(staging, S5, m.Row(5), m.C0, paddedHeadDim);
-            TileStaging.Store(staging, S6, m.Row(6), m.C0, paddedHeadDim);
-            TileStaging.Store(staging, S7, m.Row(7), m.C0, paddedHeadDim);
+            TileStaging.Store(staging, S4, rowOffset + m.Row(4), m.C0, paddedHeadDim);
+            TileStaging.Store(staging, S5, rowOffset + m.Row(5), m.C0, paddedHeadDim);
+            TileStaging.Store(staging, S6, rowOffset + m.Row(6), m.C0, paddedHeadDim);
+            TileStaging.Store(staging, S7, rowOffset + m.Row(7), m.C0, paddedHeadDim);
         }
     }
 }

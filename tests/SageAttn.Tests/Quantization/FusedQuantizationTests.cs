@@ -36,11 +36,13 @@ public sealed class FusedQuantizationTests(CpuAcceleratorFixture fixture) : ICla
     /// <summary>
     /// The one-launch kernel (statistics and quantization items in one launch, ordered by tickets; quantization blocks wait
     /// for their head's statistics, also on the CPU accelerator). Adds heads of three chunks with a one-tile last chunk (600 tokens) and a case without K smoothing (K's
-    /// statistics are then not computed at all).
+    /// statistics are then not computed at all). At hd 64 a statistics item sums two chunks: 300 tokens pair a full chunk
+    /// with a short one, 530 end on an unpaired chunk, 1100 have two pairs and an unpaired 76-token chunk.
     /// </summary>
     [Theory]
     [MemberData(nameof(Cases))]
     [InlineData(2, 2, 1, 600, 128, TensorElementType.Float16, true, true, 2, false, 0)]
+    [InlineData(1, 2, 1, 1100, 64, TensorElementType.Float16, true, true, 2, false, 0)]
     [InlineData(1, 2, 2, 530, 64, TensorElementType.BFloat16, false, false, 0, false, 0)]
     public void OneLaunchPathEqualsReferenceExactly(int batch, int headsQ, int headsKv, int tokens, int headDim, TensorElementType type,
         bool smoothK, bool smoothV, int variant, bool nhd, int stripTiles) =>
