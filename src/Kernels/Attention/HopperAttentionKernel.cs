@@ -185,7 +185,8 @@ public static partial class HopperAttentionKernel
         int g = lane >> 2, t = lane & 3;
         bool causal = p.Causal != 0;
         // Causal: a head's blocks start with its last query tiles, which see the most keys, so the lighter ones fill the
-        // tail of the grid instead of the heaviest finishing last.
+        // tail of the grid instead of the heaviest finishing last. The heaviest tiles of groups of heads first (less tail)
+        // measured 4–9% slower: a head's blocks running together share its K and V in L2 (docs/performance.md, step 64).
         int tileBlock = causal ? Grid.DimX - 1 - Grid.IdxX : Grid.IdxX;
         int qTile = tileBlock * groups + warpGroup, h = Grid.IdxY, b = Grid.IdxZ;
         int qTiles = p.NqPad / Rows;
