@@ -31,8 +31,8 @@ public struct OneLaunchQuantizeParams
 /// 64-row tile). A statistics item stages its chunks tile by tile in shared memory so that one thread per channel and
 /// chunk sums the tokens in order (the statistics kernel's sums), writes each chunk's sum, minimum and maximum, and adds
 /// its chunk count to the head's arrival counter; the item whose add completes the count combines the head's chunks
-/// (K's channel means, V's scales and means, as the two-launch path does once per strip) and marks the head ready. A quantization item waits until its head is ready, then quantizes its tile as
-/// <see cref="QkvQuantizeKernel"/> does.</para>
+/// (K's channel means, V's scales and means, as the two-launch path does once per strip) and marks the head ready. A
+/// quantization item waits until its head is ready, then quantizes its tile as <see cref="QkvQuantizeKernel"/> does.</para>
 /// <para>Why it cannot deadlock: only quantization items wait, and only for statistics items, which hold earlier tickets —
 /// so they were taken by blocks that have started — and never wait themselves. The lag keeps the wait rare (about 4096
 /// items separate a head's statistics from its quantization, five times the blocks resident on an H100). A lag of ~1024
