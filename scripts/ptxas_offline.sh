@@ -37,7 +37,7 @@ fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 status=0
-for f in "$dir"/attention_Hopper*.ptx; do
+for f in "$dir"/attention_Hopper*.ptx "$dir"/varlen_attention_Hopper*.ptx; do
   # ILGPU writes PTX ISA 8.8; ptxas 12.4 reads up to 8.4, and the kernels use nothing newer.
   sed 's/^\.version 8\.8/.version 8.4/' "$f" > "$tmp/k.ptx"
   out=$("$ptxas" -arch=sm_90a -v -o "$tmp/k.cubin" "$tmp/k.ptx" 2>&1 || true)

@@ -32,8 +32,8 @@ public sealed record SageAttentionSettings
 
     /// <summary>The kernel options for a device of compute capability <paramref name="computeCapability"/>, or the CPU accelerator when null.</summary>
     /// <param name="computeCapability">The CUDA device's compute capability; null for the CPU accelerator.</param>
-    /// <param name="packed">For packed (varlen) sequences: the automatic choice avoids the wgmma kernel, which has no packed form.</param>
-    /// <exception cref="NotSupportedException">The device is older than sm_80, the explicit variant needs tensor cores it lacks, or it has no packed kernel.</exception>
+    /// <param name="packed">For packed (varlen) sequences: the automatic choice avoids the wgmma kernel, whose packed form is not yet verified on a GPU.</param>
+    /// <exception cref="NotSupportedException">The device is older than sm_80, the explicit variant needs tensor cores it lacks, or it has no (verified) packed kernel.</exception>
     public SageAttentionOptions Resolve((int Major, int Minor)? computeCapability, bool packed = false) => new()
     {
         Variant = computeCapability is { } cc ? VariantSelector.ForCuda(cc, Variant, packed) : CpuVariant(packed),

@@ -28,7 +28,7 @@ public static class VariantSelector
 
     /// <summary>The automatic variant for a CUDA device.</summary>
     /// <param name="computeCapability">The device's compute capability.</param>
-    /// <param name="packed">For packed (varlen) sequences, which the wgmma kernel does not take.</param>
+    /// <param name="packed">For packed (varlen) sequences, which the wgmma kernel takes only with SAGEATTN_PACKED_WGMMA=1 until verified on a GPU.</param>
     /// <exception cref="NotSupportedException">The device is older than sm_80.</exception>
     public static AttentionVariant Auto((int Major, int Minor) computeCapability, bool packed = false)
     {
@@ -57,7 +57,7 @@ public static class VariantSelector
     /// <summary>The explicit variant if the device can run it, else the automatic one.</summary>
     /// <param name="computeCapability">The device's compute capability.</param>
     /// <param name="requested">The caller's variant, or null for the automatic one.</param>
-    /// <param name="packed">For packed (varlen) sequences, which the wgmma kernel does not take.</param>
+    /// <param name="packed">For packed (varlen) sequences, which the wgmma kernel takes only with SAGEATTN_PACKED_WGMMA=1 until verified on a GPU.</param>
     /// <exception cref="NotSupportedException">The device is older than sm_80 or cannot run <paramref name="requested"/>.</exception>
     public static AttentionVariant ForCuda((int Major, int Minor) computeCapability, AttentionVariant? requested, bool packed = false)
     {
@@ -76,7 +76,7 @@ public static class VariantSelector
         return variant;
     }
 
-    /// <summary>Throws when <paramref name="variant"/> is asked for packed sequences but has no packed kernel.</summary>
+    /// <summary>Throws when <paramref name="variant"/> is asked for packed sequences but has no (verified) packed kernel (<see cref="VarlenAttentionKernel.RequireSupported"/>).</summary>
     /// <exception cref="NotSupportedException"><paramref name="variant"/> is the wgmma kernel and <paramref name="packed"/> is set.</exception>
     public static void RequirePackedSupport(AttentionVariant variant, bool packed)
     {

@@ -24,14 +24,15 @@ internal static class PtxCommand
             File.WriteAllText(path, ptx.Ptx);
             Console.WriteLine($"{path}: entry {ptx.EntryName}, {ptx.Ptx.Length} chars");
         }
-        var hopper = typeof(HopperAttentionKernel).GetMethod(nameof(HopperAttentionKernel.Run))!;
+        foreach (var (prefix, entry) in new[] { ("attention", nameof(HopperAttentionKernel.Run)), ("varlen_attention", nameof(HopperAttentionKernel.RunPacked)) })
         foreach (var variant in new[] { AttentionVariant.HopperQkInt8PvFp8, AttentionVariant.HopperQkInt8PvFp16 })
         foreach (int dp in new[] { 64, 128 })
         foreach (int groups in new[] { 1, 2, 3, HopperAttentionKernel.MaxWarpGroups })
         {
-            var ptx = compiler.Compile(hopper, target with { ArchSpecific = true }, [dp, groups, HopperAttentionKernel.ValueBytes(variant)],
+            var ptx = compiler.Compile(typeof(HopperAttentionKernel).GetMethod(entry)!, target with { ArchSpecific = true },
+                [dp, groups, HopperAttentionKernel.ValueBytes(variant)],
                 new ILGPU.Runtime.KernelSpecialization(groups * HopperAttentionKernel.Threads, HopperAttentionKernel.BlocksPerSm(groups)));
-            string path = Path.Combine(dir, $"attention_{variant}_d{dp}_wg{groups}.ptx");
+            string path = Path.Combine(dir, $"{prefix}_{variant}_d{dp}_wg{groups}.ptx");
             File.WriteAllText(path, ptx.Ptx);
             Console.WriteLine($"{path}: entry {ptx.EntryName}, {ptx.Ptx.Length} chars (sm_90a)");
         }

@@ -164,7 +164,27 @@ public static partial class HopperAttentionKernel
     /// <param name="warpGroups">Warpgroups (64-row query tiles) per block, 1 to <see cref="MaxWarpGroups"/>, fixed at compile time.</param>
     /// <param name="valueBytes">1: FP8 P·V (v2); 2: FP16 P·V (the accurate mode). Fixed at compile time.</param>
     public static void Run(AttentionParams p, TensorMapParameter tensorMaps, SpecializedValue<int> paddedHeadDim, SpecializedValue<int> warpGroups,
-        SpecializedValue<int> valueBytes)
+        SpecializedValue<int> valueBytes) =>
+        Attend(p, paddedHeadDim, warpGroups, valueBytes, packed: false);
+
+    /// <summary>
+    /// Kernel entry for packed sequences (varlen): <see cref="Run"/>'s body with grid (⌈max_seqlen_q / 64 / W⌉, Hq, B), block
+    /// (x, h, s) taking query tiles of sequence s (<see cref="AttentionParams.QSequences"/>; blocks past its end exit at
+    /// once), keys from its padded rows, causal bottom-right per sequence (Lk − Lq) — as <see cref="VarlenAttentionKernel"/>
+    /// does on mma.sync.
+    /// </summary>
+    /// <param name="p">Tensors of batch 1 ([Hq, Tq] rows of the padded quantized layouts), sizes and the packed sequences.</param>
+    /// <param name="tensorMaps">As for <see cref="Run"/>, over the packed quantized tensors.</param>
+    /// <param name="paddedHeadDim">64 or 128, fixed at compile time.</param>
+    /// <param name="warpGroups">Warpgroups per block, fixed at compile time.</param>
+    /// <param name="valueBytes">1 or 2, fixed at compile time.</param>
+    public static void RunPacked(AttentionParams p, TensorMapParameter tensorMaps, SpecializedValue<int> paddedHeadDim,
+        SpecializedValue<int> warpGroups, SpecializedValue<int> valueBytes) =>
+        Attend(p, paddedHeadDim, warpGroups, valueBytes, packed: true);
+
+    /// <summary>The kernel body; <paramref name="packed"/> is a constant of each entry point.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Attend(AttentionParams p, int paddedHeadDim, int warpGroups, int valueBytes, bool packed)
     {
         int dp = paddedHeadDim, groups = warpGroups, stages = StagesFor(groups), lead = LeadFor(stages), vBytes = valueBytes;
         bool wide = dp == 128, fp16Values = vBytes == 2;
@@ -189,27 +209,44 @@ public static partial class HopperAttentionKernel
         // measured 4–9% slower: a head's blocks running together share its K and V in L2 (docs/performance.md, step 64).
         int tileBlock = causal ? Grid.DimX - 1 - Grid.IdxX : Grid.IdxX;
         int qTile = tileBlock * groups + warpGroup, h = Grid.IdxY, b = Grid.IdxZ;
-        int qTiles = p.NqPad / Rows;
+        // Packed: sequence b's tokens, its rows from its padded start in the quantized tensors (of batch 1), its own
+        // lengths and bottom-right causal offset in p from here on; blocks past its last tile exit before any barrier.
+        int layoutBatch = b, qFirstRow = 0, kFirstRow = 0, firstToken = 0, lseRows = p.Nq;
+        if (packed)
+        {
+            var querySpan = p.QSequences.Resolve(b, p.Nq);
+            var keySpan = p.KSequences.Resolve(b, p.Nk);
+            if (tileBlock * groups * Rows >= querySpan.Length)
+                return;
+            p.Nq = querySpan.Length;
+            p.Nk = keySpan.Length;
+            p.CausalOffset = keySpan.Length - querySpan.Length;
+            layoutBatch = querySpan.Batch;
+            qFirstRow = querySpan.PaddedStart;
+            kFirstRow = keySpan.PaddedStart;
+            firstToken = querySpan.TokenStart;
+        }
+        int qTilesLayout = p.NqPad / Rows, qTiles = packed ? (p.Nq + Rows - 1) / Rows : qTilesLayout;
         // A ragged last block's spare warpgroups wait and release with the others but compute nothing.
         bool active = qTile < qTiles;
         int kvHead = h / (p.HeadsQ / p.HeadsKv);
         int warpFirstRow = qTile * Rows + warp * SageConstants.WarpRows;
         int rowLo = warpFirstRow + g, rowHi = rowLo + 8;
-        long kvHeadIndex = (long)b * p.HeadsKv + kvHead;
-        int kBlocks = p.NkPad / KeysPerBlock;
+        long kvHeadIndex = (long)layoutBatch * p.HeadsKv + kvHead;
+        int kBlocksLayout = p.NkPad / KeysPerBlock, kBlocks = packed ? (p.Nk + KeysPerBlock - 1) / KeysPerBlock : kBlocksLayout;
 
         // Causal: blocks past a tile's last visible key are skipped; the block walks as far as its last active tile.
         int visitBlocks = kBlocks, blockBlocks = kBlocks;
         int activeGroups = Math.Min(groups, qTiles - tileBlock * groups);
         if (causal)
         {
-            visitBlocks = VisibleBlocks(qTile, kBlocks, p.CausalOffset);
-            blockBlocks = VisibleBlocks(tileBlock * groups + activeGroups - 1, kBlocks, p.CausalOffset);
+            visitBlocks = VisibleBlocks(qTile, kBlocks, p.CausalOffset, packed);
+            blockBlocks = VisibleBlocks(tileBlock * groups + activeGroups - 1, kBlocks, p.CausalOffset, packed);
         }
         if (!active)
             visitBlocks = 0;
 
-        var producer = new Producer(p, barriers, kvHeadIndex, dp, vBytes, groups, stages, blockBlocks);
+        var producer = new Producer(p, barriers, kvHeadIndex, kFirstRow, dp, vBytes, groups, stages, blockBlocks);
         if (!fp16Values && tid < WarpGroupMma.OnesTileBytes / 4)
         {
             shared[onesOffset / 4 + tid] = WarpGroupMma.E4M3OnesWord;
@@ -224,17 +261,22 @@ public static partial class HopperAttentionKernel
         Group.Barrier();
         if (tid == 0)
         {
-            producer.LoadQ(shared, ((long)b * p.HeadsQ + h) * p.NqPad + (long)tileBlock * groups * Rows, activeGroups);
+            producer.LoadQ(shared, packed
+                ? (long)h * p.NqPad + qFirstRow + (long)tileBlock * groups * Rows
+                : ((long)b * p.HeadsQ + h) * p.NqPad + (long)tileBlock * groups * Rows, activeGroups);
             for (int j = 0; j < lead; j++)
                 producer.LoadBlock(shared, j);
         }
 
         bool serialHalves = SerialValueHalves(groups);
         float qScale = active
-            ? p.QScale[((long)b * p.HeadsQ + h) * (qTiles * SageConstants.QScaleSlotsPerTile)
-                + qTile * SageConstants.QScaleSlotsPerTile + warp * 8 + g]
+            ? p.QScale[packed
+                ? (long)h * (qTilesLayout * SageConstants.QScaleSlotsPerTile) + (qFirstRow / Rows + qTile) * SageConstants.QScaleSlotsPerTile + warp * 8 + g
+                : ((long)b * p.HeadsQ + h) * (qTiles * SageConstants.QScaleSlotsPerTile) + qTile * SageConstants.QScaleSlotsPerTile + warp * 8 + g]
             : 0f;
-        long kScaleBase = kvHeadIndex * kBlocks * SageConstants.KScaleSlotsPerBlock + t;
+        long kScaleBase = packed
+            ? (kvHeadIndex * kBlocksLayout + kFirstRow / KeysPerBlock) * SageConstants.KScaleSlotsPerBlock + t
+            : kvHeadIndex * kBlocks * SageConstants.KScaleSlotsPerBlock + t;
         // The K scale of the next block is loaded one block ahead: waiting for it at its use stalled ~6 % of warp time.
         float kScale = p.KScale[kScaleBase];
         // A view that steps one block along per key block: the next scale is a load at offset 0 (a 64-bit add per
@@ -342,17 +384,21 @@ public static partial class HopperAttentionKernel
         }
 
         softmax.RowSums(partialSums: fp16Values, out float rowSumLo, out float rowSumHi);
-        long channelBase = kvHeadIndex * dp;
-        long outputBase = b * p.OStrideBatch + h * p.OStrideHead;
-        Tile.WriteRows(p, output, rowLo < p.Nq, outputBase + rowLo * p.OStrideToken, 1f / rowSumLo,
-            rowHi < p.Nq, outputBase + rowHi * p.OStrideToken, 1f / rowSumHi, channelBase, t, wide);
+        // Packed: a row that sees no key (cu_seqlens giving a sequence fewer keys than queries) gets output 0 and LSE −inf,
+        // as on mma.sync. V scales and means are per (sequence, kv head); output and LSE rows follow the input's tokens.
+        bool emptyLo = packed && (p.Nk <= 0 || (causal && rowLo + p.CausalOffset < 0));
+        bool emptyHi = packed && (p.Nk <= 0 || (causal && rowHi + p.CausalOffset < 0));
+        long channelBase = packed ? ((long)b * p.HeadsKv + kvHead) * dp : kvHeadIndex * dp;
+        long outputBase = packed ? h * p.OStrideHead + (long)firstToken * p.OStrideToken : b * p.OStrideBatch + h * p.OStrideHead;
+        Tile.WriteRows(p, output, rowLo < p.Nq, outputBase + rowLo * p.OStrideToken, emptyLo ? 0f : 1f / rowSumLo,
+            rowHi < p.Nq, outputBase + rowHi * p.OStrideToken, emptyHi ? 0f : 1f / rowSumHi, channelBase, t, wide);
         if (p.WriteLse != 0 && t == 0)
         {
-            long lseBase = ((long)b * p.HeadsQ + h) * p.Nq;
+            long lseBase = packed ? (long)h * lseRows + firstToken : ((long)b * p.HeadsQ + h) * p.Nq;
             if (rowLo < p.Nq)
-                AttentionKernel.WriteLse(p, lseBase + rowLo, false, rowSumLo, softmax.MaxLo - shift);
+                AttentionKernel.WriteLse(p, lseBase + rowLo, emptyLo, rowSumLo, softmax.MaxLo - shift);
             if (rowHi < p.Nq)
-                AttentionKernel.WriteLse(p, lseBase + rowHi, false, rowSumHi, softmax.MaxHi - shift);
+                AttentionKernel.WriteLse(p, lseBase + rowHi, emptyHi, rowSumHi, softmax.MaxHi - shift);
         }
     }
 
@@ -429,9 +475,15 @@ public static partial class HopperAttentionKernel
             HopperTile.RescaleAddHighChannels(ref output, high, rescaleLo, rescaleHi);
     }
 
-    /// <summary>Causal: key blocks up to the one holding the last key query tile <paramref name="tile"/>'s last row sees.</summary>
-    private static int VisibleBlocks(int tile, int kBlocks, int causalOffset) =>
-        Math.Min(kBlocks, (tile * Rows + Rows - 1 + causalOffset) / KeysPerBlock + 1);
+    /// <summary>
+    /// Causal: key blocks up to the one holding the last key query tile <paramref name="tile"/>'s last row sees; none when
+    /// that row sees no key (only packed sequences have a negative offset).
+    /// </summary>
+    private static int VisibleBlocks(int tile, int kBlocks, int causalOffset, bool packed)
+    {
+        int lastVisible = tile * Rows + Rows - 1 + causalOffset;
+        return packed && lastVisible < 0 ? 0 : Math.Min(kBlocks, lastVisible / KeysPerBlock + 1);
+    }
 
     /// <summary>
     /// The copies thread 0 issues: the block's Q tiles, and the K and Vᵀ tiles of key block j into stage j mod
@@ -442,9 +494,9 @@ public static partial class HopperAttentionKernel
         private readonly ArrayView<uint> _q, _k, _v;
         private readonly long _qMap, _kMap, _vMap;
         private readonly uint _barriers;
-        private readonly int _dp, _vBytes, _groups, _stages, _tileWords, _kRow0, _vRow0, _vRowWords, _blocks;
+        private readonly int _dp, _vBytes, _groups, _stages, _tileWords, _kRow0, _vRow0, _vX0, _vRowWords, _blocks;
 
-        public Producer(in AttentionParams p, uint barriers, long kvHeadIndex, int dp, int vBytes, int groups, int stages, int blocks)
+        public Producer(in AttentionParams p, uint barriers, long kvHeadIndex, int firstKey, int dp, int vBytes, int groups, int stages, int blocks)
         {
             _q = p.Q;
             _k = p.K;
@@ -459,7 +511,9 @@ public static partial class HopperAttentionKernel
             _groups = groups;
             _stages = stages;
             _tileWords = Rows * dp / 4;
-            _kRow0 = (int)(kvHeadIndex * p.NkPad);
+            // A packed sequence's keys start at its padded row of K and at that column of Vᵀ.
+            _kRow0 = (int)(kvHeadIndex * p.NkPad) + firstKey;
+            _vX0 = firstKey * vBytes;
             _vRow0 = (int)(kvHeadIndex * dp);
             _blocks = blocks;
         }
@@ -494,7 +548,7 @@ public static partial class HopperAttentionKernel
             int kWord = (_groups + stage) * _tileWords, vWord = (_groups + _stages) * _tileWords + stage * _tileWords * _vBytes;
             int vRowBytes = KeysPerBlock * _vBytes;
             TensorCopy.LoadTile(shared, kWord, full, _kMap, 0, _kRow0 + j * KeysPerBlock, _k, _dp / 4, _dp, KeysPerBlock);
-            TensorCopy.LoadTile(shared, vWord, full, _vMap, j * vRowBytes, _vRow0, _v, _vRowWords, vRowBytes, _dp);
+            TensorCopy.LoadTile(shared, vWord, full, _vMap, _vX0 + j * vRowBytes, _vRow0, _v, _vRowWords, vRowBytes, _dp);
         }
     }
 }

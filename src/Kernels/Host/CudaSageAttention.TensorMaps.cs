@@ -27,16 +27,21 @@ public sealed partial class CudaSageAttention
     /// <paramref name="valueBytes"/> bytes per element (1: FP8, 2: FP16), so its boxes are 64 or 128 bytes wide.
     /// </summary>
     /// <exception cref="ArgumentException">A tensor has more rows than the kernel's 32-bit copy coordinates reach.</exception>
-    private static byte[] TensorMapsFor(AttentionShape shape, QuantizedScratch scratch, int valueBytes)
+    private static byte[] TensorMapsFor(AttentionShape shape, QuantizedScratch scratch, int valueBytes) =>
+        TensorMapsFor(shape.Batch, shape.HeadsQ, shape.HeadsKv, shape.NqPad, shape.NkPad, shape.PaddedHeadDim, scratch, valueBytes);
+
+    /// <summary>The same for packed sequences: tensors of batch 1 with <see cref="VarlenShape.QRows"/> and <see cref="VarlenShape.KRows"/> padded rows per head.</summary>
+    private static byte[] TensorMapsFor(VarlenShape shape, QuantizedScratch scratch, int valueBytes) =>
+        TensorMapsFor(1, shape.HeadsQ, shape.HeadsKv, shape.QRows, shape.KRows, shape.PaddedHeadDim, scratch, valueBytes);
+
+    private static byte[] TensorMapsFor(int batch, int headsQ, int headsKv, int nqPad, int nkPad, int dp, QuantizedScratch scratch, int valueBytes)
     {
-        var key = new TensorMapKey(scratch.Q.Pointer, scratch.K.Pointer, scratch.V.Pointer, shape.Batch, shape.HeadsQ, shape.HeadsKv,
-            shape.NqPad, shape.NkPad, shape.PaddedHeadDim, valueBytes);
+        var key = new TensorMapKey(scratch.Q.Pointer, scratch.K.Pointer, scratch.V.Pointer, batch, headsQ, headsKv, nqPad, nkPad, dp, valueBytes);
         if (TensorMaps.TryGetValue(key, out var cached))
             return cached;
 
-        int dp = shape.PaddedHeadDim;
-        long qRows = (long)shape.Batch * shape.HeadsQ * shape.NqPad, kRows = (long)shape.Batch * shape.HeadsKv * shape.NkPad;
-        long vRows = (long)shape.Batch * shape.HeadsKv * dp;
+        long qRows = (long)batch * headsQ * nqPad, kRows = (long)batch * headsKv * nkPad;
+        long vRows = (long)batch * headsKv * dp;
         if (Math.Max(qRows, kRows) > int.MaxValue)
             throw new ArgumentException(
                 $"the wgmma kernel ({AttentionVariant.HopperQkInt8PvFp8}, {AttentionVariant.HopperQkInt8PvFp16}) addresses rows with 32-bit coordinates; B · H · padded tokens = {Math.Max(qRows, kRows)} is too many.", "q");
@@ -44,7 +49,7 @@ public sealed partial class CudaSageAttention
         CudaTensorMap.Encode(bytes.AsSpan((int)HopperAttentionKernel.Map.Q * CudaTensorMap.Bytes), scratch.Q.Pointer, qRows, dp, dp, SageConstants.QTileRows);
         CudaTensorMap.Encode(bytes.AsSpan((int)HopperAttentionKernel.Map.K * CudaTensorMap.Bytes), scratch.K.Pointer, kRows, dp, dp, SageConstants.KBlockKeys);
         CudaTensorMap.Encode(bytes.AsSpan((int)HopperAttentionKernel.Map.V * CudaTensorMap.Bytes), scratch.V.Pointer, vRows,
-            (long)shape.NkPad * valueBytes, SageConstants.KBlockKeys * valueBytes, dp);
+            (long)nkPad * valueBytes, SageConstants.KBlockKeys * valueBytes, dp);
         if (TensorMaps.Count >= MaxCachedTensorMaps)
             TensorMaps.Clear();
         TensorMaps[key] = bytes;

@@ -1,3 +1,4 @@
+using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
 using SageAttn.Kernels.Attention;
 using SageAttn.Kernels.Runtime;
@@ -73,6 +74,10 @@ public sealed partial class CudaSageAttention
 
         using var binding = PrimaryContextBinding.Bind(device);
         var target = TargetOf(device);
+        if (options.Variant.IsHopper()
+            && CudaDriver.GetDeviceInfo(device) is var info && info.ComputeCapability != (9, 0))
+            throw new NotSupportedException(
+                $"options.Variant {options.Variant} runs on sm_90 GPUs only (its wgmma PTX targets sm_90a); cuda:{device} is sm_{info.ComputeCapabilityMajor}{info.ComputeCapabilityMinor}.");
         RequireFp8(target, device, options.Variant);
 
         var grid = CudaPipelineGrid.Packed(shape, cuSeqlensQ, cuSeqlensK);
@@ -90,9 +95,23 @@ public sealed partial class CudaSageAttention
             QSequences = grid.QSequences, KSequences = grid.KSequences,
             PairedOutput = AttentionParams.PairedOutputFor(output.Pointer % 4 == 0, 0, output.StrideHead, output.StrideToken),
         };
+        var views = AttentionViews(grid, output, scratch, writeLse ? lse : null, corrected ? lseCorrection : null);
+        if (options.Variant.IsHopper())
+        {
+            // As the dense wgmma launch, over the packed quantized tensors (batch 1, QRows / KRows padded rows per head).
+            int dp = shape.PaddedHeadDim, valueBytes = HopperAttentionKernel.ValueBytes(options.Variant);
+            int groups = HopperAttentionKernel.WarpGroupsFor(shape.QTiles,
+                options.HopperWarpGroups != 0 ? options.HopperWarpGroups : HopperWarpGroupsOverride.Value, dp, valueBytes);
+            int threads = groups * HopperAttentionKernel.Threads;
+            var dims = new LaunchDimensions(HopperAttentionKernel.Blocks(shape.QTiles, groups), shape.HeadsQ, shape.Batch, threads, 1, 1,
+                HopperAttentionKernel.SharedBytes(dp, groups, valueBytes));
+            Launch(target with { ArchSpecific = true }, HopperPackedAttention, dims, stream,
+                args.AddParameter(attention, views).AddBytes(TensorMapsFor(shape, scratch, valueBytes), 8).Add(dp).Add(groups).Add(valueBytes),
+                new KernelSpecialization(threads, HopperAttentionKernel.BlocksPerSm(groups)), [dp, groups, valueBytes]);
+            return;
+        }
         Launch(target, VarlenAttention, new LaunchDimensions(shape.QTiles, shape.HeadsQ, shape.Batch, AttentionKernel.Threads, 1, 1), stream,
-            args.AddParameter(attention, AttentionViews(grid, output, scratch, writeLse ? lse : null, corrected ? lseCorrection : null))
-                .Add((int)options.Variant).Add(shape.PaddedHeadDim),
+            args.AddParameter(attention, views).Add((int)options.Variant).Add(shape.PaddedHeadDim),
             (int)options.Variant, shape.PaddedHeadDim);
     }
 }

@@ -44,6 +44,7 @@ public sealed partial class CudaSageAttention : IDisposable
     private static readonly MethodInfo QuantizeOneLaunch = typeof(QkvQuantizeOneLaunchKernel).GetMethod(nameof(QkvQuantizeOneLaunchKernel.Run))!;
     private static readonly MethodInfo VarlenAttention = typeof(VarlenAttentionKernel).GetMethod(nameof(VarlenAttentionKernel.Run))!;
     private static readonly MethodInfo HopperAttention = typeof(HopperAttentionKernel).GetMethod(nameof(HopperAttentionKernel.Run))!;
+    private static readonly MethodInfo HopperPackedAttention = typeof(HopperAttentionKernel).GetMethod(nameof(HopperAttentionKernel.RunPacked))!;
 
     private readonly CudaKernelLauncher _launcher;
     private readonly ConcurrentDictionary<int, PtxTarget> _targets = new();

@@ -52,7 +52,9 @@ public sealed partial class SageAttentionRunner
         TensorElementType elementType, float smScale, bool causal, ArrayView<float> lse, SageAttentionOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        VarlenAttentionKernel.RequireSupported(options.Variant);
+        // The wgmma variants run their packed form here only on the CPU accelerator (the emulation), as the dense ones.
+        if (options.Variant.IsHopper() && _accelerator.AcceleratorType != AcceleratorType.CPU)
+            VarlenAttentionKernel.RequireSupported(options.Variant);
         var shape = ValidateVarlen(q, k, v, cuSeqlensQ, cuSeqlensK, maxSeqlenQ, maxSeqlenK);
         if (output.Batch != 1 || output.Heads != shape.HeadsQ || output.Tokens != shape.TotalQ || output.HeadDim != shape.HeadDim)
             throw new ArgumentException($"output must be [1, {shape.HeadsQ}, {shape.TotalQ}, {shape.HeadDim}] (packed).", nameof(output));
@@ -83,9 +85,11 @@ public sealed partial class SageAttentionRunner
         if (corrected)
             LaunchLseCorrection(grid, q, kStats.View, (int)elementType, smScale, correction.View);
         var p = AttentionParamsFor(grid, views, output, elementType, causal, 0, writeLse ? lse : null, corrected ? correction.View : null, options);
-        var block = new Index3D(AttentionKernel.Threads, 1, 1);
-        _varlenAttention(new KernelConfig(new Index3D(shape.QTiles, shape.HeadsQ, shape.Batch), block, EmulationSharedMemory()),
-            p, SpecializedValue.New((int)options.Variant), SpecializedValue.New(shape.PaddedHeadDim));
+        if (options.Variant.IsHopper())
+            LaunchHopperPacked(shape, p, options);
+        else
+            _varlenAttention(new KernelConfig(new Index3D(shape.QTiles, shape.HeadsQ, shape.Batch), new Index3D(AttentionKernel.Threads, 1, 1),
+                EmulationSharedMemory()), p, SpecializedValue.New((int)options.Variant), SpecializedValue.New(shape.PaddedHeadDim));
         _accelerator.Synchronize();
     }
 }
