@@ -10,6 +10,7 @@ try
         "demo" => DemoCommand.Run(rest),
         "bench" => BenchCommand.Run(rest),
         "bench-decode" => DecodeBenchCommand.Run(rest),
+        "bench-prefill" => PrefillBenchCommand.Run(rest),
         "ptx" => PtxCommand.Run(rest),
         "info" => InfoCommand.Run(rest),
         "run" => RunCommand.Run(rest),
@@ -37,6 +38,10 @@ static int Usage()
           sageattn bench-decode [--batch 1,16,64] [--ctx 1024,8192,32768] [--heads 32] [--kv-heads 8] [--dim 128]
                        [--block 64] [--splits S] [--reps 50] [--out DIR]
                                                  paged decode on CUDA tensors: time per call and cache bandwidth
+          sageattn bench-prefill [--lengths 512,1024,2048,4096] [--prefix P] [--heads 32] [--kv-heads 8] [--dim 128]
+                       [--variants NAME,...] [--reps 20] [--out DIR]
+                                                 packed (varlen) causal prefill on CUDA tensors: time per call, TOPS and
+                                                 distance from QkInt8PvFp16 per variant (wgmma ones need SAGEATTN_PACKED_WGMMA=1)
           sageattn ptx --out DIR                 write the attention and quantization kernels' PTX (sm_90) for ptxas -v
           sageattn info                          libtorch source, CUDA devices and their variants, CPU accelerator
           sageattn run --in QKV.safetensors --out OUT.safetensors [--layout HND|NHD] [--causal] [--sm-scale X]

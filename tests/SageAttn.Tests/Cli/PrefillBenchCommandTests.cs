@@ -1,0 +1,36 @@
+using SageAttn.Cli;
+using TorchSharp;
+
+namespace SageAttn.Tests.Cli;
+
+/// <summary><c>sageattn bench-prefill</c>: its options are checked before anything runs, and without CUDA it says so.</summary>
+public sealed class PrefillBenchCommandTests
+{
+    [Fact]
+    public void WithoutCudaItExplainsAndFails()
+    {
+        if (torch.cuda.is_available())
+            Assert.Skip("this machine has CUDA; the no-GPU message is tested where there is none");
+        var error = new StringWriter();
+        var saved = Console.Error;
+        Console.SetError(error);
+        try
+        {
+            Assert.Equal(1, PrefillBenchCommand.Run(["--lengths", "64,128"]));
+        }
+        finally
+        {
+            Console.SetError(saved);
+        }
+        Assert.Contains("no CUDA", error.ToString());
+    }
+
+    [Theory]
+    [InlineData("--variants", "QkInt8PvFp8,Bogus")]
+    [InlineData("--prefix", "-1")]
+    public void RejectsBadOptionsNamingThem(string name, string value)
+    {
+        var e = Assert.Throws<ArgumentException>(() => PrefillBenchCommand.Run([name, value]));
+        Assert.Equal(name, e.ParamName);
+    }
+}
