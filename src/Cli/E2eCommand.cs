@@ -89,7 +89,8 @@ public static class E2eCommand
         DecoderModel model, string backendName, int[][] prompts, E2eOptions options, int[][]? forcedInputs)
     {
         int maxLength = prompts.Max(p => p.Length) + options.Decode;
-        var backend = AttentionBackendRegistry.Create(backendName, model.BackendConfig(maxPositions: maxLength));
+        var sage = options.Variant is { } variant ? new SageAttentionSettings { Variant = variant } : null;
+        var backend = AttentionBackendRegistry.Create(backendName, model.BackendConfig(maxPositions: maxLength, sage: sage));
         using var engine = new GenerationEngine(model, backend, prompts.Length, maxLength);
         // Warm-up at the measured shapes: kernels compiled, cuBLAS/cuDNN plans made, allocator blocks cached.
         engine.Prefill(prompts, keepLogits: false);

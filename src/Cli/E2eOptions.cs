@@ -38,6 +38,9 @@ internal sealed record E2eOptions
     /// <summary>Seed of the random weights and prompts.</summary>
     public int Seed { get; init; }
 
+    /// <summary>The Sage backend's kernel variant (prefill and dense fallbacks); null picks by device.</summary>
+    public SageAttn.Kernels.Attention.AttentionVariant? Variant { get; init; }
+
     public static E2eOptions Parse(string[] args)
     {
         string? weights = CliArgs.Value(args, "--weights");
@@ -74,6 +77,9 @@ internal sealed record E2eOptions
             Layers = layers,
             DType = dtype,
             Cpu = CliArgs.Flag(args, "--cpu"),
+            Variant = CliArgs.Value(args, "--variant") is { } variant
+                ? CliArgs.ParseEnum<SageAttn.Kernels.Attention.AttentionVariant>(variant, "--variant")
+                : null,
             Seed = CliArgs.Value(args, "--seed") is { } seed
                 ? int.TryParse(seed, NumberStyles.None, CultureInfo.InvariantCulture, out int s) ? s : throw new ArgumentException($"--seed takes a non-negative integer, got {seed}.", "--seed")
                 : 0,

@@ -37,9 +37,7 @@ public static class PrefillBenchCommand
         int headDim = CliArgs.Ints(args, "--dim", [128])[0];
         int reps = CliArgs.Ints(args, "--reps", [20])[0];
         var variants = CliArgs.Value(args, "--variants") is string names
-            ? names.Split(',').Select(n => Enum.TryParse<AttentionVariant>(n.Trim(), out var v)
-                ? v
-                : throw new ArgumentException($"--variants: unknown variant '{n}' (known: {string.Join(", ", Enum.GetNames<AttentionVariant>())}).", "--variants")).ToArray()
+            ? names.Split(',').Select(n => CliArgs.ParseEnum<AttentionVariant>(n, "--variants")).ToArray()
             : DefaultVariants;
         string? outDir = CliArgs.Value(args, "--out");
         if (prefix < 0)

@@ -52,7 +52,7 @@ static int Usage()
                                                  long-context attention split across GPUs (ring), speed-up vs one GPU
           sageattn e2e --model qwen3-8b|qwen3-0.6b|qwen2.5-7b|qwen2.5-0.5b|ernie-4.5-0.3b|tiny-qwen3|… [--weights DIR]
                        [--backend sage|sdpa|both] [--prompt N[,N2…]] [--batch B] [--decode T] [--layers L]
-                       [--dtype bf16|fp16] [--seed S] [--cpu]
+                       [--dtype bf16|fp16] [--seed S] [--variant NAME] [--cpu]
                                                  decoder model through the engine loop: prefill ms, attention share,
                                                  decode tok/s, memory, SAGE-vs-SDPA agreement (random weights unless --weights)
         """);

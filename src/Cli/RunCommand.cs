@@ -25,8 +25,8 @@ public static class RunCommand
         double? smScale = CliArgs.Value(args, "--sm-scale") is { } s ? double.Parse(s, CultureInfo.InvariantCulture) : null;
         var settings = new SageAttentionSettings
         {
-            Variant = CliArgs.Value(args, "--variant") is { } v ? ParseEnum<AttentionVariant>(v, "--variant") : null,
-            Granularity = CliArgs.Value(args, "--granularity") is { } g ? ParseEnum<QuantGranularity>(g, "--granularity") : QuantGranularity.PerThread,
+            Variant = CliArgs.Value(args, "--variant") is { } v ? CliArgs.ParseEnum<AttentionVariant>(v, "--variant") : null,
+            Granularity = CliArgs.Value(args, "--granularity") is { } g ? CliArgs.ParseEnum<QuantGranularity>(g, "--granularity") : QuantGranularity.PerThread,
             SmoothK = (CliArgs.Value(args, "--smooth-k") ?? "on") switch
             {
                 "on" => true,
@@ -70,10 +70,4 @@ public static class RunCommand
                 t.Dispose();
         }
     }
-
-    private static T ParseEnum<T>(string text, string option)
-        where T : struct, Enum =>
-        Enum.TryParse<T>(text, ignoreCase: true, out var value) && Enum.IsDefined(value)
-            ? value
-            : throw new ArgumentException($"{option} takes one of {string.Join(", ", Enum.GetNames<T>())}, got {text}.", option);
 }

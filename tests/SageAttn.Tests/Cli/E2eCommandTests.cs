@@ -42,6 +42,7 @@ public sealed class E2eCommandTests
     [InlineData(new[] { "--model", "tiny-qwen3", "--batch", "x" }, "--batch")]
     [InlineData(new[] { "--model", "tiny-qwen3", "--dtype", "fp32" }, "--dtype")]
     [InlineData(new[] { "--model", "tiny-qwen3", "--weights", "/no/such/dir" }, "--weights")]
+    [InlineData(new[] { "--model", "tiny-qwen3", "--variant", "QkInt9" }, "--variant")]
     public void BadOptionsThrowNamingTheOption(string[] args, string option)
     {
         var e = Assert.Throws<ArgumentException>(() => E2eCommand.Run(args, TextWriter.Null));
