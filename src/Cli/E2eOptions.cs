@@ -1,5 +1,6 @@
 using System.Globalization;
 using SageAttn.Backend.Engine;
+using SageAttn.Kernels.Attention;
 using SageAttn.Models;
 using static TorchSharp.torch;
 
@@ -39,7 +40,7 @@ internal sealed record E2eOptions
     public int Seed { get; init; }
 
     /// <summary>The Sage backend's kernel variant (prefill and dense fallbacks); null picks by device.</summary>
-    public SageAttn.Kernels.Attention.AttentionVariant? Variant { get; init; }
+    public AttentionVariant? Variant { get; init; }
 
     public static E2eOptions Parse(string[] args)
     {
@@ -78,7 +79,7 @@ internal sealed record E2eOptions
             DType = dtype,
             Cpu = CliArgs.Flag(args, "--cpu"),
             Variant = CliArgs.Value(args, "--variant") is { } variant
-                ? CliArgs.ParseEnum<SageAttn.Kernels.Attention.AttentionVariant>(variant, "--variant")
+                ? CliArgs.ParseEnum<AttentionVariant>(variant, "--variant")
                 : null,
             Seed = CliArgs.Value(args, "--seed") is { } seed
                 ? int.TryParse(seed, NumberStyles.None, CultureInfo.InvariantCulture, out int s) ? s : throw new ArgumentException($"--seed takes a non-negative integer, got {seed}.", "--seed")

@@ -211,7 +211,7 @@ public static partial class HopperAttentionKernel
         int qTile = tileBlock * groups + warpGroup, h = Grid.IdxY, b = Grid.IdxZ;
         // Packed: sequence b's tokens, its rows from its padded start in the quantized tensors (of batch 1), its own
         // lengths and bottom-right causal offset in p from here on; blocks past its last tile exit before any barrier.
-        int layoutBatch = b, qFirstRow = 0, kFirstRow = 0, firstToken = 0, lseRows = p.Nq;
+        int qFirstRow = 0, kFirstRow = 0, firstToken = 0, lseRows = p.Nq;
         if (packed)
         {
             var querySpan = p.QSequences.Resolve(b, p.Nq);
@@ -221,7 +221,6 @@ public static partial class HopperAttentionKernel
             p.Nq = querySpan.Length;
             p.Nk = keySpan.Length;
             p.CausalOffset = keySpan.Length - querySpan.Length;
-            layoutBatch = querySpan.Batch;
             qFirstRow = querySpan.PaddedStart;
             kFirstRow = keySpan.PaddedStart;
             firstToken = querySpan.TokenStart;
@@ -232,7 +231,8 @@ public static partial class HopperAttentionKernel
         int kvHead = h / (p.HeadsQ / p.HeadsKv);
         int warpFirstRow = qTile * Rows + warp * SageConstants.WarpRows;
         int rowLo = warpFirstRow + g, rowHi = rowLo + 8;
-        long kvHeadIndex = (long)layoutBatch * p.HeadsKv + kvHead;
+        // K/V head in the quantized layouts, whose batch is 1 when packed.
+        long kvHeadIndex = packed ? kvHead : (long)b * p.HeadsKv + kvHead;
         int kBlocksLayout = p.NkPad / KeysPerBlock, kBlocks = packed ? (p.Nk + KeysPerBlock - 1) / KeysPerBlock : kBlocksLayout;
 
         // Causal: blocks past a tile's last visible key are skipped; the block walks as far as its last active tile.

@@ -1,4 +1,3 @@
-using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
 using SageAttn.Kernels.Attention;
 using SageAttn.Kernels.Runtime;
@@ -74,10 +73,7 @@ public sealed partial class CudaSageAttention
 
         using var binding = PrimaryContextBinding.Bind(device);
         var target = TargetOf(device);
-        if (options.Variant.IsHopper()
-            && CudaDriver.GetDeviceInfo(device) is var info && info.ComputeCapability != (9, 0))
-            throw new NotSupportedException(
-                $"options.Variant {options.Variant} runs on sm_90 GPUs only (its wgmma PTX targets sm_90a); cuda:{device} is sm_{info.ComputeCapabilityMajor}{info.ComputeCapabilityMinor}.");
+        RequireWgmmaDevice(device, options.Variant);
         RequireFp8(target, device, options.Variant);
 
         var grid = CudaPipelineGrid.Packed(shape, cuSeqlensQ, cuSeqlensK);
@@ -98,16 +94,10 @@ public sealed partial class CudaSageAttention
         var views = AttentionViews(grid, output, scratch, writeLse ? lse : null, corrected ? lseCorrection : null);
         if (options.Variant.IsHopper())
         {
-            // As the dense wgmma launch, over the packed quantized tensors (batch 1, QRows / KRows padded rows per head).
-            int dp = shape.PaddedHeadDim, valueBytes = HopperAttentionKernel.ValueBytes(options.Variant);
-            int groups = HopperAttentionKernel.WarpGroupsFor(shape.QTiles,
-                options.HopperWarpGroups != 0 ? options.HopperWarpGroups : HopperWarpGroupsOverride.Value, dp, valueBytes);
-            int threads = groups * HopperAttentionKernel.Threads;
-            var dims = new LaunchDimensions(HopperAttentionKernel.Blocks(shape.QTiles, groups), shape.HeadsQ, shape.Batch, threads, 1, 1,
-                HopperAttentionKernel.SharedBytes(dp, groups, valueBytes));
-            Launch(target with { ArchSpecific = true }, HopperPackedAttention, dims, stream,
-                args.AddParameter(attention, views).AddBytes(TensorMapsFor(shape, scratch, valueBytes), 8).Add(dp).Add(groups).Add(valueBytes),
-                new KernelSpecialization(threads, HopperAttentionKernel.BlocksPerSm(groups)), [dp, groups, valueBytes]);
+            // Over the packed quantized tensors: batch 1, QRows / KRows padded rows per head; grid z = sequences.
+            LaunchHopper(target, HopperPackedAttention, stream, args, attention, views,
+                TensorMapsFor(shape, scratch, HopperAttentionKernel.ValueBytes(options.Variant)), shape.QTiles, shape.HeadsQ, shape.Batch,
+                shape.PaddedHeadDim, options);
             return;
         }
         Launch(target, VarlenAttention, new LaunchDimensions(shape.QTiles, shape.HeadsQ, shape.Batch, AttentionKernel.Threads, 1, 1), stream,

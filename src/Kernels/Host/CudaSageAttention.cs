@@ -128,10 +128,7 @@ public sealed partial class CudaSageAttention : IDisposable
 
         using var binding = PrimaryContextBinding.Bind(device);
         var target = TargetOf(device);
-        if (options.Variant.IsHopper()
-            && CudaDriver.GetDeviceInfo(device) is var info && info.ComputeCapability != (9, 0))
-            throw new NotSupportedException(
-                $"options.Variant {options.Variant} runs on sm_90 GPUs only (its wgmma PTX targets sm_90a); cuda:{device} is sm_{info.ComputeCapabilityMajor}{info.ComputeCapabilityMinor}.");
+        RequireWgmmaDevice(device, options.Variant);
         RequireFp8(target, device, options.Variant);
 
         int dp = shape.PaddedHeadDim, type = (int)elementType;
@@ -166,23 +163,8 @@ public sealed partial class CudaSageAttention : IDisposable
         };
         var attentionViews = AttentionViews(grid, output, scratch, writeLse ? lse : null, corrected ? lseCorrection : null);
         if (options.Variant.IsHopper())
-        {
-            // wgmma needs the arch-specific sm_90a target; the kernel's copy engine reads Q, K and Vᵀ through tensor maps
-            // the host encodes and passes by value as a kernel parameter (the driver copies it with the launch).
-            var hopperTarget = target with { ArchSpecific = true };
-            int valueBytes = HopperAttentionKernel.ValueBytes(options.Variant);
-            int groups = HopperAttentionKernel.WarpGroupsFor(shape.QTiles,
-                options.HopperWarpGroups != 0 ? options.HopperWarpGroups : HopperWarpGroupsOverride.Value, dp, valueBytes);
-            int threads = groups * HopperAttentionKernel.Threads;
-            var maps = TensorMapsFor(shape, scratch, valueBytes);
-            var dims = new LaunchDimensions(HopperAttentionKernel.Blocks(shape.QTiles, groups), shape.HeadsQ, shape.Batch, threads, 1, 1,
-                HopperAttentionKernel.SharedBytes(dp, groups, valueBytes));
-            // .maxntid and .minnctapersm tell ptxas how many registers a thread may have (65536 / threads / blocks per SM), so
-            // the block (or the pair of blocks) fits the SM.
-            Launch(hopperTarget, HopperAttention, dims, stream,
-                args.AddParameter(attention, attentionViews).AddBytes(maps, 8).Add(dp).Add(groups).Add(valueBytes),
-                new KernelSpecialization(threads, HopperAttentionKernel.BlocksPerSm(groups)), [dp, groups, valueBytes]);
-        }
+            LaunchHopper(target, HopperAttention, stream, args, attention, attentionViews,
+                TensorMapsFor(shape, scratch, HopperAttentionKernel.ValueBytes(options.Variant)), shape.QTiles, shape.HeadsQ, shape.Batch, dp, options);
         else
         {
             Launch(target, Attention, new LaunchDimensions(shape.QTiles, shape.HeadsQ, shape.Batch, kernelBlock, 1, 1), stream,

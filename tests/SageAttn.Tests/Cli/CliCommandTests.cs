@@ -29,19 +29,8 @@ public sealed class CliCommandTests
     [Fact]
     public void InfoReportsLibTorchAndCpuAccelerator()
     {
-        var previous = Console.Out;
-        using var writer = new StringWriter();
-        Console.SetOut(writer);
-        try
-        {
-            Assert.Equal(0, InfoCommand.Run([]));
-        }
-        finally
-        {
-            Console.SetOut(previous);
-        }
-
-        var text = writer.ToString();
+        var (rc, text) = ConsoleCapture.Out(() => InfoCommand.Run([]));
+        Assert.Equal(0, rc);
         Assert.Contains("libtorch:", text);
         Assert.Contains("ILGPU CPU accelerator", text);
     }

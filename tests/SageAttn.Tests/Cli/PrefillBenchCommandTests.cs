@@ -1,4 +1,5 @@
 using SageAttn.Cli;
+using SageAttn.Tests.Support;
 using TorchSharp;
 
 namespace SageAttn.Tests.Cli;
@@ -11,18 +12,9 @@ public sealed class PrefillBenchCommandTests
     {
         if (torch.cuda.is_available())
             Assert.Skip("this machine has CUDA; the no-GPU message is tested where there is none");
-        var error = new StringWriter();
-        var saved = Console.Error;
-        Console.SetError(error);
-        try
-        {
-            Assert.Equal(1, PrefillBenchCommand.Run(["--lengths", "64,128"]));
-        }
-        finally
-        {
-            Console.SetError(saved);
-        }
-        Assert.Contains("no CUDA", error.ToString());
+        var (rc, error) = ConsoleCapture.Error(() => PrefillBenchCommand.Run(["--lengths", "64,128"]));
+        Assert.Equal(1, rc);
+        Assert.Contains("no CUDA", error);
     }
 
     [Theory]

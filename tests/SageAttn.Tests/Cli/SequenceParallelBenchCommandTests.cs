@@ -1,4 +1,5 @@
 using SageAttn.Cli;
+using SageAttn.Tests.Support;
 using TorchSharp;
 
 namespace SageAttn.Tests.Cli;
@@ -10,18 +11,9 @@ public sealed class SequenceParallelBenchCommandTests
     {
         if (torch.cuda.is_available())
             Assert.Skip("this machine has CUDA; the no-GPU message is tested where there is none");
-        var error = new StringWriter();
-        var saved = Console.Error;
-        Console.SetError(error);
-        try
-        {
-            Assert.Equal(1, SequenceParallelBenchCommand.Run(["--n", "1024"]));
-        }
-        finally
-        {
-            Console.SetError(saved);
-        }
-        Assert.Contains("no CUDA device", error.ToString());
+        var (rc, error) = ConsoleCapture.Error(() => SequenceParallelBenchCommand.Run(["--n", "1024"]));
+        Assert.Equal(1, rc);
+        Assert.Contains("no CUDA device", error);
     }
 
     [Fact]
