@@ -32,20 +32,13 @@ public sealed record SageAttentionSettings
 
     /// <summary>The kernel options for a device of compute capability <paramref name="computeCapability"/>, or the CPU accelerator when null.</summary>
     /// <param name="computeCapability">The CUDA device's compute capability; null for the CPU accelerator.</param>
-    /// <param name="packed">For packed (varlen) sequences: the automatic choice avoids the wgmma kernel, whose packed form is not yet verified on a GPU.</param>
-    /// <exception cref="NotSupportedException">The device is older than sm_80, the explicit variant needs tensor cores it lacks, or it has no (verified) packed kernel.</exception>
+    /// <param name="packed">For packed (varlen) sequences, whose automatic choice on sm_90 keeps FP16 P·V (<see cref="VariantSelector.Auto"/>).</param>
+    /// <exception cref="NotSupportedException">The device is older than sm_80 or the explicit variant needs tensor cores it lacks.</exception>
     public SageAttentionOptions Resolve((int Major, int Minor)? computeCapability, bool packed = false) => new()
     {
-        Variant = computeCapability is { } cc ? VariantSelector.ForCuda(cc, Variant, packed) : CpuVariant(packed),
+        Variant = computeCapability is { } cc ? VariantSelector.ForCuda(cc, Variant, packed) : Variant ?? VariantSelector.Cpu,
         Granularity = Granularity,
         SmoothK = SmoothK,
         SmoothV = SmoothV,
     };
-
-    private AttentionVariant CpuVariant(bool packed)
-    {
-        var variant = Variant ?? VariantSelector.Cpu;
-        VariantSelector.RequirePackedSupport(variant, packed);
-        return variant;
-    }
 }

@@ -8,8 +8,11 @@ namespace SageAttn.Backend;
 /// accumulation, its fastest path). sm_90 (H100/H200) gets the wgmma kernel
 /// (<see cref="AttentionVariant.HopperQkInt8PvFp8"/>), SageAttention2's own sm90 choice: 1.3–1.9x the mma.sync kernels end to
 /// end at the same accuracy as v2 (H100, 2026-11-25: 388 vs 213 TOPS at N = 16K, hd 128; relative L1 0.038;
-/// docs/performance.md). Packed (varlen) calls have no wgmma kernel, so there sm_90 keeps FP16 P·V (the fastest
-/// mma.sync kernel there, relative L1 0.011), as do newer GPUs (arch-specific sm_90a code does not run on them). The
+/// docs/performance.md). Packed (varlen) calls on sm_90 take the wgmma kernel with FP16 P·V
+/// (<see cref="AttentionVariant.HopperQkInt8PvFp16"/>): the numerics the engine's prefill had on mma.sync (relative L1 0.011)
+/// at 1.44x its speed (H100, 2026-11-27, packed causal prefill of 512–4096-token sequences: 0.94 vs 1.35 ms; FP8 P·V was
+/// 0.82 ms but lowered a random-weight Qwen3's prefill logit cosine from 0.9997 to 0.9973). Newer GPUs keep the mma.sync
+/// FP16 P·V kernel (arch-specific sm_90a code does not run on them). The
 /// CPU accelerator emulates the tensor cores exactly, so it runs v2 by default to exercise the FP8 path in CI.
 /// </remarks>
 public static class VariantSelector
@@ -28,7 +31,7 @@ public static class VariantSelector
 
     /// <summary>The automatic variant for a CUDA device.</summary>
     /// <param name="computeCapability">The device's compute capability.</param>
-    /// <param name="packed">For packed (varlen) sequences, which the wgmma kernel takes only with SAGEATTN_PACKED_WGMMA=1 until verified on a GPU.</param>
+    /// <param name="packed">For packed (varlen) sequences, which keep FP16 P·V.</param>
     /// <exception cref="NotSupportedException">The device is older than sm_80.</exception>
     public static AttentionVariant Auto((int Major, int Minor) computeCapability, bool packed = false)
     {
@@ -39,7 +42,9 @@ public static class VariantSelector
             return AttentionVariant.QkInt8PvFp16;
         if (Compare(computeCapability, Hopper) < 0)
             return AttentionVariant.QkInt8PvFp8Fp16Accum;
-        return Compare(computeCapability, Hopper) == 0 && !packed ? AttentionVariant.HopperQkInt8PvFp8 : AttentionVariant.QkInt8PvFp16;
+        if (Compare(computeCapability, Hopper) == 0)
+            return packed ? AttentionVariant.HopperQkInt8PvFp16 : AttentionVariant.HopperQkInt8PvFp8;
+        return AttentionVariant.QkInt8PvFp16;
     }
 
     /// <summary>The variants that can run on a device (empty below sm_80).</summary>
@@ -57,14 +62,13 @@ public static class VariantSelector
     /// <summary>The explicit variant if the device can run it, else the automatic one.</summary>
     /// <param name="computeCapability">The device's compute capability.</param>
     /// <param name="requested">The caller's variant, or null for the automatic one.</param>
-    /// <param name="packed">For packed (varlen) sequences, which the wgmma kernel takes only with SAGEATTN_PACKED_WGMMA=1 until verified on a GPU.</param>
+    /// <param name="packed">For packed (varlen) sequences (the automatic choice differs there).</param>
     /// <exception cref="NotSupportedException">The device is older than sm_80 or cannot run <paramref name="requested"/>.</exception>
     public static AttentionVariant ForCuda((int Major, int Minor) computeCapability, AttentionVariant? requested, bool packed = false)
     {
         var auto = Auto(computeCapability, packed);
         if (requested is not { } variant)
             return auto;
-        RequirePackedSupport(variant, packed);
         if (!Supported(computeCapability).Contains(variant))
             throw new NotSupportedException(
                 variant.IsHopper()
@@ -74,14 +78,6 @@ public static class VariantSelector
                           : "Leave Variant null.")
                     : $"options.Variant {variant} needs FP8 tensor cores (sm_89+); this device is sm_{computeCapability.Major}{computeCapability.Minor}. Use {AttentionVariant.QkInt8PvFp16} or leave Variant null.");
         return variant;
-    }
-
-    /// <summary>Throws when <paramref name="variant"/> is asked for packed sequences but has no (verified) packed kernel (<see cref="VarlenAttentionKernel.RequireSupported"/>).</summary>
-    /// <exception cref="NotSupportedException"><paramref name="variant"/> is the wgmma kernel and <paramref name="packed"/> is set.</exception>
-    public static void RequirePackedSupport(AttentionVariant variant, bool packed)
-    {
-        if (packed)
-            VarlenAttentionKernel.RequireSupported(variant);
     }
 
     private static int Compare((int Major, int Minor) a, (int Major, int Minor) b) =>

@@ -15,9 +15,8 @@ namespace SageAttn.Cli;
 /// <remarks>
 /// Sequence s has L_s new queries and P + L_s keys (a cached prefix of P), bottom-right causal, so its work is
 /// 4 · Hq · D · (L_s · P + L_s (L_s + 1) / 2) operations. Each measurement enqueues <c>--reps</c> calls between two
-/// synchronizes and reports the mean (launch overhead and the quantization included, as an engine sees them). The wgmma
-/// variants' packed form runs only with SAGEATTN_PACKED_WGMMA=1 until it is verified on a GPU; without it they are
-/// reported as skipped.
+/// synchronizes and reports the mean (launch overhead and the quantization included, as an engine sees them). A variant
+/// the device cannot run (the wgmma ones off sm_90) is reported as skipped.
 /// </remarks>
 public static class PrefillBenchCommand
 {

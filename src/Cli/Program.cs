@@ -41,7 +41,7 @@ static int Usage()
           sageattn bench-prefill [--lengths 512,1024,2048,4096] [--prefix P] [--heads 32] [--kv-heads 8] [--dim 128]
                        [--variants NAME,...] [--reps 20] [--out DIR]
                                                  packed (varlen) causal prefill on CUDA tensors: time per call, TOPS and
-                                                 distance from QkInt8PvFp16 per variant (wgmma ones need SAGEATTN_PACKED_WGMMA=1)
+                                                 distance from QkInt8PvFp16 per variant
           sageattn ptx --out DIR                 write the attention and quantization kernels' PTX (sm_90) for ptxas -v
           sageattn info                          libtorch source, CUDA devices and their variants, CPU accelerator
           sageattn run --in QKV.safetensors --out OUT.safetensors [--layout HND|NHD] [--causal] [--sm-scale X]

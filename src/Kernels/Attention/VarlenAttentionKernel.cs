@@ -15,28 +15,6 @@ namespace SageAttn.Kernels.Attention;
 /// </remarks>
 public static class VarlenAttentionKernel
 {
-    /// <summary>
-    /// Throws for a variant this kernel has no form of: the wgmma variants, whose packed form
-    /// (<see cref="HopperAttentionKernel.RunPacked"/>) runs on the CPU emulation and, until verified on a GPU, on CUDA only
-    /// with SAGEATTN_PACKED_WGMMA=1.
-    /// </summary>
-    /// <exception cref="NotSupportedException"><paramref name="variant"/> is a wgmma variant (<see cref="AttentionVariants.IsHopper"/>).</exception>
-    public static void RequireSupported(AttentionVariant variant)
-    {
-        if (variant.IsHopper() && Environment.GetEnvironmentVariable(PackedWgmmaVariable) != "1")
-            throw new NotSupportedException(
-                $"options.Variant {variant} has no verified packed (varlen) kernel on CUDA yet (SAGEATTN_PACKED_WGMMA=1 runs the untested one); use " +
-                (variant == AttentionVariant.HopperQkInt8PvFp16
-                    ? $"{AttentionVariant.QkInt8PvFp16} (the same numerics on mma.sync)."
-                    : $"{AttentionVariant.QkInt8PvFp8} (the same numerics on mma.sync) or {AttentionVariant.QkInt8PvFp16}."));
-    }
-
-    /// <summary>
-    /// The environment variable that, set to "1", lets CUDA calls run the wgmma kernel's packed form before it has been
-    /// verified on a GPU (its CPU-emulation tests pass; docs/hopper.md).
-    /// </summary>
-    public const string PackedWgmmaVariable = "SAGEATTN_PACKED_WGMMA";
-
     /// <summary>Kernel entry.</summary>
     /// <param name="p">Tensors, sizes and the packed sequences.</param>
     /// <param name="variant">An <see cref="AttentionVariant"/> value, fixed at compile time.</param>

@@ -66,7 +66,6 @@ public sealed partial class CudaSageAttention
         output.CheckExtent(nameof(output));
         if (!(smScale > 0) || float.IsInfinity(smScale))
             throw new ArgumentException($"sm_scale must be positive and finite, got {smScale}.", nameof(smScale));
-        VarlenAttentionKernel.RequireSupported(options.Variant);
         var layout = shape.Layout(options);
         scratch.Check(layout);
         var (writeLse, corrected) = CheckLse(layout.LseRows, lse, lseCorrection, options.SmoothK);

@@ -52,9 +52,6 @@ public sealed partial class SageAttentionRunner
         TensorElementType elementType, float smScale, bool causal, ArrayView<float> lse, SageAttentionOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        // The wgmma variants run their packed form here only on the CPU accelerator (the emulation), as the dense ones.
-        if (options.Variant.IsHopper() && _accelerator.AcceleratorType != AcceleratorType.CPU)
-            VarlenAttentionKernel.RequireSupported(options.Variant);
         var shape = ValidateVarlen(q, k, v, cuSeqlensQ, cuSeqlensK, maxSeqlenQ, maxSeqlenK);
         if (output.Batch != 1 || output.Heads != shape.HeadsQ || output.Tokens != shape.TotalQ || output.HeadDim != shape.HeadDim)
             throw new ArgumentException($"output must be [1, {shape.HeadsQ}, {shape.TotalQ}, {shape.HeadDim}] (packed).", nameof(output));

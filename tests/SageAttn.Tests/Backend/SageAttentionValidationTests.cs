@@ -71,14 +71,17 @@ public sealed class SageAttentionValidationTests
         Assert.Equal(Kernels.Attention.AttentionVariant.QkInt8PvFp16, VariantSelector.Auto((8, 6)));
         Assert.Equal(Kernels.Attention.AttentionVariant.QkInt8PvFp8Fp16Accum, VariantSelector.Auto((8, 9)));
         Assert.Equal(Kernels.Attention.AttentionVariant.HopperQkInt8PvFp8, VariantSelector.Auto((9, 0)));
-        // Packed sequences have no wgmma kernel; newer GPUs cannot run sm_90a code.
-        Assert.Equal(Kernels.Attention.AttentionVariant.QkInt8PvFp16, VariantSelector.Auto((9, 0), packed: true));
+        // Packed sequences on sm_90 keep FP16 P·V, on the wgmma kernel; newer GPUs cannot run sm_90a code.
+        Assert.Equal(Kernels.Attention.AttentionVariant.HopperQkInt8PvFp16, VariantSelector.Auto((9, 0), packed: true));
         Assert.Equal(Kernels.Attention.AttentionVariant.QkInt8PvFp16, VariantSelector.Auto((10, 0)));
-        Assert.Equal(Kernels.Attention.AttentionVariant.QkInt8PvFp16, SageAttentionSettings.Default.Resolve((9, 0), packed: true).Variant);
+        Assert.Equal(Kernels.Attention.AttentionVariant.QkInt8PvFp16, VariantSelector.Auto((10, 0), packed: true));
+        Assert.Equal(Kernels.Attention.AttentionVariant.HopperQkInt8PvFp16, SageAttentionSettings.Default.Resolve((9, 0), packed: true).Variant);
+        // An explicit variant is kept for packed calls too (the wgmma kernel has a packed form), on the CPU emulation as well.
         var hopper = new SageAttentionSettings { Variant = Kernels.Attention.AttentionVariant.HopperQkInt8PvFp8 };
         Assert.Equal(Kernels.Attention.AttentionVariant.HopperQkInt8PvFp8, hopper.Resolve((9, 0)).Variant);
-        Assert.Contains("packed", Assert.Throws<NotSupportedException>(() => hopper.Resolve((9, 0), packed: true)).Message);
-        Assert.Contains("packed", Assert.Throws<NotSupportedException>(() => hopper.Resolve(null, packed: true)).Message);
+        Assert.Equal(Kernels.Attention.AttentionVariant.HopperQkInt8PvFp8, hopper.Resolve((9, 0), packed: true).Variant);
+        Assert.Equal(Kernels.Attention.AttentionVariant.HopperQkInt8PvFp8, hopper.Resolve(null, packed: true).Variant);
+        Assert.Contains("sm_90", Assert.Throws<NotSupportedException>(() => hopper.Resolve((8, 9), packed: true)).Message);
         Assert.Throws<NotSupportedException>(() => VariantSelector.Auto((7, 5)));
         var e = Assert.Throws<NotSupportedException>(() => new SageAttentionSettings { Variant = Kernels.Attention.AttentionVariant.QkInt8PvFp8 }.Resolve((8, 6)));
         Assert.Contains("options.Variant", e.Message);
@@ -86,7 +89,7 @@ public sealed class SageAttentionValidationTests
     }
 
     [Fact]
-    public void AccurateModeOnWgmmaNeedsSm90AndDenseCalls()
+    public void AccurateModeOnWgmmaNeedsSm90()
     {
         var accurate = new SageAttentionSettings { Variant = Kernels.Attention.AttentionVariant.HopperQkInt8PvFp16 };
         Assert.Equal(Kernels.Attention.AttentionVariant.HopperQkInt8PvFp16, accurate.Resolve((9, 0)).Variant);
@@ -95,9 +98,7 @@ public sealed class SageAttentionValidationTests
         // The advice keeps the accurate numerics instead of falling back to the device's (less accurate) default.
         Assert.Contains($"Use {nameof(Kernels.Attention.AttentionVariant.QkInt8PvFp16)}", older);
         Assert.Contains("sm_90", Assert.Throws<NotSupportedException>(() => accurate.Resolve((10, 0))).Message);
-        // Packed calls: the error names the mma.sync variant with the same numerics.
-        var packed = Assert.Throws<NotSupportedException>(() => accurate.Resolve((9, 0), packed: true));
-        Assert.Contains(nameof(Kernels.Attention.AttentionVariant.QkInt8PvFp16), packed.Message);
+        Assert.Equal(Kernels.Attention.AttentionVariant.HopperQkInt8PvFp16, accurate.Resolve((9, 0), packed: true).Variant);
         // The automatic choice on sm_90 stays the FP8 wgmma kernel.
         Assert.Equal(Kernels.Attention.AttentionVariant.HopperQkInt8PvFp8, VariantSelector.Auto((9, 0)));
     }

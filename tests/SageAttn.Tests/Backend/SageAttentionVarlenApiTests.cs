@@ -131,13 +131,11 @@ public sealed class SageAttentionVarlenApiCudaTests : SageAttentionVarlenApiTest
 }
 
 /// <summary>
-/// The wgmma kernel's packed form through sageattn_varlen on an sm_90 GPU. Until these pass on a GPU the library runs it
-/// only with SAGEATTN_PACKED_WGMMA=1, which the tests set and restore, alone in their collection. Each sequence must equal
-/// the dense wgmma kernel on it alone (relL1 ≤ 1e-4: the same quantized inputs and arithmetic), and the batch must meet
-/// the float64 bars.
+/// The wgmma kernel's packed form through sageattn_varlen on an sm_90 GPU (the automatic packed choice there, with FP16
+/// values). Each sequence must equal the dense wgmma kernel on it alone (relL1 ≤ 1e-4: the same quantized inputs and
+/// arithmetic), and the batch must meet the float64 bars.
 /// </summary>
 [Trait("gpu", "true")]
-[Collection(ProcessEnvironmentCollection.Name)]
 public sealed class SageAttentionVarlenApiPackedWgmmaTests
 {
     private static void RequireDevice()
@@ -155,19 +153,10 @@ public sealed class SageAttentionVarlenApiPackedWgmmaTests
     public void PackedWgmmaMatchesReferenceAndDense(AttentionVariant variant)
     {
         RequireDevice();
-        var before = Environment.GetEnvironmentVariable(VarlenAttentionKernel.PackedWgmmaVariable);
-        Environment.SetEnvironmentVariable(VarlenAttentionKernel.PackedWgmmaVariable, "1");
-        try
-        {
-            // Short sequences, a length-1 one, cached prefixes and a key ring that wraps; then a prefill-sized batch.
-            VarlenApiBatch.Run(torch.CUDA, [1, 65, 130], [30, 100, 330], hq: 4, hkv: 2, d: 64, ScalarType.Float16, causal: true, variant);
-            VarlenApiBatch.Run(torch.CUDA, [1000, 3000, 1500, 2222], [1000, 3300, 2500, 2222], hq: 16, hkv: 4, d: 128, ScalarType.Float16,
-                causal: true, variant);
-        }
-        finally
-        {
-            Environment.SetEnvironmentVariable(VarlenAttentionKernel.PackedWgmmaVariable, before);
-        }
+        // Short sequences, a length-1 one, cached prefixes and a key ring that wraps; then a prefill-sized batch.
+        VarlenApiBatch.Run(torch.CUDA, [1, 65, 130], [30, 100, 330], hq: 4, hkv: 2, d: 64, ScalarType.Float16, causal: true, variant);
+        VarlenApiBatch.Run(torch.CUDA, [1000, 3000, 1500, 2222], [1000, 3300, 2500, 2222], hq: 16, hkv: 4, d: 128, ScalarType.Float16,
+            causal: true, variant);
     }
 }
 
@@ -207,7 +196,7 @@ internal static class VarlenApiBatch
         Assert.Equal(device.type, o.device_type);
         Assert.Equal(new long[] { hq, tq }, l.shape);
         Assert.Equal(ScalarType.Float32, l.dtype);
-        bool fp16Pv = variant?.HasFp16Values() == true || (variant is null && device.type == DeviceType.CUDA);
+        bool fp16Pv = PackedVariant(device, settings).HasFp16Values();
         var references = new List<Tensor>();
         double maxLseError = 0;
         try
