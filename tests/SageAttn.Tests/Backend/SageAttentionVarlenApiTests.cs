@@ -88,6 +88,15 @@ public abstract class SageAttentionVarlenApiTests
 public sealed class SageAttentionVarlenApiCpuTests : SageAttentionVarlenApiTests
 {
     protected override Device Device => torch.CPU;
+
+    [Fact]
+    public void WgmmaVariantRunsItsPackedKernel()
+    {
+        // Once a wgmma variant reached the mma.sync varlen kernel, which has no such variant; now it runs the wgmma
+        // kernel's packed form (its emulation here): each sequence equals the dense wgmma call on it alone and the batch
+        // meets the float64 bars.
+        VarlenApiBatch.Run(torch.CPU, [5, 70], [40, 100], hq: 2, hkv: 1, d: 64, ScalarType.Float16, causal: true, AttentionVariant.HopperQkInt8PvFp8);
+    }
 }
 
 /// <summary>CUDA tensors through the driver path, cu_seqlens on the device (the GPU machine; skipped here).</summary>

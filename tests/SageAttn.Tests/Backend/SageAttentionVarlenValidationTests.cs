@@ -82,15 +82,4 @@ public sealed class SageAttentionVarlenValidationTests
         Assert.Throws<NotSupportedException>(() => SageAttention.sageattn_varlen(q32, k, k, cu, cu, 10, 10));
         Assert.Throws<ArgumentNullException>(() => SageAttention.sageattn_varlen(q, k, k, null!, cu, 10, 10));
     }
-
-    [Fact]
-    public void WgmmaVariantHasNoPackedKernel()
-    {
-        // Before the check, variant 3 reached the mma.sync varlen kernel, which has no such variant.
-        using Tensor q = Packed(10, 2), k = Packed(10, 2), cu = Cu(0, 10);
-        var hopper = new SageAttentionSettings { Variant = SageAttn.Kernels.Attention.AttentionVariant.HopperQkInt8PvFp8 };
-        var e = Assert.Throws<NotSupportedException>(() => SageAttention.sageattn_varlen(q, k, k, cu, cu, 10, 10, options: hopper));
-        Assert.Contains("options.Variant", e.Message);
-        Assert.Contains("packed", e.Message);
-    }
 }
