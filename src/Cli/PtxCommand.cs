@@ -36,9 +36,13 @@ internal static class PtxCommand
             File.WriteAllText(path, ptx.Ptx);
             Console.WriteLine($"{path}: entry {ptx.EntryName}, {ptx.Ptx.Length} chars (sm_90a)");
         }
-        foreach (var (name, kernel) in new[] { ("quantize_kv_stats", typeof(KvStatsKernel)), ("quantize_qkv", typeof(QkvQuantizeKernel)) })
+        foreach (var (name, kernel, entry) in new[]
         {
-            var ptx = compiler.Compile(kernel.GetMethod("Run")!, target, []);
+            ("quantize_kv_stats", typeof(KvStatsKernel), "Run"), ("quantize_qkv", typeof(QkvQuantizeKernel), "Run"),
+            ("varlen_quantize_kv_stats", typeof(KvStatsKernel), "RunPacked"), ("varlen_quantize_qkv", typeof(QkvQuantizeKernel), "RunPacked"),
+        })
+        {
+            var ptx = compiler.Compile(kernel.GetMethod(entry)!, target, []);
             string path = Path.Combine(dir, $"{name}.ptx");
             File.WriteAllText(path, ptx.Ptx);
             Console.WriteLine($"{path}: entry {ptx.EntryName}, {ptx.Ptx.Length} chars");

@@ -30,4 +30,25 @@ public struct StridedTensor
 
     /// <summary>Element index of (b, h, n, 0).</summary>
     public readonly long RowOffset(int b, int h, int n) => b * StrideBatch + h * StrideHead + n * StrideToken;
+
+    /// <summary>
+    /// The tokens of a packed sequence as a tensor of their own (batch 1, <see cref="SequenceSpan.Length"/> tokens from its
+    /// first one), so the dense tile code reads it unchanged. An empty span keeps the data view (nothing is read).
+    /// </summary>
+    public readonly StridedTensor Narrow(in SequenceSpan span)
+    {
+        var t = this;
+        t.Batch = 1;
+        t.Tokens = span.Length;
+        long offset = NarrowOffset(span);
+        if (offset > 0)
+        {
+            t.Data = Data.SubView(offset, Data.Length - offset);
+            t.Aligned8 = Aligned8 != 0 && (offset & 3) == 0 ? 1 : 0;
+        }
+        return t;
+    }
+
+    /// <summary>Elements <see cref="Narrow"/> moves the data view by: 16-byte loads stay aligned when it is a multiple of 8.</summary>
+    public readonly long NarrowOffset(in SequenceSpan span) => span.Length > 0 ? span.TokenStart * StrideToken : 0;
 }

@@ -41,6 +41,8 @@ public sealed partial class CudaSageAttention : IDisposable
     private static readonly MethodInfo Attention = typeof(AttentionKernel).GetMethod(nameof(AttentionKernel.Run))!;
     private static readonly MethodInfo KvStats = typeof(KvStatsKernel).GetMethod(nameof(KvStatsKernel.Run))!;
     private static readonly MethodInfo QuantizeQkv = typeof(QkvQuantizeKernel).GetMethod(nameof(QkvQuantizeKernel.Run))!;
+    private static readonly MethodInfo KvStatsPacked = typeof(KvStatsKernel).GetMethod(nameof(KvStatsKernel.RunPacked))!;
+    private static readonly MethodInfo QuantizeQkvPacked = typeof(QkvQuantizeKernel).GetMethod(nameof(QkvQuantizeKernel.RunPacked))!;
     private static readonly MethodInfo QuantizeOneLaunch = typeof(QkvQuantizeOneLaunchKernel).GetMethod(nameof(QkvQuantizeOneLaunchKernel.Run))!;
     private static readonly MethodInfo VarlenAttention = typeof(VarlenAttentionKernel).GetMethod(nameof(VarlenAttentionKernel.Run))!;
     private static readonly MethodInfo HopperAttention = typeof(HopperAttentionKernel).GetMethod(nameof(HopperAttentionKernel.Run))!;
@@ -273,31 +275,17 @@ public sealed partial class CudaSageAttention : IDisposable
         var stats = plan.StatsParams(shape, elementType, (kVector ? 1 : 0) | (vVector ? 2 : 0));
         stats.K = k.ToStrided();
         stats.V = v.ToStrided();
+        var none = QuantizationLaunchViews.NoSequences(scratch);
         Launch(target, KvStats, new LaunchDimensions(plan.StatsBlocks, 1, 1, KvStatsKernel.Threads, 1, 1), stream,
-            args.AddParameter(stats, new Dictionary<string, DeviceView>
-            {
-                ["K.Data"] = new(k.Pointer, k.ElementCount), ["V.Data"] = new(v.Pointer, v.ElementCount),
-                ["KStats"] = scratch.KStats, ["VStats"] = scratch.VStats,
-            }));
+            args.AddParameter(stats, QuantizationLaunchViews.Stats(k, v, scratch, none)));
 
         var p = plan.QuantizeParams(shape, options, elementType, smScale, (qVector ? 1 : 0) | (kVector ? 2 : 0) | (vVector ? 4 : 0));
         p.Q = q.ToStrided();
         p.K = k.ToStrided();
         p.V = v.ToStrided();
         Launch(target, QuantizeQkv, new LaunchDimensions((int)plan.QuantizeItems, 1, 1, TileSlices.Threads, 1, 1), stream,
-            args.AddParameter(p, TileViews("", q, k, v, scratch)));
+            args.AddParameter(p, QuantizationLaunchViews.Tiles("", q, k, v, scratch, none, none)));
     }
-
-    /// <summary>The views of a <see cref="QkvQuantizeParams"/>, whose field path starts with <paramref name="prefix"/>.</summary>
-    private static Dictionary<string, DeviceView> TileViews(string prefix, in DeviceTensor q, in DeviceTensor k, in DeviceTensor v,
-        QuantizedScratch scratch) => new()
-    {
-        [prefix + "Q.Data"] = new(q.Pointer, q.ElementCount), [prefix + "K.Data"] = new(k.Pointer, k.ElementCount),
-        [prefix + "V.Data"] = new(v.Pointer, v.ElementCount), [prefix + "QOut"] = scratch.Q, [prefix + "KOut"] = scratch.K,
-        [prefix + "QScales"] = scratch.QScale, [prefix + "KScales"] = scratch.KScale, [prefix + "VOut"] = scratch.V,
-        [prefix + "VScales"] = scratch.VScale, [prefix + "VMeans"] = scratch.VMean, [prefix + "KStats"] = scratch.KStats,
-        [prefix + "VStats"] = scratch.VStats,
-    };
 
     /// <summary>
     /// One launch (<see cref="QkvQuantizeOneLaunchKernel"/>), after zeroing its ticket
@@ -313,8 +301,7 @@ public sealed partial class CudaSageAttention : IDisposable
         p.Tiles.K = k.ToStrided();
         p.Tiles.V = v.ToStrided();
         CudaDriver.ZeroAsync(scratch.Coordination.Pointer, QkvQuantizeOneLaunchKernel.CounterCount((long)shape.Batch * shape.HeadsKv), stream);
-        var views = TileViews("Tiles.", q, k, v, scratch);
-        views["Coordination"] = scratch.Coordination;
+        var views = QuantizationLaunchViews.OneLaunch(q, k, v, scratch);
         Launch(target, QuantizeOneLaunch, new LaunchDimensions((int)FusedQuantizationPlan.OneLaunchItems(shape), 1, 1, TileSlices.Threads, 1, 1),
             stream, args.AddParameter(p, views).Add(p.Tiles.PaddedHeadDim).Add(p.Tiles.ElementType).Add(p.Tiles.VFormat).Add(p.Tiles.Granularity),
             p.Tiles.PaddedHeadDim, p.Tiles.ElementType, p.Tiles.VFormat, p.Tiles.Granularity);

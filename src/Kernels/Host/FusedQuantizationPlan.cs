@@ -41,6 +41,20 @@ public sealed record FusedQuantizationPlan(int StripTiles, int Strips, long Quan
     }
 
     /// <summary>
+    /// The plan of a packed call: every sequence gets the items of the longest one (<see cref="GridShape"/>), and items past
+    /// a sequence's end exit on the device (the host never reads cu_seqlens).
+    /// </summary>
+    public static FusedQuantizationPlan ForPacked(VarlenShape shape, int? stripTiles = null, bool vStats = true)
+    {
+        ArgumentNullException.ThrowIfNull(shape);
+        return For(GridShape(shape), stripTiles, vStats);
+    }
+
+    /// <summary>A packed call's grid as a dense batch: one entry of max_seqlen_q queries and max_seqlen_k keys per sequence.</summary>
+    public static AttentionShape GridShape(VarlenShape shape) =>
+        new(shape.Batch, shape.HeadsQ, shape.HeadsKv, shape.MaxQ, shape.MaxK, shape.HeadDim);
+
+    /// <summary>
     /// Whether <see cref="QkvQuantizeOneLaunchKernel"/> takes <paramref name="shape"/>: heads of at most
     /// <see cref="QkvQuantizeOneLaunchKernel.MaxChunks"/> statistics chunks (longer heads were not measured in it) within the grid limit.
     /// </summary>
@@ -76,6 +90,29 @@ public sealed record FusedQuantizationPlan(int StripTiles, int Strips, long Quan
         ElementType = (int)elementType, PaddedHeadDim = shape.PaddedHeadDim, Chunks = shape.KStatsChunks, VectorLoads = vectorLoads,
         Tensors = VStats ? 2 : 1,
     };
+
+    /// <summary>The packed statistics kernel's scalar parameters (<see cref="KvStatsKernel.RunPacked"/>; the launcher adds views and sequences).</summary>
+    public KvStatsParams PackedStatsParams(VarlenShape shape, TensorElementType elementType, int vectorLoads)
+    {
+        var p = StatsParams(GridShape(shape), elementType, vectorLoads);
+        p.SequenceCount = shape.Batch;
+        return p;
+    }
+
+    /// <summary>
+    /// The packed quantization kernel's scalar parameters (<see cref="QkvQuantizeKernel.RunPacked"/>): the layouts' padded
+    /// rows of all sequences, the grid's tiles of the longest; the launcher adds views and sequences.
+    /// </summary>
+    public QkvQuantizeParams PackedQuantizeParams(VarlenShape shape, SageAttentionOptions options, TensorElementType elementType,
+        float smScale, int vectorLoads)
+    {
+        var p = QuantizeParams(GridShape(shape), options, elementType, smScale, vectorLoads);
+        p.NqPad = shape.QRows;
+        p.NkPad = shape.KRows;
+        p.Sequences = shape.Batch;
+        p.SequenceQTiles = shape.QTiles;
+        return p;
+    }
 
     /// <summary>The quantization kernel's scalar parameters (views and tensors are filled in by the launcher).</summary>
     /// <param name="vectorLoads">Bits 0, 1, 2: Q, K, V start 16-byte aligned.</param>

@@ -21,6 +21,8 @@ public sealed partial class SageAttentionRunner
     private readonly Action<KernelConfig, AttentionParams, SpecializedValue<int>, SpecializedValue<int>> _attention;
     private readonly Action<KernelConfig, KvStatsParams> _kvStats;
     private readonly Action<KernelConfig, QkvQuantizeParams> _quantizeQkv;
+    private Action<KernelConfig, KvStatsParams>? _kvStatsPacked;
+    private Action<KernelConfig, QkvQuantizeParams>? _quantizeQkvPacked;
     private readonly Action<KernelConfig, OneLaunchQuantizeParams, SpecializedValue<int>, SpecializedValue<int>, SpecializedValue<int>, SpecializedValue<int>> _quantizeOneLaunch;
     private readonly Action<KernelConfig, AttentionParams, SpecializedValue<int>, SpecializedValue<int>> _varlenAttention;
     /// <summary>Dense launches still pass a valid (unread) cu_seqlens view.</summary>

@@ -86,7 +86,7 @@ public sealed record VarlenShape
             KStats: kvHeads * KStatsChunks * 3 * dp,
             VStats: kvHeads * KStatsChunks * 3 * dp,
             LseRows: (long)HeadsQ * TotalQ,
-            // Packed batches quantize with the two-launch path, which needs no coordination; one int keeps the buffer non-empty.
+            // Packed batches quantize with the two-launch (or five-launch) path, which needs no coordination; one int keeps the buffer non-empty.
             Coordination: 1);
     }
 }

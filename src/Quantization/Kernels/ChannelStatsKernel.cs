@@ -74,6 +74,6 @@ public static class ChannelStatsKernel
     }
 
     /// <summary>The chunks that hold tokens: a packed sequence shorter than the longest one uses only its first chunks.</summary>
-    private static int UsedChunks(int chunks, int tokens) =>
+    public static int UsedChunks(int chunks, int tokens) =>
         Math.Min(chunks, (Math.Max(tokens, 0) + SageConstants.StatsChunkTokens - 1) / SageConstants.StatsChunkTokens);
 }

@@ -18,6 +18,10 @@ public struct KvStatsParams
     public int VectorLoads;
     /// <summary>2: statistics of K and V; 1: of K only (the quantizer will not read V's, see <see cref="SageConstants.VMaxFp16Value"/>).</summary>
     public int Tensors;
+    /// <summary>Packed (<see cref="KvStatsKernel.RunPacked"/>): the sequences of K and V; unused when dense.</summary>
+    public PackedSequences Sequences;
+    /// <summary>Packed: the number of sequences (the tensors' batch is 1); unused when dense.</summary>
+    public int SequenceCount;
 }
 
 /// <summary>
@@ -33,6 +37,9 @@ public struct KvStatsParams
 /// order, so a block may span heads.</para>
 /// <para>Why: one thread per channel with 2-byte loads (the separate kernel) kept one small load in flight per
 /// thread; here eight 16-byte loads are issued before the first is used.</para>
+/// <para>Packed sequences (<see cref="RunPacked"/>): slots are (sequence, head, chunk) for chunks of the longest
+/// sequence; a slot past its sequence's last chunk writes nothing (the quantizers combine only the chunks holding
+/// tokens), the others read the sequence narrowed to a tensor of its own.</para>
 /// <para>Grid (<see cref="Blocks"/>, 1, 1), 128 threads.</para>
 /// </remarks>
 public static class KvStatsKernel
@@ -51,7 +58,15 @@ public static class KvStatsKernel
         return (int)((slots + perBlock - 1) / perBlock);
     }
 
-    public static void Run(KvStatsParams p)
+    /// <summary>Kernel entry for dense inputs.</summary>
+    public static void Run(KvStatsParams p) => Gather(p, packed: false);
+
+    /// <summary>Kernel entry for packed sequences (K and V each one [1, H, T, D] tensor, sequences from cu_seqlens).</summary>
+    public static void RunPacked(KvStatsParams p) => Gather(p, packed: true);
+
+    /// <summary>The kernel body; <paramref name="packed"/> is a constant of each entry point.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Gather(KvStatsParams p, bool packed)
     {
         int lanesPerRow = p.PaddedHeadDim / 8;
         int tid = Group.IdxX, slot = tid / lanesPerRow, lane = tid & (lanesPerRow - 1);
@@ -59,20 +74,36 @@ public static class KvStatsKernel
         // (batch, head, chunk) flattened: a head with fewer chunks than a block has slots (hd64 at 1K: 4 of 8) shares the
         // block with the next head instead of leaving threads idle (which, at 4 blocks per SM, took two waves).
         long headChunk = (long)Grid.IdxX * ChunksPerBlock(p.PaddedHeadDim, tensors) + slot / tensors;
-        if (headChunk >= (long)p.K.Batch * p.K.Heads * p.Chunks)
+        if (headChunk >= (long)(packed ? p.SequenceCount : p.K.Batch) * p.K.Heads * p.Chunks)
             return;
         int chunk = (int)(headChunk % p.Chunks), bh = (int)(headChunk / p.Chunks);
         int h = bh % p.K.Heads, b = bh / p.K.Heads;
+        // The slot's statistics row: entry b's (the sequence's when packed).
+        long row = (long)bh * p.Chunks + chunk;
+        if (packed)
+        {
+            var span = p.Sequences.Resolve(b, p.K.Tokens);
+            if (chunk * SageConstants.StatsChunkTokens >= span.Length)
+                return;
+            if ((p.K.NarrowOffset(span) & 7) != 0)
+                p.VectorLoads &= ~1;
+            if ((p.V.NarrowOffset(span) & 7) != 0)
+                p.VectorLoads &= ~2;
+            p.K = p.K.Narrow(span);
+            p.V = p.V.Narrow(span);
+            b = 0;
+        }
         // Two call sites instead of one on a selected tensor: ILGPU proves the 16-byte alignment of the vector
         // loads only for a view taken straight from the parameters (a selected view got four 4-byte loads).
         if (tensors == 2 && (slot & 1) != 0)
-            Accumulate(p.V, p.VStats, p.ElementType, p.PaddedHeadDim, p.Chunks, (p.VectorLoads & 2) != 0, b, h, chunk, lane * 8);
+            Accumulate(p.V, p.VStats, p.ElementType, p.PaddedHeadDim, row, (p.VectorLoads & 2) != 0, b, h, chunk, lane * 8);
         else
-            Accumulate(p.K, p.KStats, p.ElementType, p.PaddedHeadDim, p.Chunks, (p.VectorLoads & 1) != 0, b, h, chunk, lane * 8);
+            Accumulate(p.K, p.KStats, p.ElementType, p.PaddedHeadDim, row, (p.VectorLoads & 1) != 0, b, h, chunk, lane * 8);
     }
 
+    /// <summary>Sums chunk <paramref name="chunk"/> of head (b, h) of <paramref name="input"/> into statistics row <paramref name="statsChunk"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Accumulate(in StridedTensor input, ArrayView<float> stats, int elementType, int paddedHeadDim, int chunks,
+    private static void Accumulate(in StridedTensor input, ArrayView<float> stats, int elementType, int paddedHeadDim, long statsChunk,
         bool vector, int b, int h, int chunk, int c0)
     {
         int first = chunk * SageConstants.StatsChunkTokens;
@@ -103,7 +134,7 @@ public static class KvStatsKernel
         for (; n < end; n++)
             acc.Add(Half8.Load(input, b, h, n, c0, vector).Decode(elementType));
 
-        long row = ((long)(b * input.Heads + h) * chunks + chunk) * ChannelStatsKernel.RowsPerChunk;
+        long row = statsChunk * ChannelStatsKernel.RowsPerChunk;
         int valid = input.HeadDim - c0;
         Write(stats, (row + ChannelStatsKernel.SumRow) * paddedHeadDim + c0, acc.Sum, valid);
         Write(stats, (row + ChannelStatsKernel.MinRow) * paddedHeadDim + c0, acc.Min, valid);

@@ -37,6 +37,12 @@ public struct QkvQuantizeParams
     public int Strips;
     /// <summary>Bit 0, 1, 2: Q, K, V may be read with 16-byte loads (first element 16-byte aligned).</summary>
     public int VectorLoads;
+    /// <summary>Packed (<see cref="QkvQuantizeKernel.RunPacked"/>): the sequences of Q and of K and V; unused when dense.</summary>
+    public PackedSequences QSequences, KSequences;
+    /// <summary>Packed: the number of sequences (the tensors' batch is 1); unused when dense.</summary>
+    public int Sequences;
+    /// <summary>Packed: Q tiles per (sequence, head) in the grid, ⌈max_seqlen_q / 64⌉; unused when dense.</summary>
+    public int SequenceQTiles;
 }
 
 /// <summary>
@@ -51,6 +57,11 @@ public struct QkvQuantizeParams
 /// The long strips start first so the short Q tiles fill the tail.</para>
 /// <para>Why one launch: the three passes overlap instead of draining between kernels, and every thread issues
 /// all its 16-byte loads for a tile before using any (<see cref="TileSlices"/>).</para>
+/// <para>Packed sequences (<see cref="RunPacked"/>): items are laid out for <see cref="QkvQuantizeParams.Sequences"/>
+/// entries of the longest sequence; an item resolves its sequence from cu_seqlens on the device and exits when its tiles
+/// lie past the sequence's end. It then works on the sequence narrowed to a tensor of its own (inputs from its first
+/// token, outputs from its padded start), so the tile code is the dense one; statistics, V scales and means stay indexed
+/// by sequence, and only the chunks holding its tokens are combined — the numbers of the separate packed quantizers.</para>
 /// </remarks>
 public static class QkvQuantizeKernel
 {
@@ -64,7 +75,15 @@ public static class QkvQuantizeKernel
     public static long Items(int batch, int headsQ, int headsKv, int qTiles, int strips) =>
         2L * batch * headsKv * strips + (long)batch * headsQ * qTiles;
 
-    public static void Run(QkvQuantizeParams p)
+    /// <summary>Kernel entry for dense inputs.</summary>
+    public static void Run(QkvQuantizeParams p) => Quantize(p, packed: false);
+
+    /// <summary>Kernel entry for packed sequences (one [1, H, T, D] tensor each, sequences from cu_seqlens).</summary>
+    public static void RunPacked(QkvQuantizeParams p) => Quantize(p, packed: true);
+
+    /// <summary>The kernel body; <paramref name="packed"/> is a constant of each entry point, so the dense PTX has no packed code.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Quantize(QkvQuantizeParams p, bool packed)
     {
         var rowAbsMax = SharedMemory.Allocate<float>(SageConstants.QTileRows);
         var rowInverse = SharedMemory.Allocate<float>(SageConstants.QTileRows);
@@ -74,7 +93,7 @@ public static class QkvQuantizeKernel
 
         int tid = Group.IdxX, dp = p.PaddedHeadDim;
         var m = new TileSlices.Mapping(tid, dp);
-        int kvHeads = p.K.Batch * p.K.Heads;
+        int kvHeads = (packed ? p.Sequences : p.K.Batch) * p.K.Heads;
         long kvItems = (long)kvHeads * p.Strips;
         long item = Grid.IdxX;
         if (item < 2 * kvItems)
@@ -83,29 +102,85 @@ public static class QkvQuantizeKernel
             int index = (int)(isV ? item - kvItems : item);
             int bh = index / p.Strips, b = bh / p.K.Heads, h = bh % p.K.Heads;
             int firstTile = index % p.Strips * p.StripTiles;
-            int endTile = Math.Min(firstTile + p.StripTiles, p.NkPad / SageConstants.KBlockKeys);
+            // Statistics and V scales of entry b; the tiles of its tensors (b is 0 once a sequence is narrowed).
+            long headChunk0 = (long)bh * p.StatsChunks, scaleBase = (long)bh * dp;
+            int chunks = p.StatsChunks;
+            if (packed)
+            {
+                var span = p.KSequences.Resolve(b, p.K.Tokens);
+                // An empty sequence still gets V scales (scale 1, mean 0): the attention kernel multiplies its zero rows by them.
+                if (firstTile * SageConstants.KBlockKeys >= span.Length && !(isV && firstTile == 0))
+                    return;
+                NarrowKeys(ref p, span);
+                b = 0;
+                chunks = ChannelStatsKernel.UsedChunks(chunks, span.Length);
+            }
+            int endTile = Math.Min(firstTile + p.StripTiles,
+                packed ? (p.K.Tokens + SageConstants.KBlockKeys - 1) / SageConstants.KBlockKeys : p.NkPad / SageConstants.KBlockKeys);
             if (isV)
-                QuantizeVStrip(p, b, h, firstTile, endTile, m, channelA, channelB, staged);
+                QuantizeVStrip(p, b, h, headChunk0, chunks, scaleBase, firstTile, endTile, m, channelA, channelB, staged);
             else
-                QuantizeKStrip(p, b, h, firstTile, endTile, m, channelA, rowAbsMax, rowInverse);
+                QuantizeKStrip(p, b, h, headChunk0, chunks, firstTile, endTile, m, channelA, rowAbsMax, rowInverse);
         }
         else
         {
-            int qTiles = p.NqPad / SageConstants.QTileRows;
+            int qTiles = packed ? p.SequenceQTiles : p.NqPad / SageConstants.QTileRows;
             int index = (int)(item - 2 * kvItems);
-            int bh = index / qTiles;
-            Int8TileQuantizer.Run(p.Q, p.QOut, p.QScales, bh / p.Q.Heads, bh % p.Q.Heads, index % qTiles, p.NqPad, dp,
+            int bh = index / qTiles, b = bh / p.Q.Heads, tile = index % qTiles;
+            if (packed)
+            {
+                var span = p.QSequences.Resolve(b, p.Q.Tokens);
+                if (tile * SageConstants.QTileRows >= span.Length)
+                    return;
+                NarrowQueries(ref p, span);
+                b = 0;
+            }
+            Int8TileQuantizer.Run(p.Q, p.QOut, p.QScales, b, bh % p.Q.Heads, tile, p.NqPad, dp,
                 p.ElementType, p.Granularity, 0, p.QScaleFold, (p.VectorLoads & 1) != 0, default, m, rowAbsMax, rowInverse);
         }
     }
 
+    /// <summary>
+    /// Points K, V and their outputs at one packed sequence: inputs from its first token with its length, INT8 K, K scales
+    /// and Vᵀ from its padded start; 16-byte loads only where the moved views stay aligned.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void QuantizeKStrip(in QkvQuantizeParams p, int b, int h, int firstTile, int endTile, in TileSlices.Mapping m,
-        ArrayView<float> means, ArrayView<float> rowAbsMax, ArrayView<float> rowInverse)
+    private static void NarrowKeys(ref QkvQuantizeParams p, in SequenceSpan span)
+    {
+        int dp = p.PaddedHeadDim, start = span.PaddedStart;
+        if ((p.K.NarrowOffset(span) & 7) != 0)
+            p.VectorLoads &= ~2;
+        if ((p.V.NarrowOffset(span) & 7) != 0)
+            p.VectorLoads &= ~4;
+        p.K = p.K.Narrow(span);
+        p.V = p.V.Narrow(span);
+        p.KOut = p.KOut.SubView((long)start * dp, p.KOut.Length - (long)start * dp);
+        long kScales = (long)start / SageConstants.KBlockKeys * SageConstants.KScaleSlotsPerBlock;
+        p.KScales = p.KScales.SubView(kScales, p.KScales.Length - kScales);
+        long vWords = start / (p.VFormat == (int)Quantization.VFormat.Fp16 ? 2 : 4);
+        p.VOut = p.VOut.SubView(vWords, p.VOut.Length - vWords);
+    }
+
+    /// <summary>Points Q and its outputs at one packed sequence, as <see cref="NarrowKeys"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void NarrowQueries(ref QkvQuantizeParams p, in SequenceSpan span)
+    {
+        int dp = p.PaddedHeadDim, start = span.PaddedStart;
+        if ((p.Q.NarrowOffset(span) & 7) != 0)
+            p.VectorLoads &= ~1;
+        p.Q = p.Q.Narrow(span);
+        p.QOut = p.QOut.SubView((long)start * dp, p.QOut.Length - (long)start * dp);
+        long qScales = (long)start / SageConstants.QTileRows * SageConstants.QScaleSlotsPerTile;
+        p.QScales = p.QScales.SubView(qScales, p.QScales.Length - qScales);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void QuantizeKStrip(in QkvQuantizeParams p, int b, int h, long headChunk0, int chunks, int firstTile, int endTile,
+        in TileSlices.Mapping m, ArrayView<float> means, ArrayView<float> rowAbsMax, ArrayView<float> rowInverse)
     {
         int tid = Group.IdxX, dp = p.PaddedHeadDim;
         if (tid < dp)
-            means[tid] = KChannelMean(p, (long)(b * p.K.Heads + h) * p.StatsChunks, tid);
+            means[tid] = KChannelMean(p, headChunk0, chunks, tid);
         Group.Barrier();
         var mean = Float8.Read(means, m.C0);
         for (int tile = firstTile; tile < endTile; tile++)
@@ -117,19 +192,19 @@ public static class QkvQuantizeKernel
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void QuantizeVStrip(in QkvQuantizeParams p, int b, int h, int firstTile, int endTile, in TileSlices.Mapping m,
-        ArrayView<float> inverses, ArrayView<float> centers, ArrayView<Half8> staged)
+    private static void QuantizeVStrip(in QkvQuantizeParams p, int b, int h, long headChunk0, int chunks, long scaleBase, int firstTile,
+        int endTile, in TileSlices.Mapping m, ArrayView<float> inverses, ArrayView<float> centers, ArrayView<Half8> staged)
     {
         int tid = Group.IdxX, dp = p.PaddedHeadDim;
         if (tid < dp)
         {
             int c = tid;
-            VChannel(p, (long)(b * p.V.Heads + h) * p.StatsChunks, c, out float scale, out float center);
+            VChannel(p, headChunk0, chunks, c, out float scale, out float center);
             inverses[c] = 1f / scale;
             centers[c] = center;
             if (firstTile == 0)
             {
-                long channel = (long)(b * p.V.Heads + h) * dp + c;
+                long channel = scaleBase + c;
                 p.VScales[channel] = scale;
                 p.VMeans[channel] = center;
             }
@@ -144,23 +219,24 @@ public static class QkvQuantizeKernel
 
     /// <summary>
     /// K's smoothing mean of channel <paramref name="c"/> of the head whose first statistics chunk is
-    /// <paramref name="headChunk0"/>: 0 without K smoothing or for a padding channel.
+    /// <paramref name="headChunk0"/> (<paramref name="chunks"/> of them hold its tokens): 0 without K smoothing or for a
+    /// padding channel.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float KChannelMean(in QkvQuantizeParams p, long headChunk0, int c) =>
-        p.SmoothK != 0 && c < p.K.HeadDim ? ChannelMean(p.KStats, headChunk0, p.StatsChunks, c, p.PaddedHeadDim, p.K.Tokens) : 0f;
+    public static float KChannelMean(in QkvQuantizeParams p, long headChunk0, int chunks, int c) =>
+        p.SmoothK != 0 && c < p.K.HeadDim ? ChannelMean(p.KStats, headChunk0, chunks, c, p.PaddedHeadDim, p.K.Tokens) : 0f;
 
     /// <summary>
     /// V's scale and center of channel <paramref name="c"/> of the head whose first statistics chunk is
-    /// <paramref name="headChunk0"/>; without statistics (or for a padding channel) the scale of a zero maximum and no center.
+    /// <paramref name="headChunk0"/> (<paramref name="chunks"/> of them hold its tokens); without statistics (or for a padding channel) the scale of a zero maximum and no center.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void VChannel(in QkvQuantizeParams p, long headChunk0, int c, out float scale, out float center)
+    public static void VChannel(in QkvQuantizeParams p, long headChunk0, int chunks, int c, out float scale, out float center)
     {
         int dp = p.PaddedHeadDim;
         bool stats = p.ReadVStats != 0 && c < p.V.HeadDim;
-        center = stats && p.SmoothV != 0 ? ChannelMean(p.VStats, headChunk0, p.StatsChunks, c, dp, p.V.Tokens) : 0f;
-        float amax = stats ? AbsMaxAround(p.VStats, headChunk0, p.StatsChunks, c, dp, center) : 0f;
+        center = stats && p.SmoothV != 0 ? ChannelMean(p.VStats, headChunk0, chunks, c, dp, p.V.Tokens) : 0f;
+        float amax = stats ? AbsMaxAround(p.VStats, headChunk0, chunks, c, dp, center) : 0f;
         scale = QuantizeVKernel.ChannelScale(amax, p.VFormat);
     }
 
@@ -185,7 +261,8 @@ public static class QkvQuantizeKernel
         }
         for (; k < chunks; k++)
             sum += stats[SumIndex(headChunk0 + k, c, dp)];
-        return sum / tokens;
+        // No tokens (an empty packed sequence): mean 0, as ChannelStatsKernel.Mean.
+        return tokens > 0 ? sum / tokens : 0f;
     }
 
     /// <summary><see cref="ChannelStatsKernel.AbsMaxAround"/> with four chunks per step (a maximum is order-free).</summary>

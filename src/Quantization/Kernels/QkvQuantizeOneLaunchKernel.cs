@@ -208,7 +208,7 @@ public static class QkvQuantizeOneLaunchKernel
         int c = Group.IdxX, dp = p.PaddedHeadDim;
         if (c >= dp)
             return;
-        float mean = QkvQuantizeKernel.KChannelMean(p, (long)bh * p.StatsChunks, c);
+        float mean = QkvQuantizeKernel.KChannelMean(p, (long)bh * p.StatsChunks, p.StatsChunks, c);
         sp.Coordination[KMeanIndex(p, bh, c)] = (int)Interop.FloatAsInt(mean);
     }
 
@@ -219,7 +219,7 @@ public static class QkvQuantizeOneLaunchKernel
         int c = Group.IdxX, dp = p.PaddedHeadDim;
         if (c >= dp)
             return;
-        QkvQuantizeKernel.VChannel(p, (long)bh * p.StatsChunks, c, out float scale, out float center);
+        QkvQuantizeKernel.VChannel(p, (long)bh * p.StatsChunks, p.StatsChunks, c, out float scale, out float center);
         long channel = (long)bh * dp + c;
         p.VScales[channel] = scale;
         p.VMeans[channel] = center;

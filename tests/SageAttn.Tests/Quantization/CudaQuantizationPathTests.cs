@@ -60,6 +60,83 @@ public sealed class CudaQuantizationPathTests
             t.Dispose();
     }
 
+    /// <summary>
+    /// Packed batches: the fused path's packed kernels write the quantized tensors, scales and means of the five-launch path
+    /// byte for byte (statistics aside: the separate kernels also write zeros for chunks past a sequence's end, which the
+    /// fused ones skip and nothing reads), and the attention outputs are equal. Sequences: empty, one token, unaligned starts.
+    /// </summary>
+    [Theory]
+    [InlineData(false, (int)AttentionVariant.HopperQkInt8PvFp16)]
+    [InlineData(true, (int)AttentionVariant.HopperQkInt8PvFp8)]
+    public void PackedFusedPathWritesWhatTheSeparatePathWrites(bool bf16, int variant)
+    {
+        if (!torch.cuda.is_available())
+            Assert.Skip("no CUDA libtorch/device here (set SAGEATTN_LIBTORCH_DIR to a CUDA torch/lib on the GPU machine)");
+        int[] lengthsQ = [1000, 0, 1, 3000, 77], lengthsK = [1000, 0, 300, 3300, 2500];
+        const int hq = 8, hkv = 2, d = 128;
+        var dtype = bf16 ? ScalarType.BFloat16 : ScalarType.Float16;
+        torch.manual_seed(variant + (bf16 ? 1 : 0));
+        int tq = lengthsQ.Sum(), tk = lengthsK.Sum();
+        using var q = torch.randn([tq, hq, d], dtype, torch.CUDA);
+        using var k = (torch.randn([tk, hkv, d], ScalarType.Float32, torch.CUDA) + 8 * torch.randn([1, 1, d], ScalarType.Float32, torch.CUDA)).to(dtype);
+        using var v = (2 * torch.randn([tk, hkv, d], ScalarType.Float32, torch.CUDA) + 1).to(dtype);
+        using var cuQ = torch.tensor(Offsets(lengthsQ), ScalarType.Int32, torch.CUDA);
+        using var cuK = torch.tensor(Offsets(lengthsK), ScalarType.Int32, torch.CUDA);
+        var shape = new VarlenShape(lengthsQ.Length, hq, hkv, tq, tk, lengthsQ.Max(), lengthsK.Max(), d);
+        var options = new SageAttentionOptions { Variant = (AttentionVariant)variant, SmoothV = variant == (int)AttentionVariant.HopperQkInt8PvFp8 };
+        var element = bf16 ? TensorElementType.BFloat16 : TensorElementType.Float16;
+
+        var (separate, separateOut) = QuantizePacked(QuantizationPath.Separate, shape, options, q, k, v, cuQ, cuK, element);
+        var (fused, fusedOut) = QuantizePacked(QuantizationPath.OneLaunch, shape, options, q, k, v, cuQ, cuK, element);
+        using (separateOut)
+        using (fusedOut)
+        {
+            foreach (var (buffer, expected) in separate)
+            {
+                if (buffer is nameof(QuantizedScratch.Coordination) or nameof(QuantizedScratch.KStats) or nameof(QuantizedScratch.VStats))
+                    continue;
+                Assert.True(expected.eq(fused[buffer]).all().item<bool>(), $"{buffer} differs from the separate path's");
+            }
+            Assert.True(separateOut.eq(fusedOut).all().item<bool>(), "the attention outputs differ");
+            // Not vacuous: the outputs were written over the poison.
+            Assert.True(fused[nameof(QuantizedScratch.K)].ne(255).any().item<bool>());
+        }
+        foreach (var t in separate.Values.Concat(fused.Values))
+            t.Dispose();
+    }
+
+    private static (Dictionary<string, Tensor> Buffers, Tensor Output) QuantizePacked(QuantizationPath path, VarlenShape shape,
+        SageAttentionOptions options, Tensor q, Tensor k, Tensor v, Tensor cuQ, Tensor cuK, TensorElementType element)
+    {
+        var pipeline = new CudaSageAttention { QuantizationPath = path };
+        var buffers = new Dictionary<string, Tensor>();
+        IntPtr Allocate(string name, long bytes)
+        {
+            var t = torch.full([bytes], 255, ScalarType.Byte, torch.CUDA);
+            buffers[name] = t;
+            return TorchInterop.DataPointer(t);
+        }
+        var scratch = QuantizedScratch.Allocate(shape.Layout(options), Allocate);
+        var output = torch.full(q.shape, float.NaN, q.dtype, torch.CUDA);
+        pipeline.EnqueueVarlen(0, TorchInterop.CurrentCudaStream(0), Packed(q), Packed(k), Packed(v), Packed(output),
+            new DeviceView(TorchInterop.DataPointer(cuQ), cuQ.numel()), new DeviceView(TorchInterop.DataPointer(cuK), cuK.numel()),
+            shape.MaxQ, shape.MaxK, element, 1f / MathF.Sqrt(shape.HeadDim), causal: true, options, scratch, default, default);
+        torch.cuda.synchronize();
+        pipeline.Dispose();
+        return (buffers, output);
+    }
+
+    /// <summary>A packed [T, H, D] tensor as the launcher's [1, H, T, D] view.</summary>
+    private static DeviceTensor Packed(Tensor t) =>
+        new(TorchInterop.DataPointer(t), t.numel(), 1, (int)t.shape[1], (int)t.shape[0], (int)t.shape[2], 0, t.shape[2], t.shape[1] * t.shape[2]);
+
+    private static int[] Offsets(int[] lengths)
+    {
+        var cu = new int[lengths.Length + 1];
+        for (int i = 0; i < lengths.Length; i++) cu[i + 1] = cu[i] + lengths[i];
+        return cu;
+    }
+
     private static Dictionary<string, Tensor> Quantize(QuantizationPath path, AttentionShape shape, SageAttentionOptions options,
         Tensor q, Tensor k, Tensor v, TensorElementType element, int calls)
     {
