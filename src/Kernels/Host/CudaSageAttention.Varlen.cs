@@ -82,7 +82,12 @@ public sealed partial class CudaSageAttention
         if (QuantizationPath == QuantizationPath.Separate)
             EnqueueSeparateQuantization(target, stream, grid, q, k, v, elementType, smScale, options, scratch, args);
         else
-            EnqueuePackedFusedQuantization(target, stream, shape, grid, q, k, v, elementType, smScale, options, scratch, args);
+        {
+            var plan = FusedQuantizationPlan.ForPacked(shape, vStats: FusedQuantizationPlan.ReadsVStats(options, elementType));
+            int vector = VectorLoads(q, k, v);
+            EnqueueFusedQuantization(target, stream, plan, plan.PackedStatsParams(shape, elementType, vector >> 1),
+                plan.PackedQuantizeParams(shape, options, elementType, smScale, vector), grid, q, k, v, scratch, args);
+        }
         if (corrected)
             EnqueueLseCorrection(target, stream, grid, q, elementType, smScale, scratch, lseCorrection, args);
 
@@ -107,33 +112,6 @@ public sealed partial class CudaSageAttention
         Launch(target, VarlenAttention, new LaunchDimensions(shape.QTiles, shape.HeadsQ, shape.Batch, AttentionKernel.Threads, 1, 1), stream,
             args.AddParameter(attention, views).Add((int)options.Variant).Add(shape.PaddedHeadDim),
             (int)options.Variant, shape.PaddedHeadDim);
-    }
-
-    /// <summary>
-    /// Packed sequences through the fused path: K and V statistics (<see cref="KvStatsKernel.RunPacked"/>), then Q, K and V
-    /// tiles (<see cref="QkvQuantizeKernel.RunPacked"/>) — the five-launch path's outputs in two launches.
-    /// </summary>
-    private void EnqueuePackedFusedQuantization(PtxTarget target, IntPtr stream, VarlenShape shape, in CudaPipelineGrid grid, in DeviceTensor q,
-        in DeviceTensor k, in DeviceTensor v, TensorElementType elementType, float smScale, SageAttentionOptions options, QuantizedScratch scratch,
-        KernelArgs args)
-    {
-        var plan = FusedQuantizationPlan.ForPacked(shape, vStats: FusedQuantizationPlan.ReadsVStats(options, elementType));
-        bool qVector = q.Pointer % 16 == 0, kVector = k.Pointer % 16 == 0, vVector = v.Pointer % 16 == 0;
-        var stats = plan.PackedStatsParams(shape, elementType, (kVector ? 1 : 0) | (vVector ? 2 : 0));
-        stats.K = k.ToStrided();
-        stats.V = v.ToStrided();
-        stats.Sequences = grid.KSequences;
-        Launch(target, KvStatsPacked, new LaunchDimensions(plan.StatsBlocks, 1, 1, KvStatsKernel.Threads, 1, 1), stream,
-            args.AddParameter(stats, QuantizationLaunchViews.Stats(k, v, scratch, grid.CuSeqlensK)));
-
-        var p = plan.PackedQuantizeParams(shape, options, elementType, smScale, (qVector ? 1 : 0) | (kVector ? 2 : 0) | (vVector ? 4 : 0));
-        p.Q = q.ToStrided();
-        p.K = k.ToStrided();
-        p.V = v.ToStrided();
-        p.QSequences = grid.QSequences;
-        p.KSequences = grid.KSequences;
-        Launch(target, QuantizeQkvPacked, new LaunchDimensions((int)plan.QuantizeItems, 1, 1, TileSlices.Threads, 1, 1), stream,
-            args.AddParameter(p, QuantizationLaunchViews.Tiles("", q, k, v, scratch, grid.CuSeqlensQ, grid.CuSeqlensK)));
     }
 }
 

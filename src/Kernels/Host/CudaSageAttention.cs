@@ -145,7 +145,12 @@ public sealed partial class CudaSageAttention : IDisposable
                 && FusedQuantizationPlan.TakesOneLaunch(shape))
                 EnqueueOneLaunchQuantization(target, stream, shape, q, k, v, elementType, smScale, options, scratch, args);
             else if (QuantizationPath is QuantizationPath.Fused or QuantizationPath.OneLaunch)
-                EnqueueFusedQuantization(target, stream, shape, q, k, v, elementType, smScale, options, scratch, args);
+            {
+                var plan = FusedQuantizationPlan.For(shape, vStats: FusedQuantizationPlan.ReadsVStats(options, elementType));
+                int vector = VectorLoads(q, k, v);
+                EnqueueFusedQuantization(target, stream, plan, plan.StatsParams(shape, elementType, vector >> 1),
+                    plan.QuantizeParams(shape, options, elementType, smScale, vector), grid, q, k, v, scratch, args);
+            }
             else
                 EnqueueSeparateQuantization(target, stream, grid, q, k, v, elementType, smScale, options, scratch, args);
         }
@@ -266,25 +271,31 @@ public sealed partial class CudaSageAttention : IDisposable
                 $"{variant} needs FP8 tensor cores (sm_89 or newer); cuda:{device} is {target.TargetName}. Use {AttentionVariant.QkInt8PvFp16}.");
     }
 
-    /// <summary>Two launches: K and V statistics together, then Q, K and V tiles in one grid (<see cref="FusedQuantizationPlan"/>).</summary>
-    private void EnqueueFusedQuantization(PtxTarget target, IntPtr stream, AttentionShape shape, in DeviceTensor q, in DeviceTensor k,
-        in DeviceTensor v, TensorElementType elementType, float smScale, SageAttentionOptions options, QuantizedScratch scratch, KernelArgs args)
+    /// <summary>Bits 0, 1, 2: Q, K, V start 16-byte aligned, so their kernels may read them with 16-byte loads (statistics: bits >> 1).</summary>
+    private static int VectorLoads(in DeviceTensor q, in DeviceTensor k, in DeviceTensor v) =>
+        (q.Pointer % 16 == 0 ? 1 : 0) | (k.Pointer % 16 == 0 ? 2 : 0) | (v.Pointer % 16 == 0 ? 4 : 0);
+
+    /// <summary>
+    /// Two launches: K and V statistics together, then Q, K and V tiles in one grid (<see cref="FusedQuantizationPlan"/>), with
+    /// the scalar parameters the plan gave; the kernels' packed entries when <paramref name="grid"/> holds packed sequences.
+    /// </summary>
+    private void EnqueueFusedQuantization(PtxTarget target, IntPtr stream, FusedQuantizationPlan plan, KvStatsParams stats, QkvQuantizeParams p,
+        in CudaPipelineGrid grid, in DeviceTensor q, in DeviceTensor k, in DeviceTensor v, QuantizedScratch scratch, KernelArgs args)
     {
-        var plan = FusedQuantizationPlan.For(shape, vStats: FusedQuantizationPlan.ReadsVStats(options, elementType));
-        bool qVector = q.Pointer % 16 == 0, kVector = k.Pointer % 16 == 0, vVector = v.Pointer % 16 == 0;
-        var stats = plan.StatsParams(shape, elementType, (kVector ? 1 : 0) | (vVector ? 2 : 0));
+        bool packed = grid.QSequences.Packed != 0;
         stats.K = k.ToStrided();
         stats.V = v.ToStrided();
-        var none = QuantizationLaunchViews.NoSequences(scratch);
-        Launch(target, KvStats, new LaunchDimensions(plan.StatsBlocks, 1, 1, KvStatsKernel.Threads, 1, 1), stream,
-            args.AddParameter(stats, QuantizationLaunchViews.Stats(k, v, scratch, none)));
+        stats.Sequences = grid.KSequences;
+        Launch(target, packed ? KvStatsPacked : KvStats, new LaunchDimensions(plan.StatsBlocks, 1, 1, KvStatsKernel.Threads, 1, 1), stream,
+            args.AddParameter(stats, QuantizationLaunchViews.Stats(k, v, scratch, grid.CuSeqlensK)));
 
-        var p = plan.QuantizeParams(shape, options, elementType, smScale, (qVector ? 1 : 0) | (kVector ? 2 : 0) | (vVector ? 4 : 0));
         p.Q = q.ToStrided();
         p.K = k.ToStrided();
         p.V = v.ToStrided();
-        Launch(target, QuantizeQkv, new LaunchDimensions((int)plan.QuantizeItems, 1, 1, TileSlices.Threads, 1, 1), stream,
-            args.AddParameter(p, QuantizationLaunchViews.Tiles("", q, k, v, scratch, none, none)));
+        p.QSequences = grid.QSequences;
+        p.KSequences = grid.KSequences;
+        Launch(target, packed ? QuantizeQkvPacked : QuantizeQkv, new LaunchDimensions((int)plan.QuantizeItems, 1, 1, TileSlices.Threads, 1, 1),
+            stream, args.AddParameter(p, QuantizationLaunchViews.Tiles("", q, k, v, scratch, grid.CuSeqlensQ, grid.CuSeqlensK)));
     }
 
     /// <summary>
@@ -295,8 +306,7 @@ public sealed partial class CudaSageAttention : IDisposable
         in DeviceTensor v, TensorElementType elementType, float smScale, SageAttentionOptions options, QuantizedScratch scratch, KernelArgs args)
     {
         var plan = FusedQuantizationPlan.For(shape, vStats: FusedQuantizationPlan.ReadsVStats(options, elementType));
-        int vectorLoads = (q.Pointer % 16 == 0 ? 1 : 0) | (k.Pointer % 16 == 0 ? 2 : 0) | (v.Pointer % 16 == 0 ? 4 : 0);
-        var p = plan.OneLaunchParams(shape, options, elementType, smScale, vectorLoads);
+        var p = plan.OneLaunchParams(shape, options, elementType, smScale, VectorLoads(q, k, v));
         p.Tiles.Q = q.ToStrided();
         p.Tiles.K = k.ToStrided();
         p.Tiles.V = v.ToStrided();

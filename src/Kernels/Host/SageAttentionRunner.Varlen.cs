@@ -81,7 +81,12 @@ public sealed partial class SageAttentionRunner
         if (QuantizationPath == QuantizationPath.Separate)
             QuantizeSeparate(grid, views, q, k, v, (int)elementType, smScale, options);
         else
-            QuantizePackedFused(shape, grid, views, q, k, v, elementType, smScale, options);
+        {
+            var plan = FusedQuantizationPlan.ForPacked(shape, StripTiles, FusedQuantizationPlan.ReadsVStats(options, elementType));
+            int vector = VectorLoads(q, k, v);
+            QuantizeFused(plan, plan.PackedStatsParams(shape, elementType, vector >> 1),
+                plan.PackedQuantizeParams(shape, options, elementType, smScale, vector), grid, views, q, k, v);
+        }
         if (corrected)
             LaunchLseCorrection(grid, q, kStats.View, (int)elementType, smScale, correction.View);
         var p = AttentionParamsFor(grid, views, output, elementType, causal, 0, writeLse ? lse : null, corrected ? correction.View : null, options);
@@ -91,34 +96,5 @@ public sealed partial class SageAttentionRunner
             _varlenAttention(new KernelConfig(new Index3D(shape.QTiles, shape.HeadsQ, shape.Batch), new Index3D(AttentionKernel.Threads, 1, 1),
                 EmulationSharedMemory()), p, SpecializedValue.New((int)options.Variant), SpecializedValue.New(shape.PaddedHeadDim));
         _accelerator.Synchronize();
-    }
-
-    /// <summary>
-    /// Packed sequences through the fused path (<see cref="KvStatsKernel.RunPacked"/>, then <see cref="QkvQuantizeKernel.RunPacked"/>):
-    /// the separate packed quantizers' outputs in two launches. Loaded on first use.
-    /// </summary>
-    private void QuantizePackedFused(VarlenShape shape, in RunnerGrid grid, in QuantizedViews quantized, in StridedTensor q, in StridedTensor k,
-        in StridedTensor v, TensorElementType elementType, float smScale, SageAttentionOptions options)
-    {
-        _kvStatsPacked ??= _accelerator.LoadStreamKernel<KvStatsParams>(KvStatsKernel.RunPacked);
-        _quantizeQkvPacked ??= _accelerator.LoadStreamKernel<QkvQuantizeParams>(QkvQuantizeKernel.RunPacked);
-        var plan = FusedQuantizationPlan.ForPacked(shape, StripTiles, FusedQuantizationPlan.ReadsVStats(options, elementType));
-        bool qVector = Vector16(q), kVector = Vector16(k), vVector = Vector16(v);
-        var stats = plan.PackedStatsParams(shape, elementType, (kVector ? 1 : 0) | (vVector ? 2 : 0));
-        stats.K = k;
-        stats.V = v;
-        stats.KStats = quantized.KStats;
-        stats.VStats = quantized.VStats;
-        stats.Sequences = grid.KSequences;
-        _kvStatsPacked(new KernelConfig(new Index3D(plan.StatsBlocks, 1, 1), new Index3D(KvStatsKernel.Threads, 1, 1)), stats);
-
-        var p = plan.PackedQuantizeParams(shape, options, elementType, smScale, (qVector ? 1 : 0) | (kVector ? 2 : 0) | (vVector ? 4 : 0));
-        p.Q = q; p.K = k; p.V = v;
-        p.QOut = quantized.Q; p.KOut = quantized.K; p.QScales = quantized.QScale; p.KScales = quantized.KScale;
-        p.VOut = quantized.V; p.VScales = quantized.VScale; p.VMeans = quantized.VMean;
-        p.KStats = quantized.KStats; p.VStats = quantized.VStats;
-        p.QSequences = grid.QSequences;
-        p.KSequences = grid.KSequences;
-        _quantizeQkvPacked(new KernelConfig(new Index3D((int)plan.QuantizeItems, 1, 1), new Index3D(TileSlices.Threads, 1, 1)), p);
     }
 }

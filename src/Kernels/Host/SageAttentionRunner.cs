@@ -100,7 +100,11 @@ public sealed partial class SageAttentionRunner
         }
         if (QuantizationPath is QuantizationPath.Fused or QuantizationPath.OneLaunch)
         {
-            QuantizeFused(quantized, q, k, v, elementType, smScale);
+            var plan = FusedQuantizationPlan.For(shape, StripTiles, FusedQuantizationPlan.ReadsVStats(quantized.Options, elementType));
+            int vector = VectorLoads(q, k, v);
+            QuantizeFused(plan, plan.StatsParams(shape, elementType, vector >> 1),
+                plan.QuantizeParams(shape, quantized.Options, elementType, smScale, vector), RunnerGrid.Dense(shape, _noSequences.View),
+                quantized.Views, q, k, v);
             return;
         }
         QuantizeSeparate(RunnerGrid.Dense(shape, _noSequences.View), quantized.Views, q, k, v, (int)elementType, smScale, quantized.Options);
@@ -137,23 +141,28 @@ public sealed partial class SageAttentionRunner
         });
     }
 
-    /// <summary>K and V statistics in one launch, then Q, K and V tiles in one launch (see <see cref="FusedQuantizationPlan"/>).</summary>
-    private void QuantizeFused(QuantizedAttentionInputs quantized, in StridedTensor q, in StridedTensor k, in StridedTensor v,
-        TensorElementType elementType, float smScale)
+    /// <summary>
+    /// K and V statistics in one launch, then Q, K and V tiles in one launch (see <see cref="FusedQuantizationPlan"/>), with the
+    /// scalar parameters the plan gave; the kernels' packed entries (loaded on first use) when <paramref name="grid"/> is packed.
+    /// </summary>
+    private void QuantizeFused(FusedQuantizationPlan plan, KvStatsParams stats, QkvQuantizeParams p, in RunnerGrid grid,
+        in QuantizedViews quantized, in StridedTensor q, in StridedTensor k, in StridedTensor v)
     {
-        var shape = quantized.Shape;
-        var plan = FusedQuantizationPlan.For(shape, StripTiles, FusedQuantizationPlan.ReadsVStats(quantized.Options, elementType));
-        bool qVector = Vector16(q), kVector = Vector16(k), vVector = Vector16(v);
-        var stats = plan.StatsParams(shape, elementType, (kVector ? 1 : 0) | (vVector ? 2 : 0));
+        var kvStats = grid.IsPacked ? _kvStatsPacked ??= _accelerator.LoadStreamKernel<KvStatsParams>(KvStatsKernel.RunPacked) : _kvStats;
+        var quantizeQkv = grid.IsPacked
+            ? _quantizeQkvPacked ??= _accelerator.LoadStreamKernel<QkvQuantizeParams>(QkvQuantizeKernel.RunPacked)
+            : _quantizeQkv;
         stats.K = k;
         stats.V = v;
-        stats.KStats = quantized.KStats.View;
-        stats.VStats = quantized.VStats.View;
-        _kvStats(new KernelConfig(new Index3D(plan.StatsBlocks, 1, 1), new Index3D(KvStatsKernel.Threads, 1, 1)), stats);
+        stats.KStats = quantized.KStats;
+        stats.VStats = quantized.VStats;
+        stats.Sequences = grid.KSequences;
+        kvStats(new KernelConfig(new Index3D(plan.StatsBlocks, 1, 1), new Index3D(KvStatsKernel.Threads, 1, 1)), stats);
 
-        var p = plan.QuantizeParams(shape, quantized.Options, elementType, smScale, (qVector ? 1 : 0) | (kVector ? 2 : 0) | (vVector ? 4 : 0));
         BindTiles(ref p, quantized, q, k, v);
-        _quantizeQkv(new KernelConfig(new Index3D((int)plan.QuantizeItems, 1, 1), new Index3D(TileSlices.Threads, 1, 1)), p);
+        p.QSequences = grid.QSequences;
+        p.KSequences = grid.KSequences;
+        quantizeQkv(new KernelConfig(new Index3D((int)plan.QuantizeItems, 1, 1), new Index3D(TileSlices.Threads, 1, 1)), p);
     }
 
     /// <summary>Q, K and V in one launch (<see cref="QkvQuantizeOneLaunchKernel"/>).</summary>
@@ -162,9 +171,8 @@ public sealed partial class SageAttentionRunner
     {
         var shape = quantized.Shape;
         var plan = FusedQuantizationPlan.For(shape, StripTiles, FusedQuantizationPlan.ReadsVStats(quantized.Options, elementType));
-        int vectorLoads = (Vector16(q) ? 1 : 0) | (Vector16(k) ? 2 : 0) | (Vector16(v) ? 4 : 0);
-        var p = plan.OneLaunchParams(shape, quantized.Options, elementType, smScale, vectorLoads);
-        BindTiles(ref p.Tiles, quantized, q, k, v);
+        var p = plan.OneLaunchParams(shape, quantized.Options, elementType, smScale, VectorLoads(q, k, v));
+        BindTiles(ref p.Tiles, quantized.Views, q, k, v);
         p.Coordination = quantized.Coordination.View;
         long counters = QkvQuantizeOneLaunchKernel.CounterCount((long)shape.Batch * shape.HeadsKv);
         quantized.Coordination.View.SubView(0, counters).MemSetToZero();
@@ -174,17 +182,21 @@ public sealed partial class SageAttentionRunner
     }
 
     /// <summary>Points a <see cref="QkvQuantizeParams"/> at the inputs and at the quantized buffers.</summary>
-    private static void BindTiles(ref QkvQuantizeParams p, QuantizedAttentionInputs quantized, in StridedTensor q, in StridedTensor k,
+    private static void BindTiles(ref QkvQuantizeParams p, in QuantizedViews quantized, in StridedTensor q, in StridedTensor k,
         in StridedTensor v)
     {
         p.Q = q; p.K = k; p.V = v;
-        p.QOut = quantized.Q.View; p.KOut = quantized.K.View; p.QScales = quantized.QScale.View; p.KScales = quantized.KScale.View;
-        p.VOut = quantized.V.View; p.VScales = quantized.VScale.View; p.VMeans = quantized.VMean.View;
-        p.KStats = quantized.KStats.View; p.VStats = quantized.VStats.View;
+        p.QOut = quantized.Q; p.KOut = quantized.K; p.QScales = quantized.QScale; p.KScales = quantized.KScale;
+        p.VOut = quantized.V; p.VScales = quantized.VScale; p.VMeans = quantized.VMean;
+        p.KStats = quantized.KStats; p.VStats = quantized.VStats;
     }
 
     /// <summary>16-byte loads need the first element 16-byte aligned: device allocations are, so a view is when its offset is.</summary>
     private static bool Vector16(in StridedTensor t) => t.Aligned8 != 0 && ((IContiguousArrayView)t.Data).IndexInBytes % 16 == 0;
+
+    /// <summary>Bits 0, 1, 2: Q, K, V may be read with 16-byte loads (<see cref="Vector16"/>; statistics: bits >> 1).</summary>
+    private static int VectorLoads(in StridedTensor q, in StridedTensor k, in StridedTensor v) =>
+        (Vector16(q) ? 1 : 0) | (Vector16(k) ? 2 : 0) | (Vector16(v) ? 4 : 0);
 
     /// <summary>
     /// Runs the attention kernel on quantized inputs, writing O [B, Hq, Nq, D] through its strides and,
