@@ -62,11 +62,7 @@ internal static class DecodeBenchCommand
                 Console.WriteLine($"{batch,5} {ctx,7} {us,10:F1} {gbPerS,9:F0}");
                 rows.Add(string.Create(CultureInfo.InvariantCulture, $"{batch},{ctx},{us:F2},{gbPerS:F1}"));
             }
-        if (outDir is not null)
-        {
-            Directory.CreateDirectory(outDir);
-            File.WriteAllLines(Path.Combine(outDir, "bench_decode.csv"), rows);
-        }
+        CsvOutput.Write(outDir, "bench_decode.csv", rows);
         return 0;
     }
 }

@@ -100,11 +100,7 @@ public static class PrefillBenchCommand
             Console.WriteLine($"{variant,-24} {ms,9:F3} {tops,8:F1} {relL1,22:F4}");
             rows.Add(string.Create(CultureInfo.InvariantCulture, $"{variant},{ms:F4},{tops:F1},{relL1:F5}"));
         }
-        if (outDir is not null)
-        {
-            Directory.CreateDirectory(outDir);
-            File.WriteAllLines(Path.Combine(outDir, "bench_prefill.csv"), rows);
-        }
+        CsvOutput.Write(outDir, "bench_prefill.csv", rows);
         return 0;
     }
 

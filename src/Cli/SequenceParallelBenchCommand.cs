@@ -60,11 +60,7 @@ public static class SequenceParallelBenchCommand
                 rows.Add(string.Create(CultureInfo.InvariantCulture, $"{n},{partitions},{used},{causal},{ms:F3},{tops:F2},{speedup}"));
             }
         }
-        if (outDir is not null)
-        {
-            Directory.CreateDirectory(outDir);
-            File.WriteAllLines(Path.Combine(outDir, "sequence_parallel.csv"), rows);
-        }
+        CsvOutput.Write(outDir, "sequence_parallel.csv", rows);
         return 0;
     }
 

@@ -27,20 +27,13 @@ public abstract class VarlenAttentionKernelTests(AcceleratorFixture fixture, ITe
         public override string ToString() => Name;
     }
 
-    protected static int[] Offsets(int[] lengths)
-    {
-        var cu = new int[lengths.Length + 1];
-        for (int i = 0; i < lengths.Length; i++) cu[i + 1] = cu[i] + lengths[i];
-        return cu;
-    }
-
     /// <summary>Runs one packed batch; returns the whole batch's (relL1, cosine) against float64 after the per-sequence dense check.</summary>
     protected (double RelL1, double Cosine) RunCase(Case c, int seed, bool checkDense = true)
     {
         var runner = fixture.Require();
         var accelerator = fixture.Accelerator!;
         var random = new Random(seed);
-        int[] cuQ = Offsets(c.LengthsQ), cuK = Offsets(c.LengthsK);
+        int[] cuQ = TestData.Offsets(c.LengthsQ), cuK = TestData.Offsets(c.LengthsK);
         int tq = cuQ[^1], tk = cuK[^1], d = c.HeadDim;
         // [1, T, H, D] NHD storage is exactly the packed [T, H, D] tensor.
         var q = TestData.Randn(random, 1, c.HeadsQ, tq, d, c.Type, nhd: true);

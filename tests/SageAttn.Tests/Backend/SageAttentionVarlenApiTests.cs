@@ -27,13 +27,6 @@ public abstract class SageAttentionVarlenApiTests
         VarlenApiBatch.Run(Device, lengthsQ, lengthsK, hq, hkv, d, type, causal, variant, checkDense);
     }
 
-    internal static int[] Offsets(int[] lengths)
-    {
-        var cu = new int[lengths.Length + 1];
-        for (int i = 0; i < lengths.Length; i++) cu[i + 1] = cu[i] + lengths[i];
-        return cu;
-    }
-
     [Fact]
     public void CausalPrefixBatchMatchesReferenceAndDense() =>
         RunBatch([1, 40, 9], [20, 70, 9], hq: 4, hkv: 2, d: 64, ScalarType.Float16, causal: true, AttentionVariant.QkInt8PvFp8);
@@ -55,7 +48,7 @@ public abstract class SageAttentionVarlenApiTests
         using var q = qkv.narrow(1, 0, hq * d).view(t, hq, d);
         using var k = qkv.narrow(1, hq * d, hkv * d).view(t, hkv, d);
         using var v = qkv.narrow(1, (hq + hkv) * d, hkv * d).view(t, hkv, d);
-        using var cu = torch.tensor(Offsets(lengths), ScalarType.Int32, Device);
+        using var cu = torch.tensor(TestData.Offsets(lengths), ScalarType.Int32, Device);
         Assert.False(q.is_contiguous());
 
         using var strided = SageAttention.sageattn_varlen(q, k, v, cu, cu, 20, 20, is_causal: true);
@@ -190,7 +183,7 @@ internal static class VarlenApiBatch
         using var q = TorchReference.Randn(generator, [tq, hq, d], type, device);
         using var k = TorchReference.Randn(generator, [tk, hkv, d], type, device, channelOffset: 4);
         using var v = TorchReference.Randn(generator, [tk, hkv, d], type, device);
-        int[] cuQ = SageAttentionVarlenApiTests.Offsets(lengthsQ), cuK = SageAttentionVarlenApiTests.Offsets(lengthsK);
+        int[] cuQ = TestData.Offsets(lengthsQ), cuK = TestData.Offsets(lengthsK);
         using var cuQTensor = torch.tensor(cuQ, ScalarType.Int32, device);
         using var cuKTensor = torch.tensor(cuK, ScalarType.Int32, device);
         var settings = new SageAttentionSettings { Variant = variant };

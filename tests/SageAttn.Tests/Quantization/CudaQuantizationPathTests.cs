@@ -3,6 +3,7 @@ using SageAttn.Kernels.Attention;
 using SageAttn.Kernels.Host;
 using SageAttn.Kernels.Runtime;
 using SageAttn.Quantization;
+using SageAttn.Tests.Support;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -80,8 +81,8 @@ public sealed class CudaQuantizationPathTests
         using var q = torch.randn([tq, hq, d], dtype, torch.CUDA);
         using var k = (torch.randn([tk, hkv, d], ScalarType.Float32, torch.CUDA) + 8 * torch.randn([1, 1, d], ScalarType.Float32, torch.CUDA)).to(dtype);
         using var v = (2 * torch.randn([tk, hkv, d], ScalarType.Float32, torch.CUDA) + 1).to(dtype);
-        using var cuQ = torch.tensor(Offsets(lengthsQ), ScalarType.Int32, torch.CUDA);
-        using var cuK = torch.tensor(Offsets(lengthsK), ScalarType.Int32, torch.CUDA);
+        using var cuQ = torch.tensor(TestData.Offsets(lengthsQ), ScalarType.Int32, torch.CUDA);
+        using var cuK = torch.tensor(TestData.Offsets(lengthsK), ScalarType.Int32, torch.CUDA);
         var shape = new VarlenShape(lengthsQ.Length, hq, hkv, tq, tk, lengthsQ.Max(), lengthsK.Max(), d);
         var options = new SageAttentionOptions { Variant = (AttentionVariant)variant, SmoothV = variant == (int)AttentionVariant.HopperQkInt8PvFp8 };
         var element = bf16 ? TensorElementType.BFloat16 : TensorElementType.Float16;
@@ -129,13 +130,6 @@ public sealed class CudaQuantizationPathTests
     /// <summary>A packed [T, H, D] tensor as the launcher's [1, H, T, D] view.</summary>
     private static DeviceTensor Packed(Tensor t) =>
         new(TorchInterop.DataPointer(t), t.numel(), 1, (int)t.shape[1], (int)t.shape[0], (int)t.shape[2], 0, t.shape[2], t.shape[1] * t.shape[2]);
-
-    private static int[] Offsets(int[] lengths)
-    {
-        var cu = new int[lengths.Length + 1];
-        for (int i = 0; i < lengths.Length; i++) cu[i + 1] = cu[i] + lengths[i];
-        return cu;
-    }
 
     private static Dictionary<string, Tensor> Quantize(QuantizationPath path, AttentionShape shape, SageAttentionOptions options,
         Tensor q, Tensor k, Tensor v, TensorElementType element, int calls)

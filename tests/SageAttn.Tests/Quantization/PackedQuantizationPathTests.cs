@@ -51,7 +51,7 @@ public sealed class PackedQuantizationPathTests(CpuAcceleratorFixture fixture) :
         var runner = fixture.Require();
         var accelerator = fixture.Accelerator!;
         var random = new Random(c.Name.Length * 13 + c.HeadDim);
-        int[] cuQ = Offsets(c.LengthsQ), cuK = Offsets(c.LengthsK);
+        int[] cuQ = TestData.Offsets(c.LengthsQ), cuK = TestData.Offsets(c.LengthsK);
         int tq = cuQ[^1], tk = cuK[^1], d = c.HeadDim;
         var q = TestData.Randn(random, 1, c.HeadsQ, tq, d, c.Type, nhd: true);
         var k = TestData.Randn(random, 1, c.HeadsKv, tk, d, c.Type, nhd: true, channelOffset: 3f);
@@ -82,12 +82,5 @@ public sealed class PackedQuantizationPathTests(CpuAcceleratorFixture fixture) :
             runner.StripTiles = stripTiles;
         }
         return (ob.GetAsArray1D(), lseBuffer.GetAsArray1D());
-    }
-
-    private static int[] Offsets(int[] lengths)
-    {
-        var cu = new int[lengths.Length + 1];
-        for (int i = 0; i < lengths.Length; i++) cu[i + 1] = cu[i] + lengths[i];
-        return cu;
     }
 }

@@ -35,6 +35,14 @@ public static class TestData
         return (float)(Math.Sqrt(-2.0 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2));
     }
 
+    /// <summary>cu_seqlens of packed sequences of <paramref name="lengths"/> tokens: 0 and the running sums.</summary>
+    public static int[] Offsets(int[] lengths)
+    {
+        var cu = new int[lengths.Length + 1];
+        for (int i = 0; i < lengths.Length; i++) cu[i + 1] = cu[i] + lengths[i];
+        return cu;
+    }
+
     /// <summary>An output buffer poisoned with NaN so any element the kernel fails to write is caught.</summary>
     public static ushort[] Poisoned(int length) => Enumerable.Repeat((ushort)0x7E00, length).ToArray();
 
