@@ -18,6 +18,12 @@ public struct StridedTensor
     /// which lets kernels read aligned channel groups with vector loads. 0 is always safe.
     /// </summary>
     public int Aligned8;
+    /// <summary>
+    /// Element index of (0, 0, 0, 0) in <see cref="Data"/>: 0, or a packed sequence's first token once narrowed
+    /// (<see cref="Narrow"/>). An index, not a moved view: ILGPU proves the 16-byte alignment of vector loads only for
+    /// the kernel parameter's own view (a view moved by a run-time offset got eight 2-byte loads per slice).
+    /// </summary>
+    public long Origin;
 
     public StridedTensor(ArrayView<ushort> data, int batch, int heads, int tokens, int headDim,
         long strideBatch, long strideHead, long strideToken, bool aligned8 = false)
@@ -29,26 +35,19 @@ public struct StridedTensor
     }
 
     /// <summary>Element index of (b, h, n, 0).</summary>
-    public readonly long RowOffset(int b, int h, int n) => b * StrideBatch + h * StrideHead + n * StrideToken;
+    public readonly long RowOffset(int b, int h, int n) => Origin + b * StrideBatch + h * StrideHead + n * StrideToken;
 
     /// <summary>
     /// The tokens of a packed sequence as a tensor of their own (batch 1, <see cref="SequenceSpan.Length"/> tokens from its
-    /// first one), so the dense tile code reads it unchanged. An empty span keeps the data view (nothing is read).
+    /// first one, which becomes <see cref="Origin"/>), so the dense tile code reads it unchanged; its loads check their
+    /// alignment on the absolute index as before.
     /// </summary>
     public readonly StridedTensor Narrow(in SequenceSpan span)
     {
         var t = this;
         t.Batch = 1;
         t.Tokens = span.Length;
-        long offset = NarrowOffset(span);
-        if (offset > 0)
-        {
-            t.Data = Data.SubView(offset, Data.Length - offset);
-            t.Aligned8 = Aligned8 != 0 && (offset & 3) == 0 ? 1 : 0;
-        }
+        t.Origin = Origin + span.TokenStart * StrideToken;
         return t;
     }
-
-    /// <summary>Elements <see cref="Narrow"/> moves the data view by: 16-byte loads stay aligned when it is a multiple of 8.</summary>
-    public readonly long NarrowOffset(in SequenceSpan span) => span.Length > 0 ? span.TokenStart * StrideToken : 0;
 }

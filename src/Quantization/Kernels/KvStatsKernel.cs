@@ -85,10 +85,6 @@ public static class KvStatsKernel
             var span = p.Sequences.Resolve(b, p.K.Tokens);
             if (chunk * SageConstants.StatsChunkTokens >= span.Length)
                 return;
-            if ((p.K.NarrowOffset(span) & 7) != 0)
-                p.VectorLoads &= ~1;
-            if ((p.V.NarrowOffset(span) & 7) != 0)
-                p.VectorLoads &= ~2;
             p.K = p.K.Narrow(span);
             p.V = p.V.Narrow(span);
             b = 0;

@@ -142,16 +142,12 @@ public static class QkvQuantizeKernel
 
     /// <summary>
     /// Points K, V and their outputs at one packed sequence: inputs from its first token with its length, INT8 K, K scales
-    /// and Vᵀ from its padded start; 16-byte loads only where the moved views stay aligned.
+    /// and Vᵀ from its padded start (the loads check their own alignment on the absolute index).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void NarrowKeys(ref QkvQuantizeParams p, in SequenceSpan span)
     {
         int dp = p.PaddedHeadDim, start = span.PaddedStart;
-        if ((p.K.NarrowOffset(span) & 7) != 0)
-            p.VectorLoads &= ~2;
-        if ((p.V.NarrowOffset(span) & 7) != 0)
-            p.VectorLoads &= ~4;
         p.K = p.K.Narrow(span);
         p.V = p.V.Narrow(span);
         p.KOut = p.KOut.SubView((long)start * dp, p.KOut.Length - (long)start * dp);
@@ -166,8 +162,6 @@ public static class QkvQuantizeKernel
     private static void NarrowQueries(ref QkvQuantizeParams p, in SequenceSpan span)
     {
         int dp = p.PaddedHeadDim, start = span.PaddedStart;
-        if ((p.Q.NarrowOffset(span) & 7) != 0)
-            p.VectorLoads &= ~1;
         p.Q = p.Q.Narrow(span);
         p.QOut = p.QOut.SubView((long)start * dp, p.QOut.Length - (long)start * dp);
         long qScales = (long)start / SageConstants.QTileRows * SageConstants.QScaleSlotsPerTile;
