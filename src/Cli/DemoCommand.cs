@@ -52,14 +52,14 @@ public static class DemoCommand
             double ms = watch.Elapsed.TotalMilliseconds;
             var (relL1, cosine) = Compare(result, reference);
             if (gpu)
-                ms = Time(gpu, 20, () => SageAttention.sageattn(q, k, v, options: settings).Dispose());
+                ms = Time(20, () => SageAttention.sageattn(q, k, v, options: settings).Dispose());
             output.WriteLine($"{variant,-26} {relL1,8:F4} {cosine,9:F6} {ms,8:F3}ms");
         }
         if (gpu)
         {
             var torchOut = nn.functional.scaled_dot_product_attention(q, k, v);
             var (relL1, cosine) = Compare(torchOut, reference);
-            double ms = Time(gpu, 20, () => nn.functional.scaled_dot_product_attention(q, k, v).Dispose());
+            double ms = Time(20, () => nn.functional.scaled_dot_product_attention(q, k, v).Dispose());
             output.WriteLine($"{"torch SDPA (fp16)",-26} {relL1,8:F4} {cosine,9:F6} {ms,8:F3}ms");
         }
         output.WriteLine(gpu
@@ -77,15 +77,15 @@ public static class DemoCommand
         return (relL1, cosine);
     }
 
-    /// <summary>Mean milliseconds per call after one warm-up, synchronizing the device around the timed calls.</summary>
-    private static double Time(bool gpu, int reps, Action call)
+    /// <summary>Mean milliseconds per call on the GPU after one warm-up, synchronizing the device around the timed calls.</summary>
+    private static double Time(int reps, Action call)
     {
         call();
-        if (gpu) cuda.synchronize();
+        cuda.synchronize();
         var watch = Stopwatch.StartNew();
         for (int i = 0; i < reps; i++)
             call();
-        if (gpu) cuda.synchronize();
+        cuda.synchronize();
         return watch.Elapsed.TotalMilliseconds / reps;
     }
 }
