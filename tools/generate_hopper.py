@@ -637,7 +637,162 @@ public static class ResidentPv
         f.write(text)
 
 
+def resident_fp8():
+    """The FP8 P·V operands of the warp-specialized loop kept in PTX registers that ILGPU never sees: the block's fresh
+    FP32 accumulator (64 per thread at hd128, written by wgmma while the next block's softmax runs), the row sums of P
+    (the m64n8 product against the ones tile) and the current P (8 e4m3x4 words). As for ResidentPv: ILGPU's operand
+    moves of an accumulator or A read while Q·Kᵀ of the next block is in flight would make ptxas serialize the wgmma."""
+    a = [f"sga{i}" for i in range(64)]
+    def pv(upper):
+        acc = ",".join(a[32 * upper + i] for i in range(32))
+        return ("{ .reg .pred pz, po; .reg .b32 lb; .reg .b64 db; setp.ne.b32 pz, %0, %0; setp.eq.b32 po, %0, %0; "
+                + descriptor("%0", "%1", "db") + "wgmma.fence.sync.aligned; "
+                + f"wgmma.mma_async.sync.aligned.m64n64k32.f32.e4m3.e4m3 {{{acc}}}, {{sgp0,sgp1,sgp2,sgp3}}, db, pz, 1, 1; "
+                + f"add.u32 lb, %0, {STEP}; " + descriptor("lb", "%1", "db")
+                + f"wgmma.mma_async.sync.aligned.m64n64k32.f32.e4m3.e4m3 {{{acc}}}, {{sgp4,sgp5,sgp6,sgp7}}, db, po, 1, 1; }}")
+    sums = ("{ .reg .pred pz, po; .reg .b64 db; setp.ne.b32 pz, %0, %0; setp.eq.b32 po, %0, %0; mov.b64 db, {%0, 16}; "
+            "wgmma.mma_async.sync.aligned.m64n8k32.f32.e4m3.e4m3 {sgs0,sgs1,sgs2,sgs3}, {sgp0,sgp1,sgp2,sgp3}, db, pz, 1, 1; "
+            "wgmma.mma_async.sync.aligned.m64n8k32.f32.e4m3.e4m3 {sgs0,sgs1,sgs2,sgs3}, {sgp4,sgp5,sgp6,sgp7}, db, po, 1, 1; }")
+    def read(upper, with_sums):
+        text = " ".join(f"mov.f32 %{i}, {a[32 * upper + i]};" for i in range(32))
+        return text + (" mov.f32 %32, sgs0; mov.f32 %33, sgs2;" if with_sums else "")
+    set_p = " ".join(f"mov.b32 sgp{k}, %{k};" for k in range(8))
+    # wgmma names its accumulators as inputs too (scale-d), so without a definition first ptxas takes them live from the
+    # function's entry, through the producer's code, and ignores setmaxnreg (C7507).
+    zero = " ".join([f"mov.f32 {r}, 0f00000000;" for r in a] + [f"mov.f32 sgs{i}, 0f00000000;" for i in range(4)]
+                    + [f"mov.b32 sgp{k}, 0;" for k in range(8)])
+    read_decl = "\n".join(f"            Output<float> y{i} = default;" for i in range(34))
+    read_refs = ", ".join(f"ref y{i}" for i in range(32))
+    def back(target):
+        return "\n".join(f"            {target}.{name} = y{i}.Value;" for i, name in enumerate(NAMES))
+    text = HEADER + f"""using System.Runtime.CompilerServices;
+using ILGPU;
+using ILGPU.Runtime.Cuda;
+
+namespace SageAttn.Kernels.Intrinsics;
+
+/// <summary>
+/// What the resident FP8 registers hold, for the emulation (on the GPU it is unused): the fresh P·V accumulator's two
+/// 64-channel halves, the row sums of P, and the current P.
+/// </summary>
+public struct ResidentFp8PvState
+{{
+    /// <summary>P·V of the last issued block, channels 0..63 and 64..127.</summary>
+    public WarpGroupFloatAccumulator Low, High;
+
+    /// <summary>Row sums of that block's P: rows g and g + 8.</summary>
+    public float SumLo, SumHi;
+
+    /// <summary>The current P (A fragments for keys 0..31 and 32..63).</summary>
+    public AFrag P0, P1;
+}}
+
+/// <summary>
+/// FP8 P·V with P, the block's fresh FP32 accumulator and P's row sums in resident PTX registers (<c>sgp0..7</c>,
+/// <c>sga0..63</c>, <c>sgs0..3</c>) that no compiler copy touches, so P·V of block j can be in flight during the softmax
+/// of block j + 1 without ptxas serializing the wgmma (as <see cref="ResidentPv"/> for FP16 values). Declare once per
+/// kernel, before any other call; the emulation keeps the same values in <see cref="ResidentFp8PvState"/>.
+/// </summary>
+public static class ResidentFp8Pv
+{{
+    /// <summary>Marker of the declaration line, which the runtime's PTX pass moves to the top of the function.</summary>
+    public const string DeclarationMarker = ".reg .f32 sga<64>;";
+
+    /// <summary>
+    /// Declares the resident registers (function scope) and zeroes them where this is called: wgmma reads its accumulators
+    /// too, so without a definition ptxas would keep them live from the function's entry, through a producer warpgroup's
+    /// code, and ignore its <c>setmaxnreg</c> (C7507).
+    /// </summary>
+    {INLINE}
+    public static void Declare(ref ResidentFp8PvState r)
+    {{
+        if (CudaAsm.IsSupported)
+        {{
+            CudaAsm.Emit(".reg .f32 sga<64>; .reg .f32 sgs<4>; .reg .b32 sgp<8>;");
+            CudaAsm.Emit("{zero}");
+            return;
+        }}
+        r = default;
+    }}
+
+    /// <summary>The next block's FP8 P (A of keys 0..31 and 32..63) becomes the current one, after the P·V that read the current one retired.</summary>
+    {INLINE}
+    public static void SetP(in AFrag a0, in AFrag a1, ref ResidentFp8PvState r)
+    {{
+        if (CudaAsm.IsSupported)
+        {{
+            CudaAsm.Emit("{set_p}", a0.R0, a0.R1, a0.R2, a0.R3, a1.R0, a1.R1, a1.R2, a1.R3);
+            return;
+        }}
+        r.P0 = a0;
+        r.P1 = a1;
+    }}
+
+    /// <summary>
+    /// Issues P·V of one key block into the fresh accumulator (two chained <c>m64n64k32 f32.e4m3.e4m3</c> wgmma per 64
+    /// channels, A = the current P, B = the Vᵀ tile the descriptor words name) and P's row sums (two <c>m64n8k32</c> against
+    /// the ones tile), without committing or waiting.
+    /// </summary>
+    /// <param name="vDesc">Low word of the Vᵀ tile's swizzled descriptor (channels 0..63).</param>
+    /// <param name="vHigh">High word of the Vᵀ descriptors.</param>
+    /// <param name="halfStep">Descriptor step from channel 0 to channel 64.</param>
+    /// <param name="onesDesc">Low word of the ones tile's descriptor (<see cref="WarpGroupMma.OnesDescriptorLow"/>).</param>
+    /// <param name="wide">Dp = 128: both channel halves.</param>
+    /// <param name="shared">All dynamic shared memory (read by the emulation).</param>
+    /// <param name="r">The emulation's copy.</param>
+    {INLINE}
+    public static void IssueValues(uint vDesc, uint vHigh, uint halfStep, uint onesDesc, bool wide, ArrayView<byte> shared, ref ResidentFp8PvState r)
+    {{
+        if (CudaAsm.IsSupported)
+        {{
+            CudaAsm.Emit("{pv(0)}", vDesc, vHigh);
+            CudaAsm.Emit("{sums}", onesDesc);
+            if (wide)
+                CudaAsm.Emit("{pv(1)}", vDesc + halfStep, vHigh);
+            return;
+        }}
+        WarpGroupMma.IssueE4M3K64(out r.Low, r.P0, r.P1, vDesc, vHigh, shared);
+        WarpGroupMma.IssueE4M3RowSums(out r.SumLo, out r.SumHi, r.P0, r.P1, onesDesc, shared);
+        r.High = default;
+        if (wide)
+            WarpGroupMma.IssueE4M3K64(out r.High, r.P0, r.P1, vDesc + halfStep, vHigh, shared);
+    }}
+
+    /// <summary>Copies the retired P·V (and, at Dp = 64, nothing in <paramref name="high"/>) and row sums out of the resident registers.</summary>
+    {INLINE}
+    public static void Read(bool wide, in ResidentFp8PvState r, out WarpGroupFloatAccumulator low, out WarpGroupFloatAccumulator high,
+        out float sumLo, out float sumHi)
+    {{
+        if (CudaAsm.IsSupported)
+        {{
+{read_decl}
+            CudaAsm.EmitRef("{read(0, True)}", {read_refs}, ref y32, ref y33);
+            low = default;
+{back("low")}
+            sumLo = y32.Value;
+            sumHi = y33.Value;
+            high = default;
+            if (wide)
+            {{
+                CudaAsm.EmitRef("{read(1, False)}", {read_refs});
+{back("high")}
+            }}
+            return;
+        }}
+        low = r.Low;
+        high = r.High;
+        sumLo = r.SumLo;
+        sumHi = r.SumHi;
+    }}
+}}
+"""
+    path = os.path.join(ROOT, "src", "Kernels", "Intrinsics", "Generated")
+    with open(os.path.join(path, "ResidentFp8Pv.g.cs"), "w") as f:
+        f.write(text)
+
+
 if __name__ == "__main__":
     intrinsics()
     tiles()
     resident()
+    resident_fp8()

@@ -107,7 +107,12 @@ public static partial class HopperAttentionKernel
     /// <summary>Byte offset of the barriers in dynamic shared memory: after the Q tiles and the K and Vᵀ stages.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static int BarrierOffset(int paddedHeadDim, int warpGroups, int valueBytes) =>
-        (warpGroups + StagesFor(warpGroups) * (1 + valueBytes)) * Rows * paddedHeadDim;
+        BarrierOffset(paddedHeadDim, warpGroups, StagesFor(warpGroups), valueBytes);
+
+    /// <summary>Byte offset of the barriers after <paramref name="tiles"/> Q tiles and <paramref name="stages"/> K and Vᵀ stages.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int BarrierOffset(int paddedHeadDim, int tiles, int stages, int valueBytes) =>
+        (tiles + stages * (1 + valueBytes)) * Rows * paddedHeadDim;
 
     /// <summary>Bytes of the barriers ("full" and "empty" per stage, one for Q), rounded up to 16 for the ones tile after them.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -38,4 +38,20 @@ public sealed partial class CudaSageAttention
             args.AddParameter(attention, views).AddBytes(tensorMaps, 8).Add(paddedHeadDim).Add(groups).Add(valueBytes),
             new KernelSpecialization(threads, HopperAttentionKernel.BlocksPerSm(groups)), [paddedHeadDim, groups, valueBytes]);
     }
+
+    /// <summary>
+    /// Launches <see cref="HopperAttentionKernel.RunWarpSpecialized"/> on grid (⌈<paramref name="qTiles"/> / 2⌉, Hq,
+    /// <paramref name="batch"/>): blocks of a producer and two consumer warpgroups, one per SM (<c>.minnctapersm 1</c>, so
+    /// ptxas starts every warpgroup at 168 registers and the kernel moves them with <c>setmaxnreg</c>).
+    /// </summary>
+    private void LaunchHopperWarpSpecialized(PtxTarget target, IntPtr stream, KernelArgs args, in AttentionParams attention,
+        Dictionary<string, DeviceView> views, byte[] tensorMaps, int qTiles, int headsQ, int batch, int paddedHeadDim)
+    {
+        int threads = HopperAttentionKernel.SpecializedThreads;
+        var dims = new LaunchDimensions(HopperAttentionKernel.Blocks(qTiles, HopperAttentionKernel.SpecializedConsumers), headsQ, batch, threads, 1, 1,
+            HopperAttentionKernel.SpecializedSharedBytes(paddedHeadDim));
+        Launch(target with { ArchSpecific = true }, HopperSpecializedAttention, dims, stream,
+            args.AddParameter(attention, views).AddBytes(tensorMaps, 8).Add(paddedHeadDim),
+            new KernelSpecialization(threads, 1), [paddedHeadDim]);
+    }
 }

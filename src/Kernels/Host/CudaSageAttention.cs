@@ -46,6 +46,7 @@ public sealed partial class CudaSageAttention : IDisposable
     private static readonly MethodInfo QuantizeOneLaunch = typeof(QkvQuantizeOneLaunchKernel).GetMethod(nameof(QkvQuantizeOneLaunchKernel.Run))!;
     private static readonly MethodInfo VarlenAttention = typeof(VarlenAttentionKernel).GetMethod(nameof(VarlenAttentionKernel.Run))!;
     private static readonly MethodInfo HopperAttention = typeof(HopperAttentionKernel).GetMethod(nameof(HopperAttentionKernel.Run))!;
+    private static readonly MethodInfo HopperSpecializedAttention = typeof(HopperAttentionKernel).GetMethod(nameof(HopperAttentionKernel.RunWarpSpecialized))!;
     private static readonly MethodInfo HopperPackedAttention = typeof(HopperAttentionKernel).GetMethod(nameof(HopperAttentionKernel.RunPacked))!;
 
     private readonly CudaKernelLauncher _launcher;
@@ -169,7 +170,10 @@ public sealed partial class CudaSageAttention : IDisposable
             PairedOutput = AttentionParams.PairedOutputFor(output.Pointer % 4 == 0, output.StrideBatch, output.StrideHead, output.StrideToken),
         };
         var attentionViews = AttentionViews(grid, output, scratch, writeLse ? lse : null, corrected ? lseCorrection : null);
-        if (options.Variant.IsHopper())
+        if (options.Variant == AttentionVariant.HopperQkInt8PvFp8 && (options.HopperWarpSpecialized || HopperWarpSpecializedOverride.Value))
+            LaunchHopperWarpSpecialized(target, stream, args, attention, attentionViews, TensorMapsFor(shape, scratch, 1), shape.QTiles, shape.HeadsQ,
+                shape.Batch, dp);
+        else if (options.Variant.IsHopper())
             LaunchHopper(target, HopperAttention, stream, args, attention, attentionViews,
                 TensorMapsFor(shape, scratch, HopperAttentionKernel.ValueBytes(options.Variant)), shape.QTiles, shape.HeadsQ, shape.Batch, dp, options);
         else
@@ -348,6 +352,8 @@ public sealed partial class CudaSageAttention : IDisposable
     /// leave it at 0: a tuning knob for benchmarks (docs/hopper.md). Unset or empty means automatic. Read once per process,
     /// not per call; an invalid value throws at every call.
     /// </summary>
+    private static readonly Lazy<bool> HopperWarpSpecializedOverride = new(() => TuningKnob("SAGEATTN_HOPPER_WARP_SPECIALIZED", 1) == 1);
+
     private static readonly Lazy<int> HopperWarpGroupsOverride =
         new(() => TuningKnob("SAGEATTN_HOPPER_WARPGROUPS", HopperAttentionKernel.MaxWarpGroups));
 

@@ -24,6 +24,15 @@ public sealed record SageAttentionOptions
     /// </summary>
     public int HopperWarpGroups { get; init; }
 
+    /// <summary>
+    /// Runs dense <see cref="AttentionVariant.HopperQkInt8PvFp8"/> calls on the warp-specialized form of the wgmma kernel
+    /// (<see cref="HopperAttentionKernel.RunWarpSpecialized"/>: a producer warpgroup and two pipelined consumers per SM,
+    /// FA3's layout) instead of two blocks of two warpgroups per SM; the environment variable
+    /// <c>SAGEATTN_HOPPER_WARP_SPECIALIZED=1</c> does the same for every call. Same inputs and accuracy; off by default (see
+    /// docs/hopper.md for its measured speed). <see cref="HopperWarpGroups"/>, FP16 values and packed calls ignore it.
+    /// </summary>
+    public bool HopperWarpSpecialized { get; init; }
+
     /// <summary>The V storage the variant needs.</summary>
     public VFormat VFormat =>
         Variant.HasFp16Values() ? VFormat.Fp16

@@ -9,6 +9,7 @@ namespace SageAttn.Kernels.Host;
 public sealed partial class SageAttentionRunner
 {
     private Action<KernelConfig, AttentionParams, TensorMapParameter, SpecializedValue<int>, SpecializedValue<int>, SpecializedValue<int>>? _hopperAttention;
+    private Action<KernelConfig, AttentionParams, TensorMapParameter, SpecializedValue<int>>? _hopperSpecializedAttention;
     private Action<KernelConfig, AttentionParams, TensorMapParameter, SpecializedValue<int>, SpecializedValue<int>, SpecializedValue<int>>? _hopperPackedAttention;
 
     /// <summary>
@@ -29,6 +30,11 @@ public sealed partial class SageAttentionRunner
             throw new NotSupportedException(
                 $"{options.Variant} needs PTX for sm_90a, which ILGPU's {_accelerator.AcceleratorType} accelerator cannot load; " +
                 $"use {nameof(CudaSageAttention)} (the TorchSharp path) on an sm_90 device.");
+        if (!packed && options.HopperWarpSpecialized && options.Variant == AttentionVariant.HopperQkInt8PvFp8)
+        {
+            LaunchHopperWarpSpecialized(qTiles, headsQ, batch, paddedHeadDim, p);
+            return;
+        }
         // Loaded on first use so CUDA runners never compile it.
         var kernel = packed
             ? _hopperPackedAttention ??= _accelerator.LoadStreamKernel<AttentionParams, TensorMapParameter, SpecializedValue<int>, SpecializedValue<int>,
@@ -45,5 +51,16 @@ public sealed partial class SageAttentionRunner
         kernel(new KernelConfig(new Index3D(HopperAttentionKernel.Blocks(qTiles, groups), headsQ, batch),
             new Index3D(groups * HopperAttentionKernel.Threads, 1, 1), SharedMemoryConfig.RequestDynamic<byte>(sharedBytes)),
             p, default(TensorMapParameter), SpecializedValue.New(paddedHeadDim), SpecializedValue.New(groups), SpecializedValue.New(valueBytes));
+    }
+
+    /// <summary>Runs <see cref="HopperAttentionKernel.RunWarpSpecialized"/> (CPU only, as the other wgmma launches).</summary>
+    private void LaunchHopperWarpSpecialized(int qTiles, int headsQ, int batch, int paddedHeadDim, AttentionParams p)
+    {
+        var kernel = _hopperSpecializedAttention ??= _accelerator.LoadStreamKernel<AttentionParams, TensorMapParameter, SpecializedValue<int>>(
+            HopperAttentionKernel.RunWarpSpecialized);
+        int sharedBytes = HopperAttentionKernel.SpecializedSharedBytes(paddedHeadDim) + WarpGroupMma.EmulationSharedBytes;
+        kernel(new KernelConfig(new Index3D(HopperAttentionKernel.Blocks(qTiles, HopperAttentionKernel.SpecializedConsumers), headsQ, batch),
+            new Index3D(HopperAttentionKernel.SpecializedThreads, 1, 1), SharedMemoryConfig.RequestDynamic<byte>(sharedBytes)),
+            p, default(TensorMapParameter), SpecializedValue.New(paddedHeadDim));
     }
 }

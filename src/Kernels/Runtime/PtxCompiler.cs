@@ -205,6 +205,7 @@ public sealed class PtxCompiler : IDisposable
             // ILGPU routes inline-PTX out/ref operands through local-memory slots; make them registers again.
             var ptx = PtxLocalPromotion.Apply(((PTXCompiledKernel)compiled).PTXAssembly).Ptx;
             ptx = PtxResidentRegisters.Hoist(ptx);
+            ptx = PtxConstantBranches.Apply(ptx);
             if (target.ArchSpecific)
             {
                 ptx = PatchTarget(ptx, target.TargetName);

@@ -29,7 +29,7 @@ public abstract class AttentionKernelTests(AcceleratorFixture fixture, ITestOutp
     public sealed record Case(string Name, int Batch, int HeadsQ, int HeadsKv, int Nq, int Nk, int HeadDim,
         AttentionVariant Variant, bool Causal = false, bool Nhd = false, TensorElementType Type = TensorElementType.Float16,
         bool Lse = false, float KOffset = 0f, bool SmoothV = false, QuantGranularity Granularity = QuantGranularity.PerThread,
-        int HopperWarpGroups = 0, int OutputRowPad = 0)
+        int HopperWarpGroups = 0, int OutputRowPad = 0, bool WarpSpecialized = false)
     {
         public override string ToString() => Name;
     }
@@ -44,7 +44,8 @@ public abstract class AttentionKernelTests(AcceleratorFixture fixture, ITestOutp
         var v = TestData.Randn(random, c.Batch, c.HeadsKv, c.Nk, c.HeadDim, c.Type, c.Nhd);
         float smScale = 1f / MathF.Sqrt(c.HeadDim);
         int causalOffset = c.Causal ? Math.Max(0, c.Nk - c.Nq) : 0;
-        var options = new SageAttentionOptions { Variant = c.Variant, Granularity = c.Granularity, SmoothV = c.SmoothV, HopperWarpGroups = c.HopperWarpGroups };
+        var options = new SageAttentionOptions { Variant = c.Variant, Granularity = c.Granularity, SmoothV = c.SmoothV, HopperWarpGroups = c.HopperWarpGroups,
+            HopperWarpSpecialized = c.WarpSpecialized };
         var accelerator = fixture.Accelerator!;
 
         // O's rows may be padded (OutputRowPad elements after each row): an odd pad makes rows start mid-word, so the

@@ -144,6 +144,39 @@ public sealed class CudaHopperAttentionTests(ITestOutputHelper log)
         }
     }
 
+    /// <summary>
+    /// The warp-specialized form (a producer warpgroup, two pipelined consumers taking turns) computes each row as two
+    /// warpgroups per block do — the same products, softmax and FP32 folds in the same order — so its output and LSE must
+    /// match within rounding noise (relative L1 ≤ 1e-5), over ragged blocks (15 query tiles), rings that wrap (15 key
+    /// blocks), causal consumers that visit different numbers of blocks, and bottom-right q &lt; k; and a second call
+    /// must repeat the first bit for bit (a turn or stage mix-up between the consumers would not).
+    /// </summary>
+    [Theory]
+    [InlineData(128, false, 900, 900)]
+    [InlineData(128, true, 900, 900)]
+    [InlineData(64, true, 700, 960)]
+    [InlineData(64, false, 64, 1000)]
+    public void WarpSpecializedMatchesTwoWarpGroups(int d, bool causal, int nq, int nk)
+    {
+        RequireHopper();
+        using var generator = new torch.Generator((ulong)(d + nq + (causal ? 1 : 0)));
+        using var scope = torch.NewDisposeScope();
+        var q = TorchReference.Randn(generator, [2, 4, nq, d], ScalarType.Float16, torch.CUDA);
+        var k = TorchReference.Randn(generator, [2, 2, nk, d], ScalarType.Float16, torch.CUDA, 4);
+        var v = TorchReference.Randn(generator, [2, 2, nk, d], ScalarType.Float16, torch.CUDA);
+        int offset = causal ? nk - nq : 0;
+        var (blocks, blocksLse) = Enqueue(AttentionVariant.HopperQkInt8PvFp8, q, k, v, causal, offset, true, warpGroups: 2);
+        var (specialized, specializedLse) = Enqueue(AttentionVariant.HopperQkInt8PvFp8, q, k, v, causal, offset, true, warpSpecialized: true);
+        var (again, _) = Enqueue(AttentionVariant.HopperQkInt8PvFp8, q, k, v, causal, offset, false, warpSpecialized: true);
+        var output = TorchReference.Compare(specialized, blocks);
+        var lse = TorchReference.Compare(specializedLse!, blocksLse!);
+        long differing = specialized.ne(blocks).sum().item<long>();
+        log.WriteLine($"d {d} causal {causal} {nq}x{nk}: vs two warpgroups relL1 {output.RelL1:E2} ({differing} elements differ), LSE relL1 {lse.RelL1:E2}");
+        Assert.True(output.RelL1 <= 1e-5, $"output relL1 {output.RelL1:E3} vs two warpgroups per block");
+        Assert.True(lse.RelL1 <= 1e-5, $"LSE relL1 {lse.RelL1:E3} vs two warpgroups per block");
+        Assert.True(specialized.ne(again).sum().item<long>() == 0, "a second warp-specialized call gave a different output");
+    }
+
     private ((double RelL1, double Cosine, double Rmse) Exact, double V2RelL1) Run(string name, int batch, int hq, int hkv, int nq, int nk, int d,
         bool causal, ScalarType dtype, double kOffset, bool lse, int seed, AttentionVariant variant = AttentionVariant.HopperQkInt8PvFp8)
     {
@@ -174,10 +207,10 @@ public sealed class CudaHopperAttentionTests(ITestOutputHelper log)
 
     /// <summary>One driver-path call into NaN-poisoned output (and LSE); every element must be written.</summary>
     private static (Tensor Output, Tensor? Lse) Enqueue(AttentionVariant variant, Tensor q, Tensor k, Tensor v, bool causal, int causalOffset, bool withLse,
-        int warpGroups = 0)
+        int warpGroups = 0, bool warpSpecialized = false)
     {
         var shape = new AttentionShape((int)q.shape[0], (int)q.shape[1], (int)k.shape[1], (int)q.shape[2], (int)k.shape[2], (int)q.shape[3]);
-        var options = new SageAttentionOptions { Variant = variant, HopperWarpGroups = warpGroups };
+        var options = new SageAttentionOptions { Variant = variant, HopperWarpGroups = warpGroups, HopperWarpSpecialized = warpSpecialized };
         var layout = QuantizedLayout.For(shape, options);
         var buffers = new List<Tensor>();
         IntPtr Allocate(string _, long bytes)

@@ -59,6 +59,14 @@ public sealed class CpuHopperAttentionKernelTests(CpuAcceleratorFixture fixture,
         new Case("hopper fp16 d80 padded wg3", 1, 1, 1, 200, 150, 80, HopperFp16, HopperWarpGroups: 3),
         new Case("hopper fp16 d128 n260 causal wg4 lse", 1, 1, 1, 260, 260, 128, HopperFp16, Causal: true, Lse: true, HopperWarpGroups: 4),
         new Case("hopper fp16 d128 n130 k700 wg3 pipelined ring of 8 wraps", 1, 1, 1, 130, 700, 128, HopperFp16, HopperWarpGroups: 3),
+        // The warp-specialized form (a producer warpgroup, two pipelined consumers): the ring of 8 wrapping, a ragged block
+        // whose spare consumer only releases stages, causal consumers visiting one block apart, bottom-right q < k, LSE, GQA,
+        // the padded head dim and per-warp scales.
+        new Case("hopper ws d128 n130 k700 ragged ring wraps", 1, 1, 1, 130, 700, 128, Hopper, WarpSpecialized: true),
+        new Case("hopper ws d64 n300 causal lse gqa2", 1, 2, 1, 300, 300, 64, Hopper, Causal: true, Lse: true, WarpSpecialized: true),
+        new Case("hopper ws d128 causal bottom-right q<k", 1, 1, 1, 70, 600, 128, Hopper, Causal: true, WarpSpecialized: true),
+        new Case("hopper ws d80 padded perwarp K-bias", 1, 1, 1, 100, 150, 80, Hopper, Granularity: QuantGranularity.PerWarp, KOffset: 8f,
+            WarpSpecialized: true),
     };
 
     [Theory]

@@ -26,6 +26,20 @@ public sealed class HopperLaunchShapeTests
         }
     }
 
+    [Theory]
+    [InlineData(64)]
+    [InlineData(128)]
+    public void WarpSpecializedBlockFillsOneSm(int paddedHeadDim)
+    {
+        int bytes = HopperAttentionKernel.SpecializedSharedBytes(paddedHeadDim);
+        Assert.True(bytes + ReservedPerBlock <= SmBytes, $"Dp {paddedHeadDim}: {bytes} bytes");
+        // setmaxnreg budgets: multiples of 8 in 24..256, the producer's warpgroup and both consumers within the SM's 65536.
+        foreach (int budget in new[] { RegisterBudget.Producer, RegisterBudget.Consumer })
+            Assert.True(budget % 8 == 0 && budget is >= 24 and <= 256, $"budget {budget}");
+        Assert.True(HopperAttentionKernel.Threads * (RegisterBudget.Producer + HopperAttentionKernel.SpecializedConsumers * RegisterBudget.Consumer) <= 65536);
+        Assert.Equal(3 * HopperAttentionKernel.Threads, HopperAttentionKernel.SpecializedThreads);
+    }
+
     [Fact]
     public void FirstMaskedBlockIsWhereTheBoundsCheckFirstHoldsAndItHoldsAfter()
     {

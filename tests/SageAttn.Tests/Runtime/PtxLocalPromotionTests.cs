@@ -187,6 +187,28 @@ public sealed class PtxLocalPromotionTests : IDisposable
             Assert.True(ptx.IndexOf(ResidentPv.DeclarationMarker, StringComparison.Ordinal) < ptx.IndexOf("sgo0,", StringComparison.Ordinal));
     }
 
+    [Theory]
+    [InlineData(128)]
+    [InlineData(64)]
+    public void WarpSpecializedKernelHasNoLocalMemoryAndMovesRegisters(int paddedHeadDim)
+    {
+        var kernel = typeof(HopperAttentionKernel).GetMethod(nameof(HopperAttentionKernel.RunWarpSpecialized))!;
+        var ptx = _compiler.Compile(kernel, PtxTarget.Hopper with { ArchSpecific = true }, [paddedHeadDim],
+            new ILGPU.Runtime.KernelSpecialization(HopperAttentionKernel.SpecializedThreads, 1)).Ptx;
+
+        Assert.DoesNotContain(".local", ptx);
+        Assert.Contains($"setmaxnreg.dec.sync.aligned.u32 {RegisterBudget.Producer};", ptx);
+        Assert.Contains($"setmaxnreg.inc.sync.aligned.u32 {RegisterBudget.Consumer};", ptx);
+        // ptxas ignores setmaxnreg (C7507) while the emulation's calls are reachable: every branch ILGPU made on a
+        // constant-true predicate must be unconditional.
+        Assert.DoesNotMatch(new Regex(@"mov\.pred\t(%p\d+), 1;\n\t@\1 bra"), ptx);
+        // The pipelined consumers: Q·Kᵀ of the next block retires while P·V of this one is in flight, on resident
+        // registers declared once, before their first use.
+        Assert.Contains("wgmma.wait_group.sync.aligned 1;", ptx);
+        Assert.Single(Regex.Matches(ptx, Regex.Escape(ResidentFp8Pv.DeclarationMarker)));
+        Assert.True(ptx.IndexOf(ResidentFp8Pv.DeclarationMarker, StringComparison.Ordinal) < ptx.IndexOf("sga0,", StringComparison.Ordinal));
+    }
+
     [Fact]
     public void MmaSyncKernelHasNoLocalMemory()
     {
