@@ -34,7 +34,7 @@ public static partial class HopperAttentionKernel
         BarrierOffset(paddedHeadDim, SpecializedConsumers, SpecializedStages, 1) + BarrierBytes(SpecializedStages) + WarpGroupMma.OnesTileBytes;
 
     /// <summary>
-    /// The FP8-values kernel in FA3's layout (<see cref="Host.SageAttentionOptions.HopperWarpSpecialized"/>): one block of three warpgroups
+    /// The FP8-values kernel in FA3's layout (opt-in: <c>SageAttentionOptions.HopperWarpSpecialized</c>): one block of three warpgroups
     /// per SM. Warpgroup 0 is the producer: it gives its registers back (<see cref="RegisterBudget"/>) and one thread issues
     /// every copy of the block (Q tiles, then the K/Vᵀ ring), so no consumer warp does producer work. Warpgroups 1 and 2
     /// are consumers of one 64-row query tile each, at 240 registers: per key block j they issue Q·Kᵀ of j + 1 and P·V of
