@@ -20,7 +20,7 @@ public static partial class HopperAttentionKernel
 
     /// <summary>
     /// Whether the consumers take turns at the tensor cores (<see cref="WarpGroupTurns"/>, FA3's ping-pong). Off: on the
-    /// H100 turns cost this kernel 3–5% at hd128 (docs/hopper.md). A switch for measuring: the environment variable
+    /// H100 turns cost this kernel 2–4% at hd128 (docs/hopper.md). A switch for measuring: the environment variable
     /// <c>SAGEATTN_HOPPER_TURNS=1</c>, read once per process, turns them on (ILGPU folds the value into the compiled kernel).
     /// </summary>
     private static readonly bool SpecializedTurns = Environment.GetEnvironmentVariable("SAGEATTN_HOPPER_TURNS") == "1";
@@ -217,6 +217,7 @@ public static partial class HopperAttentionKernel
             var pFrag = default(PFragments);
             if (turns)
                 WarpGroupTurns.Start(_consumer);
+            // An FP8 Vᵀ tile (Dp rows of 64 one-byte keys) is the size of a K tile, so both rings step alike.
             uint vStageStep = _stageStep;
             var kScales = _p.KScale.SubView(_kScaleBase);
             int kb = 0;
@@ -274,35 +275,27 @@ public static partial class HopperAttentionKernel
                 kb++;
             }
 
-            if (turns)
-            {
-                // A consumer that visited fewer blocks than the block walks (causal: one fewer) takes its missing turns now;
-                // one that visited none (the spare consumer of a ragged block) takes one per block as it releases it, since
-                // the other's turns wait on stages only this consumer can release.
-                if (_visitBlocks > 0)
-                {
-                    for (int i = TurnsFor(_visitBlocks); i < TurnsFor(_blockBlocks); i++)
-                    {
-                        WarpGroupTurns.Take(_consumer);
-                        WarpGroupTurns.Pass(_consumer);
-                    }
-                }
-                else if (_blockBlocks > 0)
-                {
-                    WarpGroupTurns.Take(_consumer);
-                    WarpGroupTurns.Pass(_consumer);
-                }
-            }
+            // Both consumers take TurnsFor(blocks the block walks) turns. One that visited fewer (causal: one block fewer; the
+            // spare consumer of a ragged block: none) takes its missing turns one per block as it releases the rest, then any
+            // left: taking them all before releasing would hang once the other's turns wait on a stage only this consumer
+            // still holds.
+            int missing = turns ? TurnsFor(_blockBlocks) - TurnsFor(_visitBlocks) : 0;
             for (; kb < _blockBlocks; kb++)
             {
                 int stage = kb & (stages - 1);
-                if (turns && _visitBlocks == 0)
+                if (missing > 0)
                 {
                     WarpGroupTurns.Take(_consumer);
                     WarpGroupTurns.Pass(_consumer);
+                    missing--;
                 }
                 Mbarrier.WaitBlock(producer.Full(stage), (kb / stages) & 1);
                 Mbarrier.ArriveOncePerWarp(producer.Empty(stage));
+            }
+            for (; missing > 0; missing--)
+            {
+                WarpGroupTurns.Take(_consumer);
+                WarpGroupTurns.Pass(_consumer);
             }
             if (turns)
                 WarpGroupTurns.Finish(_consumer);

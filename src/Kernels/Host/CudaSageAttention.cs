@@ -348,12 +348,17 @@ public sealed partial class CudaSageAttention : IDisposable
     };
 
     /// <summary>
+    /// SAGEATTN_HOPPER_WARP_SPECIALIZED=1 runs every dense FP8-value wgmma call of this path on the warp-specialized kernel
+    /// (as <see cref="SageAttentionOptions.HopperWarpSpecialized"/> does per call): a switch for benchmarks. Read once per
+    /// process; a value other than 0 or 1 throws at every call.
+    /// </summary>
+    private static readonly Lazy<bool> HopperWarpSpecializedOverride = new(() => TuningKnob("SAGEATTN_HOPPER_WARP_SPECIALIZED", 1) == 1);
+
+    /// <summary>
     /// SAGEATTN_HOPPER_WARPGROUPS (1..MaxWarpGroups) overrides the automatic warpgroups per block of the wgmma kernel when the options
     /// leave it at 0: a tuning knob for benchmarks (docs/hopper.md). Unset or empty means automatic. Read once per process,
     /// not per call; an invalid value throws at every call.
     /// </summary>
-    private static readonly Lazy<bool> HopperWarpSpecializedOverride = new(() => TuningKnob("SAGEATTN_HOPPER_WARP_SPECIALIZED", 1) == 1);
-
     private static readonly Lazy<int> HopperWarpGroupsOverride =
         new(() => TuningKnob("SAGEATTN_HOPPER_WARPGROUPS", HopperAttentionKernel.MaxWarpGroups));
 

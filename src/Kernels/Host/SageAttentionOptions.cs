@@ -27,9 +27,10 @@ public sealed record SageAttentionOptions
     /// <summary>
     /// Runs dense <see cref="AttentionVariant.HopperQkInt8PvFp8"/> calls on the warp-specialized form of the wgmma kernel
     /// (<see cref="HopperAttentionKernel.RunWarpSpecialized"/>: a producer warpgroup and two pipelined consumers per SM,
-    /// FA3's layout) instead of two blocks of two warpgroups per SM; the environment variable
-    /// <c>SAGEATTN_HOPPER_WARP_SPECIALIZED=1</c> does the same for every call. Same inputs and accuracy; off by default (see
-    /// docs/hopper.md for its measured speed). <see cref="HopperWarpGroups"/>, FP16 values and packed calls ignore it.
+    /// FA3's layout) instead of two blocks of two warpgroups per SM; on the driver path (<c>CudaSageAttention</c>, what the
+    /// TorchSharp API runs) the environment variable <c>SAGEATTN_HOPPER_WARP_SPECIALIZED=1</c> does the same for every call.
+    /// Same inputs and accuracy; off by default, since it measured slower (docs/hopper.md). It ignores
+    /// <see cref="HopperWarpGroups"/>; FP16 values and packed calls ignore it.
     /// </summary>
     public bool HopperWarpSpecialized { get; init; }
 

@@ -10,14 +10,19 @@ namespace SageAttn.Kernels.Intrinsics;
 /// </summary>
 /// <remarks>
 /// Every thread of a warpgroup must execute it together (<c>.sync.aligned</c>), with budgets that are multiples of 8
-/// from 24 to 256; the block's total must stay within the registers it was launched with. No-op on the CPU.
+/// from 24 to 256; the block's total must stay within the registers it was launched with, or an increase waits forever.
+/// The PTX spells the budgets as literals (inline PTX takes constant strings); a PTX test ties them to the constants.
+/// No-op on the CPU.
 /// </remarks>
 public static class RegisterBudget
 {
     /// <summary>Registers a producer warpgroup keeps (<see cref="ShrinkToProducer"/>).</summary>
     public const int Producer = 24;
 
-    /// <summary>Registers a consumer warpgroup grows to (<see cref="GrowToConsumer"/>): with one producer and two consumers, 24 + 2 · 240 = 504 ≤ 512 per thread slot of 65536 / 128.</summary>
+    /// <summary>
+    /// Registers a consumer warpgroup grows to (<see cref="GrowToConsumer"/>). A block of one producer and two consumers is
+    /// launched with 168 per thread (65536 / 384, rounded down to 8), 504 per lane across its three warpgroups: 24 + 2 · 240.
+    /// </summary>
     public const int Consumer = 240;
 
     /// <summary><c>setmaxnreg.dec</c> to <see cref="Producer"/> registers.</summary>

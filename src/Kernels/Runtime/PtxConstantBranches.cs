@@ -11,7 +11,7 @@ namespace SageAttn.Kernels.Runtime;
 /// </summary>
 public static partial class PtxConstantBranches
 {
-    [GeneratedRegex(@"(mov\.pred\t(%p\d+), 1;\n\t)@\2 bra(?:\.uni)?\t", RegexOptions.CultureInvariant)]
+    [GeneratedRegex(@"(mov\.pred[ \t]+(%p\d+), 1;\s*)@\2 bra(?:\.uni)?[ \t]+", RegexOptions.CultureInvariant)]
     private static partial Regex AlwaysTaken();
 
     /// <summary>The module with each branch on a predicate set to true just before it made unconditional, if it uses <c>setmaxnreg</c>.</summary>

@@ -58,4 +58,25 @@ public sealed class PtxResidentRegistersTests
         const string ptx = ".version 8.8\n.visible .entry K(\n)\n{\n\tret;\n}\n";
         Assert.Same(ptx, PtxResidentRegisters.Hoist(ptx));
     }
+
+    [Fact]
+    public void Fp8ResidentDeclarationIsHoistedToo()
+    {
+        string ptx = string.Join('\n',
+            ".visible .entry Kernel_Run()",
+            "{",
+            "\t.reg .b32\t%r<4>;",
+            "\tbra.uni\tL_2;",
+            "L_1:",
+            "\tmov.f32 %f1, sga0;",
+            "\tret;",
+            "L_2:",
+            "\t" + ResidentFp8Pv.DeclarationMarker + " .reg .f32 sgs<4>; .reg .b32 sgp<8>;",
+            "\tbra.uni\tL_1;",
+            "}");
+
+        string[] lines = PtxResidentRegisters.Hoist(ptx).Split('\n');
+
+        Assert.StartsWith("\t" + ResidentFp8Pv.DeclarationMarker, lines[2], StringComparison.Ordinal);
+    }
 }
