@@ -457,6 +457,22 @@ public static class HopperTile
         f.write(text)
 
 
+def copy_out(registers):
+    """Inline PTX that copies resident registers into the statement's output operands %0, %1, .. in order."""
+    return " ".join(f"mov.f32 %{i}, {r};" for i, r in enumerate(registers))
+
+
+def output_operands(count):
+    """C# declarations of count Output<float> operands y0.., and the ref list of the first 32 (an accumulator's)."""
+    return ("\n".join(f"            Output<float> y{i} = default;" for i in range(count)),
+            ", ".join(f"ref y{i}" for i in range(32)))
+
+
+def copy_back(target):
+    """C# assignments of the 32 accumulator fields of target from the operands y0..y31."""
+    return "\n".join(f"            {target}.{name} = y{i}.Value;" for i, name in enumerate(NAMES))
+
+
 def resident():
     """The FP16 P·V operands of the pipelined loop kept in PTX registers that ILGPU never sees (declared at function
     scope, hoisted by the runtime's PTX pass): O (64 FP32 per thread at hd128), the current P and the next P (16 fp16x2
@@ -472,7 +488,7 @@ def resident():
         # Element JjCc of a 64-column accumulator: c < 2 is row g (lo), c >= 2 row g + 8 (hi).
         return " ".join(f"mul.f32 {o[32 * upper + i]}, {o[32 * upper + i]}, {'%0' if (i % 4) < 2 else '%1'};" for i in range(32))
     def read(upper):
-        return " ".join(f"mov.f32 %{i}, {o[32 * upper + i]};" for i in range(32))
+        return copy_out(o[32 * upper:32 * upper + 32])
     zero = " ".join(f"mov.f32 {r}, 0f00000000;" for r in o)
     # P register k (A fragment k / 4, register k % 4) packs score columns (JjC c, JjC c+1), j = k / 2, c = 2 (k % 2):
     # Tile.PackFp16's order. cvt.rn.f16x2.f32 d, a, b puts a in the upper half.
@@ -486,9 +502,8 @@ def resident():
     pack_decl = "\n".join(f"            Input<float> x{2 * k} = s.{lo}, x{2 * k + 1} = s.{hi};" for k, (lo, hi) in enumerate(pack_inputs))
     pack_refs = ", ".join(f"ref x{i}" for i in range(32))
     q_cpu = "\n".join(f"        r.Q{k // 4}.R{k % 4} = DeviceConvert.PackFp16x2(s.{lo}, s.{hi});" for k, (lo, hi) in enumerate(pack_inputs))
-    read_decl = "\n".join(f"            Output<float> y{i} = default;" for i in range(32))
-    read_refs = ", ".join(f"ref y{i}" for i in range(32))
-    read_back = "\n".join(f"            d.{name} = y{i}.Value;" for i, name in enumerate(NAMES))
+    read_decl, read_refs = output_operands(32)
+    read_back = copy_back("d")
     text = HEADER + f"""using System.Runtime.CompilerServices;
 using ILGPU;
 using ILGPU.Runtime.Cuda;
@@ -654,17 +669,13 @@ def resident_fp8():
             "wgmma.mma_async.sync.aligned.m64n8k32.f32.e4m3.e4m3 {sgs0,sgs1,sgs2,sgs3}, {sgp0,sgp1,sgp2,sgp3}, db, pz, 1, 1; "
             "wgmma.mma_async.sync.aligned.m64n8k32.f32.e4m3.e4m3 {sgs0,sgs1,sgs2,sgs3}, {sgp4,sgp5,sgp6,sgp7}, db, po, 1, 1; }")
     def read(upper, with_sums):
-        text = " ".join(f"mov.f32 %{i}, {a[32 * upper + i]};" for i in range(32))
-        return text + (" mov.f32 %32, sgs0; mov.f32 %33, sgs2;" if with_sums else "")
+        return copy_out(a[32 * upper:32 * upper + 32] + (["sgs0", "sgs2"] if with_sums else []))
     set_p = " ".join(f"mov.b32 sgp{k}, %{k};" for k in range(8))
     # wgmma names its accumulators as inputs too (scale-d), so without a definition first ptxas takes them live from the
     # function's entry, through the producer's code, and ignores setmaxnreg (C7507).
     zero = " ".join([f"mov.f32 {r}, 0f00000000;" for r in a] + [f"mov.f32 sgs{i}, 0f00000000;" for i in range(4)]
                     + [f"mov.b32 sgp{k}, 0;" for k in range(8)])
-    read_decl = "\n".join(f"            Output<float> y{i} = default;" for i in range(34))
-    read_refs = ", ".join(f"ref y{i}" for i in range(32))
-    def back(target):
-        return "\n".join(f"            {target}.{name} = y{i}.Value;" for i, name in enumerate(NAMES))
+    read_decl, read_refs = output_operands(34)
     text = HEADER + f"""using System.Runtime.CompilerServices;
 using ILGPU;
 using ILGPU.Runtime.Cuda;
@@ -768,14 +779,14 @@ public static class ResidentFp8Pv
 {read_decl}
             CudaAsm.EmitRef("{read(0, True)}", {read_refs}, ref y32, ref y33);
             low = default;
-{back("low")}
+{copy_back("low")}
             sumLo = y32.Value;
             sumHi = y33.Value;
             high = default;
             if (wide)
             {{
                 CudaAsm.EmitRef("{read(1, False)}", {read_refs});
-{back("high")}
+{copy_back("high")}
             }}
             return;
         }}

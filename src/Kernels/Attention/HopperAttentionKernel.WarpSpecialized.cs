@@ -68,19 +68,7 @@ public static partial class HopperAttentionKernel
         long kvHeadIndex = (long)b * p.HeadsKv + h / (p.HeadsQ / p.HeadsKv);
         int blockBlocks = causal ? VisibleBlocks(tileBlock * groups + activeGroups - 1, kBlocks, p.CausalOffset, false) : kBlocks;
         var producer = new Producer(p, barriers, kvHeadIndex, 0, dp, 1, groups, stages, blockBlocks);
-        if (tid < WarpGroupMma.OnesTileBytes / 4)
-        {
-            shared[onesOffset / 4 + tid] = WarpGroupMma.E4M3OnesWord;
-            SharedWindow.FenceProxyAsync();
-        }
-        if (tid == 0)
-        {
-            // "Empty" counts the consumers' warps; "full" and Q the producer's one arrival.
-            for (int i = 0; i < 2 * stages + 1; i++)
-                Mbarrier.Init(barriers + (uint)(i * Mbarrier.Bytes), i >= stages && i < 2 * stages ? 4 * groups : 1);
-            Mbarrier.FenceInit();
-        }
-        Group.Barrier();
+        InitShared(shared, tid, barriers, stages, 4 * groups, onesTile: true, onesOffset);
 
         long qFirstRow = ((long)b * p.HeadsQ + h) * p.NqPad + (long)tileBlock * groups * Rows;
         if (warpGroup == 0)

@@ -252,18 +252,7 @@ public static partial class HopperAttentionKernel
             visitBlocks = 0;
 
         var producer = new Producer(p, barriers, kvHeadIndex, kFirstRow, dp, vBytes, groups, stages, blockBlocks);
-        if (!fp16Values && tid < WarpGroupMma.OnesTileBytes / 4)
-        {
-            shared[onesOffset / 4 + tid] = WarpGroupMma.E4M3OnesWord;
-            SharedWindow.FenceProxyAsync();
-        }
-        if (tid == 0)
-        {
-            for (int i = 0; i < 2 * stages + 1; i++)
-                Mbarrier.Init(barriers + (uint)(i * Mbarrier.Bytes), i >= stages && i < 2 * stages ? 4 * groups : 1);
-            Mbarrier.FenceInit();
-        }
-        Group.Barrier();
+        InitShared(shared, tid, barriers, stages, 4 * groups, onesTile: !fp16Values, onesOffset);
         if (tid == 0)
         {
             producer.LoadQ(shared, packed
@@ -405,6 +394,28 @@ public static partial class HopperAttentionKernel
             if (rowHi < p.Nq)
                 AttentionKernel.WriteLse(p, lseBase + rowHi, emptyHi, rowSumHi, softmax.MaxHi - shift);
         }
+    }
+
+    /// <summary>
+    /// A block's set-up before its warps split: the e4m3 ones tile of the row sums (FP8 values), the ring's "full" and Q
+    /// barriers (one arrival: the producer's, with the byte count) and "empty" barriers (<paramref name="consumerWarps"/>
+    /// arrivals), then a block barrier so every thread sees them.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void InitShared(ArrayView<uint> shared, int tid, uint barriers, int stages, int consumerWarps, bool onesTile, int onesOffset)
+    {
+        if (onesTile && tid < WarpGroupMma.OnesTileBytes / 4)
+        {
+            shared[onesOffset / 4 + tid] = WarpGroupMma.E4M3OnesWord;
+            SharedWindow.FenceProxyAsync();
+        }
+        if (tid == 0)
+        {
+            for (int i = 0; i < 2 * stages + 1; i++)
+                Mbarrier.Init(barriers + (uint)(i * Mbarrier.Bytes), i >= stages && i < 2 * stages ? consumerWarps : 1);
+            Mbarrier.FenceInit();
+        }
+        Group.Barrier();
     }
 
     /// <summary>Issues S = Q·Kᵀ for one key block (Dp / 32 chained k32 wgmma, one commit group).</summary>

@@ -5,9 +5,9 @@ namespace SageAttn.Kernels.Runtime;
 
 /// <summary>
 /// Moves the declarations of resident registers (<see cref="ResidentPv"/>, <see cref="ResidentFp8Pv"/>) to the top of
-/// the function that declares them. The
-/// kernel declares them with inline PTX at function scope, and ILGPU lays out basic blocks in its own order, so a block
-/// that uses them can come before the declaring block in the text; ptxas wants a declaration before its first use.
+/// the function that declares them. The kernel declares them with inline PTX at function scope, and ILGPU lays out basic
+/// blocks in its own order, so a block that uses them can come before the declaring block in the text; ptxas wants a
+/// declaration before its first use.
 /// </summary>
 public static class PtxResidentRegisters
 {
